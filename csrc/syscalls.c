@@ -1,0 +1,43 @@
+#define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include "syscalls.h"
+
+pid_t pc_clone(unsigned long flags)
+{
+    /* The raw syscall with a NULL stack behaves like fork(2): the child continues on a
+     * copy-on-write copy of the caller's stack. glibc's clone() wrapper insists on a new
+     * stack and a function pointer, which cannot return into the Python interpreter. */
+    return (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+}
+
+int pc_unshare(int flags) { return unshare(flags); }
+int pc_setns(int fd, int nstype) { return setns(fd, nstype); }
+
+int pc_pivot_root(const char *new_root, const char *put_old)
+{
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+int pc_mount(const char *source, const char *target, const char *fstype,
+             unsigned long flags, const char *data)
+{
+    return mount(source, target, fstype, flags, data);
+}
+
+int pc_umount2(const char *target, int flags) { return umount2(target, flags); }
+int pc_sethostname(const char *name, size_t len) { return sethostname(name, len); }
+
+int pc_close_range(unsigned int first, unsigned int last, unsigned int flags)
+{
+    return (int)syscall(SYS_close_range, first, last, flags);
+}
+
+int pc_cap_ambient_clear_all(void)
+{
+    return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+}

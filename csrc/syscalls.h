@@ -1,0 +1,20 @@
+/* The kernel calls pycontain needs that Python 3.11's os module does not offer.
+ * Each is a thin wrapper: it returns what the kernel returns (-1 and errno on failure);
+ * pycontain/syscalls.py turns failures into OSError naming the call. */
+#include <sys/types.h>
+
+/* clone(2) with fork semantics (no new stack): returns 0 in the child, the child's pid
+ * in the parent. flags are CLONE_NEW* bits; SIGCHLD is added so the parent can wait(2). */
+pid_t pc_clone(unsigned long flags);
+int pc_unshare(int flags);
+int pc_setns(int fd, int nstype);
+/* pivot_root(2) has no glibc wrapper. */
+int pc_pivot_root(const char *new_root, const char *put_old);
+int pc_mount(const char *source, const char *target, const char *fstype,
+             unsigned long flags, const char *data);
+int pc_umount2(const char *target, int flags);
+int pc_sethostname(const char *name, size_t len);
+/* close_range(2): closes every fd in [first, last] in one call. */
+int pc_close_range(unsigned int first, unsigned int last, unsigned int flags);
+/* prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL): python-prctl has no ambient-set call. */
+int pc_cap_ambient_clear_all(void);

@@ -1,0 +1,5 @@
+import sys
+
+from pycontain.cli import main
+
+sys.exit(main())

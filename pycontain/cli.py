@@ -1,0 +1,594 @@
+"""The command line: parse once into config objects, call the runtime, map errors to exit codes.
+
+This is the only module that prints errors or chooses exit codes: 125 for pycontain's own errors, 126
+when the command cannot be executed, 127 when it is not found, else the container's own status.
+
+The parser is a small table-driven one rather than argparse: argparse (with the re and gettext it
+imports) costs ~8 ms per start on the reference VM, and `pycontain run` must start faster than runc.
+It accepts what Docker's CLI accepts: `-it`, `-e K=V`, `-eK=V`, `--name=x`, `--name x`, and options end
+at the image name (everything after it is the container's command).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pycontain import __version__
+from pycontain.errors import NotRootError, PycontainError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+FLAG, VALUE, MULTI = "flag", "value", "multi"
+
+# (names, dest, kind, metavar, help)
+RUN_OPTIONS = [
+    (("-d", "--detach"), "detach", FLAG, "", "run in the background and print the container id"),
+    (("-i", "--interactive"), "interactive", FLAG, "", "keep stdin open and connected"),
+    (("-t", "--tty"), "tty", FLAG, "", "allocate a terminal (pty) inside the container"),
+    (("--rm",), "rm", FLAG, "", "remove the container when it exits"),
+    (("--name",), "name", VALUE, "NAME", "name the container (unique)"),
+    (("-e", "--env"), "env", MULTI, "K=V", "set an environment variable (K alone copies the host's)"),
+    (("--env-file",), "env_file", MULTI, "FILE", "read K=V lines from FILE"),
+    (("-w", "--workdir"), "workdir", VALUE, "DIR", "working directory inside the container"),
+    (("-u", "--user"), "user", VALUE, "USER[:GROUP]", "user (name or uid) from the image's /etc/passwd"),
+    (("-h", "--hostname"), "hostname", VALUE, "NAME", "container hostname (default: short id)"),
+    (("--entrypoint",), "entrypoint", VALUE, "CMD", "override the image's entrypoint"),
+    (("-v", "--volume"), "volume", MULTI, "SRC:DST[:ro]", "bind mount a host path"),
+    (("--read-only",), "read_only", FLAG, "", "mount the root filesystem read-only"),
+    (("--network", "--net"), "network", VALUE, "MODE", "none (loopback only, default) or host"),
+    (("--pids-limit",), "pids_limit", VALUE, "N", "maximum number of processes (default 2048, -1: none)"),
+    (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
+]
+EXEC_OPTIONS = [
+    (("-i", "--interactive"), "interactive", FLAG, "", "keep stdin open and connected"),
+    (("-t", "--tty"), "tty", FLAG, "", "allocate a terminal"),
+    (("-e", "--env"), "env", MULTI, "K=V", "set an environment variable"),
+    (("-w", "--workdir"), "workdir", VALUE, "DIR", "working directory"),
+    (("-u", "--user"), "user", VALUE, "USER[:GROUP]", "user to run as"),
+    (("--explain",), "explain", FLAG, "", "narrate each kernel step"),
+]
+COMMANDS: dict[str, tuple[list[Any], str, str]] = {
+    "run": (RUN_OPTIONS, "IMAGE [COMMAND [ARG...]]", "create and start a container"),
+    "create": ([o for o in RUN_OPTIONS if o[1] not in ("detach", "rm")] + [RUN_OPTIONS[3]],
+               "IMAGE [COMMAND [ARG...]]", "create a container without starting it"),
+    "start": ([], "CONTAINER...", "start stopped containers (in the background)"),
+    "exec": (EXEC_OPTIONS, "CONTAINER COMMAND [ARG...]", "run a command in a running container"),
+    "ps": ([(("-a", "--all"), "all", FLAG, "", "show stopped containers too"),
+            (("-q", "--quiet"), "quiet", FLAG, "", "only ids")], "", "list containers"),
+    "logs": ([(("-f", "--follow"), "follow", FLAG, "", "keep following the output"),
+              (("--tail", "-n"), "tail", VALUE, "N", "only the last N lines")], "CONTAINER", "show a container's output"),
+    "top": ([], "CONTAINER", "list the processes of a container"),
+    "stop": ([(("-t", "--time"), "time", VALUE, "SECONDS", "seconds to wait before SIGKILL (default 10)")],
+             "CONTAINER...", "stop containers (SIGTERM, then SIGKILL)"),
+    "kill": ([(("-s", "--signal"), "signal", VALUE, "SIGNAL", "signal to send (default KILL)")],
+             "CONTAINER...", "send a signal to containers"),
+    "rm": ([(("-f", "--force"), "force", FLAG, "", "kill the container first if it is running")],
+           "CONTAINER...", "remove containers"),
+    "wait": ([], "CONTAINER...", "wait for containers to exit and print their exit codes"),
+    "inspect": ([], "CONTAINER|IMAGE...", "show details as JSON"),
+    "import": ([(("-c", "--change"), "change", MULTI, "INSTR", "set CMD, ENTRYPOINT, ENV, WORKDIR or USER")],
+               "TARBALL NAME[:TAG]", "make a one-layer image from a root filesystem tarball"),
+    "images": ([(("-q", "--quiet"), "quiet", FLAG, "", "only ids")], "", "list images"),
+    "gc": ([], "", "release whatever a killed pycontain left behind"),
+}
+# Commands whose options end at their first positional argument (the rest belongs to the container).
+STOP_AT_POSITIONAL = {"run", "create", "exec"}
+
+
+def parse_options(spec: list[Any], args: list[str], command: str) -> tuple[dict[str, Any], list[str]]:
+    by_name = {name: (dest, kind) for names, dest, kind, _, _ in spec for name in names}
+    opts: dict[str, Any] = {dest: ([] if kind == MULTI else (False if kind == FLAG else None))
+                            for _, dest, kind, _, _ in spec}
+    positionals: list[str] = []
+    i = 0
+
+    def take(dest: str, kind: str, value: str) -> None:
+        if kind == MULTI:
+            opts[dest].append(value)
+        else:
+            opts[dest] = value
+
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if positionals and command in STOP_AT_POSITIONAL:
+            positionals.append(arg)
+            continue
+        if arg == "--":
+            positionals.extend(args[i:])
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            if name not in by_name:
+                raise UsageError(f"unknown flag {name} for `pycontain {command}` (see `pycontain {command} --help`)")
+            dest, kind = by_name[name]
+            if kind == FLAG:
+                if eq and value not in ("true", "false"):
+                    raise UsageError(f"flag {name} takes no value")
+                opts[dest] = value != "false"
+                continue
+            if not eq:
+                if i >= len(args):
+                    raise UsageError(f"flag {name} needs a value")
+                value = args[i]
+                i += 1
+            take(dest, kind, value)
+        elif arg.startswith("-") and len(arg) > 1:
+            j = 1
+            while j < len(arg):
+                name = "-" + arg[j]
+                if name not in by_name:
+                    raise UsageError(f"unknown flag {name} for `pycontain {command}` (see `pycontain {command} --help`)")
+                dest, kind = by_name[name]
+                if kind == FLAG:
+                    opts[dest] = True
+                    j += 1
+                    continue
+                value = arg[j + 1:].removeprefix("=")
+                if not value:
+                    if i >= len(args):
+                        raise UsageError(f"flag {name} needs a value")
+                    value = args[i]
+                    i += 1
+                take(dest, kind, value)
+                break
+        else:
+            positionals.append(arg)
+    return opts, positionals
+
+
+def usage(command: str | None = None) -> str:
+    if command is None:
+        lines = ["Usage: pycontain [--root DIR] [--explain] COMMAND [OPTIONS]", "",
+                 "A small, readable Linux container runtime. Commands:"]
+        lines += [f"  {name:<8} {desc}" for name, (_, _, desc) in COMMANDS.items()]
+        lines += ["", "Global options:", "  --root DIR   keep all state under DIR (also: PYCONTAIN_ROOT)",
+                  "  --explain    narrate each kernel step", "  --version    print the version",
+                  "", "Run `pycontain COMMAND --help` for a command's options."]
+        return "\n".join(lines)
+    spec, args, desc = COMMANDS[command]
+    lines = [f"Usage: pycontain {command} [OPTIONS] {args}".rstrip(), "", desc.capitalize() + ".", ""]
+    if spec:
+        lines.append("Options:")
+        for names, _, _, metavar, text in spec:
+            flag = ", ".join(names) + (f" {metavar}" if metavar else "")
+            lines.append(f"  {flag:<28} {text}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- commands
+
+def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
+    from pycontain import config as c
+
+    if not positionals:
+        raise UsageError("an image is required: pycontain run [OPTIONS] IMAGE [COMMAND [ARG...]]")
+    env = []
+    for path in opts["env_file"]:
+        env += c.parse_env(c.read_env_file(path))
+    env += c.parse_env(opts["env"])
+    if opts.get("detach") and opts.get("rm") is None:
+        pass
+    pids = opts["pids_limit"]
+    if pids is not None:
+        try:
+            pids = int(pids)
+        except ValueError:
+            raise UsageError(f"invalid --pids-limit {pids!r}: expected a whole number") from None
+        if pids == 0 or pids < -1:
+            raise UsageError(f"invalid --pids-limit {pids}: use a positive number, or -1 for no limit")
+        pids = None if pids == -1 else pids
+    limits = c.Limits(pids=pids) if opts["pids_limit"] is not None else c.Limits()
+    entrypoint = None
+    if opts["entrypoint"] is not None:
+        entrypoint = (opts["entrypoint"],) if opts["entrypoint"] else ()
+    return c.ContainerConfig(
+        image=positionals[0],
+        command=tuple(positionals[1:]),
+        entrypoint=entrypoint,
+        name=c.validate_name(opts["name"]) if opts["name"] is not None else None,
+        env=tuple(env),
+        workdir=c.validate_workdir(opts["workdir"]) if opts["workdir"] else None,
+        user=opts["user"],
+        hostname=c.validate_hostname(opts["hostname"]) if opts["hostname"] else None,
+        interactive=opts["interactive"],
+        tty=opts["tty"],
+        detach=opts.get("detach", False),
+        remove=opts["rm"],
+        read_only=opts["read_only"],
+        network=c.validate_network(opts["network"] or "none"),
+        mounts=tuple(c.parse_volume(v) for v in opts["volume"]),
+        limits=limits,
+    )
+
+
+def cmd_run(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    cfg = _config_from(opts, pos)
+    if cfg.tty and not cfg.detach and not os.isatty(0):
+        raise UsageError("the input device is not a TTY: drop -t, or run pycontain from a terminal")
+    if cfg.detach:
+        rec_id = _run_detached(paths, cfg)
+        print(rec_id)
+        return 0
+    return runtime.run(paths, cfg)
+
+
+def _run_detached(paths: Any, cfg: Any) -> str:
+    from pycontain import runtime
+
+    rec, lock_fd = runtime.create(paths, cfg)
+    try:
+        runtime.start_detached(rec, lock_fd)
+    except PycontainError:
+        if cfg.remove:
+            from pycontain import state
+
+            state.remove_record(rec)
+        raise
+    return rec.id
+
+
+def cmd_create(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    opts["detach"] = True
+    rec, lock_fd = runtime.create(paths, _config_from(opts, pos))
+    os.close(lock_fd)
+    print(rec.id)
+    return 0
+
+
+def cmd_start(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    _need(pos, "a container")
+    return _each(pos, lambda ref: print(ref) if runtime.start(paths, ref) else None)
+
+
+def cmd_exec(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import config as c
+    from pycontain import runtime
+
+    if len(pos) < 2:
+        raise UsageError("usage: pycontain exec [OPTIONS] CONTAINER COMMAND [ARG...]")
+    if opts["tty"] and not os.isatty(0):
+        raise UsageError("the input device is not a TTY: drop -t, or run pycontain from a terminal")
+    workdir = c.validate_workdir(opts["workdir"]) if opts["workdir"] else None
+    return runtime.exec_(paths, pos[0], pos[1:], c.parse_env(opts["env"]), workdir, opts["user"],
+                         opts["tty"], opts["interactive"])
+
+
+def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import state
+
+    rows = []
+    for rec in sorted(state.all_records(paths), key=lambda r: r.meta().get("created", ""), reverse=True):
+        try:
+            status = rec.status()
+            meta, st = rec.meta(), rec.state()
+        except (OSError, ValueError):
+            continue  # removed while we looked
+        if status != "running" and not opts["all"]:
+            continue
+        if opts["quiet"]:
+            rows.append([rec.short_id])
+            continue
+        command = " ".join(meta["resolved"]["argv"])
+        command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
+        rows.append([rec.short_id, meta["image"], command, _ago(meta["created"]) + " ago",
+                     _status_text(status, st), "", meta["name"]])
+    if opts["quiet"]:
+        for row in rows:
+            print(row[0])
+    else:
+        _table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
+    return 0
+
+
+def _status_text(status: str, st: dict[str, Any]) -> str:
+    if status == "running":
+        return f"Up {_ago(st.get('started_at', ''))}"
+    if status == "exited":
+        return f"Exited ({st.get('exit_code')}) {_ago(st.get('finished_at', ''))} ago"
+    if status == "dead":
+        return "Dead (run `pycontain gc`)"
+    return "Created"
+
+
+def _ago(stamp: str) -> str:
+    import calendar
+    import time
+
+    try:
+        then = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, TypeError):
+        return "?"
+    secs = max(0, int(time.time() - then))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if secs >= size:
+            n = secs // size
+            return f"{n} {unit}{'s' if n > 1 else ''}"
+    return f"{secs} second{'s' if secs != 1 else ''}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def cmd_logs(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    import time
+
+    from pycontain import state
+
+    _need(pos, "a container", exactly=1)
+    rec = state.find(paths, pos[0])
+    tail = opts["tail"]
+    if tail is not None and not (tail.isdigit() or tail == "all"):
+        raise UsageError(f"invalid --tail {tail!r}: expected a number of lines")
+    try:
+        f = open(rec.log_path, "rb")
+    except FileNotFoundError:
+        return 0  # never ran detached: nothing was captured
+    with f:
+        data = f.read()
+        if tail is not None and tail != "all":
+            lines = data.splitlines(keepends=True)
+            data = b"".join(lines[-int(tail):]) if int(tail) else b""
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        while opts["follow"]:
+            running = rec.is_locked()
+            chunk = f.read()
+            if chunk:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+            elif not running:
+                break
+            else:
+                time.sleep(0.1)
+    return 0
+
+
+def cmd_top(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    import time
+
+    import psutil
+
+    from pycontain import state
+    from pycontain.cgroups import base as cgroups
+
+    _need(pos, "a container", exactly=1)
+    rec = state.find(paths, pos[0])
+    if rec.status() != "running":
+        raise UsageError(f"container {rec.name} is not running")
+    rows = []
+    for pid in sorted(cgroups.for_container(rec.id).procs()):
+        try:
+            p = psutil.Process(pid)
+            with p.oneshot():
+                cpu = p.cpu_times()
+                rows.append([p.uids().real, pid, p.ppid(), time.strftime("%H:%M", time.localtime(p.create_time())),
+                             f"{int(cpu.user + cpu.system) // 60:02d}:{int(cpu.user + cpu.system) % 60:02d}",
+                             " ".join(p.cmdline()) or f"[{p.name()}]"])
+        except psutil.Error:
+            continue
+    _table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], [[str(v) for v in r] for r in rows])
+    return 0
+
+
+def cmd_stop(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    _need(pos, "a container")
+    timeout = _number(opts["time"], "--time", 10.0)
+    return _each(pos, lambda ref: print(ref) if runtime.stop(paths, ref, timeout) else None)
+
+
+def cmd_kill(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    _need(pos, "a container")
+    signum = parse_signal(opts["signal"] or "KILL")
+    return _each(pos, lambda ref: print(ref) if runtime.kill(paths, ref, signum) else None)
+
+
+def parse_signal(text: str) -> int:
+    import signal
+
+    if text.isdigit() and 0 < int(text) < signal.NSIG:
+        return int(text)
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    value = getattr(signal, name, None)
+    if not isinstance(value, int) or name.startswith("SIG_"):
+        raise UsageError(f"invalid signal {text!r}: use a name like TERM or KILL, or a number")
+    return int(value)
+
+
+def cmd_rm(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    _need(pos, "a container")
+    return _each(pos, lambda ref: print(ref) if runtime.remove(paths, ref, opts["force"]) else None)
+
+
+def cmd_wait(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    _need(pos, "a container")
+    return _each(pos, lambda ref: print(runtime.wait(paths, ref)))
+
+
+def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    import json
+
+    from pycontain import details
+
+    _need(pos, "a container or image")
+    out, code = [], 0
+    for ref in pos:
+        try:
+            out.append(details.describe(paths, ref))
+        except PycontainError as e:
+            print(f"pycontain: {e}", file=sys.stderr)
+            code = e.exit_code
+    print(json.dumps(out, indent=4))
+    return code
+
+
+def cmd_import(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images.store import Store
+
+    _need(pos, "TARBALL NAME[:TAG]", exactly=2)
+    print(Store(paths).import_tarball(pos[0], pos[1], opts["change"]))
+    return 0
+
+
+def cmd_images(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images.store import Store
+
+    rows = []
+    for repo, tag, config, size in Store(paths).images():
+        image_id = config["id"].split(":", 1)[1][:12]
+        if opts["quiet"]:
+            print(image_id)
+            continue
+        rows.append([repo, tag, image_id, _ago(config.get("created", "")) + " ago", _size(size)])
+    if not opts["quiet"]:
+        _table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+    return 0
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
+        n /= 1000  # type: ignore[assignment]
+    return f"{n}"
+
+
+def cmd_gc(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    for line in runtime.gc(paths):
+        print(line)
+    return 0
+
+
+def _need(pos: list[str], what: str, exactly: int | None = None) -> None:
+    if not pos or (exactly is not None and len(pos) != exactly):
+        raise UsageError(f"expected {what}" + ("" if exactly is None else f" ({exactly} argument(s))"))
+
+
+def _number(value: str | None, flag: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise UsageError(f"invalid {flag} {value!r}: expected a number of seconds") from None
+    if number < 0:
+        raise UsageError(f"invalid {flag} {value!r}: must not be negative")
+    return number
+
+
+def _each(refs: list[str], action: Any) -> int:
+    """Docker's way with several containers: do each, report each failure, exit non-zero if any failed."""
+    code = 0
+    for ref in refs:
+        try:
+            action(ref)
+        except PycontainError as e:
+            print(f"pycontain: {e}", file=sys.stderr)
+            code = e.exit_code
+    return code
+
+
+HANDLERS = {
+    "run": cmd_run, "create": cmd_create, "start": cmd_start, "exec": cmd_exec, "ps": cmd_ps, "logs": cmd_logs,
+    "top": cmd_top, "stop": cmd_stop, "kill": cmd_kill, "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect,
+    "import": cmd_import, "images": cmd_images, "gc": cmd_gc,
+}
+
+
+# ---------------------------------------------------------------- entry point
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args)
+    except PycontainError as e:
+        _error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except OSError as e:
+        _error(f"{e.strerror or e}" + (f": {e.filename}" if e.filename else ""))
+        return 125
+    except Exception as e:  # noqa: BLE001 - the promise is one line, never a traceback
+        if os.environ.get("PYCONTAIN_DEBUG"):
+            raise
+        _error(f"internal error: {type(e).__name__}: {e} (set PYCONTAIN_DEBUG=1 for a traceback)")
+        return 125
+
+
+def _error(message: str) -> None:
+    try:
+        sys.stderr.write(f"pycontain: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def _main(args: list[str]) -> int:
+    root = None
+    explain_all = False
+    while args and args[0].startswith("-"):
+        arg = args.pop(0)
+        if arg in ("--version", "-v"):
+            print(f"pycontain version {__version__}")
+            return 0
+        if arg in ("--help", "-h"):
+            print(usage())
+            return 0
+        if arg == "--explain":
+            explain_all = True
+        elif arg == "--root" or arg.startswith("--root="):
+            root = arg.partition("=")[2] if "=" in arg else (args.pop(0) if args else "")
+            if not root:
+                raise UsageError("--root needs a directory")
+        else:
+            raise UsageError(f"unknown global flag {arg} (see `pycontain --help`)")
+    if not args:
+        print(usage(), file=sys.stderr)
+        return 125
+    command = args.pop(0)
+    if command == "help":
+        print(usage(args[0] if args and args[0] in COMMANDS else None))
+        return 0
+    if command not in COMMANDS:
+        raise UsageError(f"unknown command {command!r} (see `pycontain --help`)")
+    if ("--help" in args or (command not in ("run", "create") and "-h" in args)) and \
+            (command not in STOP_AT_POSITIONAL or args.index("--help" if "--help" in args else "-h") == 0):
+        print(usage(command))
+        return 0
+    opts, positionals = parse_options(COMMANDS[command][0], args, command)
+    if os.geteuid() != 0:
+        raise NotRootError("pycontain needs root: run it with sudo")
+    if explain_all or opts.get("explain"):
+        from pycontain import explain
+
+        explain.enable(os.dup(2))
+    from pycontain.state import Paths
+
+    return int(HANDLERS[command](Paths.from_root(root), opts, positionals))

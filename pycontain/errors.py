@@ -1,0 +1,52 @@
+"""The PycontainError hierarchy. Every message says what failed and, where it helps, what to do.
+
+cli.py is the only place that turns these into an exit code and a one-line message.
+"""
+
+from __future__ import annotations
+
+
+class PycontainError(Exception):
+    """pycontain itself could not do what was asked (exit 125)."""
+
+    exit_code = 125
+
+
+class UsageError(PycontainError):
+    """A bad flag, argument or value."""
+
+
+class NotRootError(PycontainError):
+    pass
+
+
+class ImageNotFound(PycontainError):
+    pass
+
+
+class ImageError(PycontainError):
+    """An image or layer is malformed or unsafe."""
+
+
+class ContainerNotFound(PycontainError):
+    pass
+
+
+class NameInUse(PycontainError):
+    pass
+
+
+class ContainerStateError(PycontainError):
+    """The container is not in a state that allows the operation (e.g. rm of a running one)."""
+
+
+class CommandNotFound(PycontainError):
+    """The container's command does not exist (exit 127)."""
+
+    exit_code = 127
+
+
+class CommandNotExecutable(PycontainError):
+    """The container's command exists but cannot be executed (exit 126)."""
+
+    exit_code = 126

@@ -1,0 +1,1 @@
+"""Networking: loopback now; bridge, veth, IPAM and NAT build on this package."""

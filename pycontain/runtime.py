@@ -1,0 +1,475 @@
+"""The container lifecycle as step lists: create, run, start, exec, stop, kill, rm, wait, gc.
+
+`run` reads like the lesson it teaches:
+
+    resolve image -> record + name -> cgroup -> clone(new namespaces) -> [child: rootfs, hostname,
+    privileges, execve] -> parent: wait (or hand over to a monitor with -d) -> release in reverse order
+
+Every host object is released by an ExitStack callback pushed right after it is acquired. Mounts need
+no callback: they live only in the container's mount namespace and vanish with it.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+import time
+
+from pycontain import explain, namespaces, state, syscalls
+from pycontain.cgroups import base as cgroups
+from pycontain.config import merge_env
+from pycontain.errors import ContainerStateError, PycontainError
+from pycontain.images.store import Store
+from pycontain.mounts import RootfsPlan
+from pycontain.namespaces import Process
+from pycontain.network import dns
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pycontain.config import ContainerConfig
+    from pycontain.state import Paths, Record
+
+# Signals a foreground pycontain passes on to the container, as `docker run` does.
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2)
+_ADJECTIVES = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "swift", "tidy", "vivid", "wise")
+_NOUNS = ("otter", "heron", "lynx", "maple", "comet", "delta", "falcon", "harbor", "kernel", "pixel", "quartz", "tulip")
+
+
+def _exit_stack() -> Any:
+    from contextlib import ExitStack
+
+    return ExitStack()
+
+
+# ---------------------------------------------------------------- create
+
+def create(paths: Paths, cfg: ContainerConfig) -> tuple[Record, int]:
+    """Resolve the image and write the container's record. Returns the record and its held lock fd."""
+    image = Store(paths).resolve(cfg.image)
+    cid = os.urandom(32).hex()
+    state.ensure_dirs(paths)
+    rec = state.Record(paths, cid)
+    os.mkdir(rec.dir, 0o700)
+    lock_fd = rec.acquire()
+    name = cfg.name or f"{_ADJECTIVES[int(cid[0:2], 16) % 12]}_{_NOUNS[int(cid[2:4], 16) % 12]}_{cid[4:8]}"
+    try:
+        state.reserve_name(paths, name, cid)
+        resolved = cfg.with_image_defaults(image.config, rec.short_id)
+        for sub in ("upper", "work", "rootfs", "etc"):
+            os.makedirs(f"{rec.storage}/{sub}", 0o755)
+        etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname)
+        meta = {
+            "id": cid, "name": name, "created": state.now(), "image": image.ref, "image_id": image.id,
+            "layers": list(image.layers), "config": cfg.to_json(), "resolved": resolved.to_json(),
+            "etc_files": etc_files,
+        }
+        state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
+        state.atomic_write_json(f"{rec.dir}/state.json", {"status": "created"}, durable=False)
+    except BaseException:
+        state.release_name(paths, name, cid)
+        state.rmtree(rec.storage)
+        state.rmtree(rec.dir)
+        os.close(lock_fd)
+        raise
+    explain.say(f"record {rec.dir} (name {name}); image {image.ref} with {len(image.layers)} layer(s)")
+    return rec, lock_fd
+
+
+# ---------------------------------------------------------------- run / start
+
+def run(paths: Paths, cfg: ContainerConfig) -> int:
+    rec, lock_fd = create(paths, cfg)
+    if cfg.detach:
+        start_detached(rec, lock_fd)
+        return 0
+    try:
+        return supervise(rec)
+    finally:
+        if cfg.remove:
+            state.remove_record(rec)
+        os.close(lock_fd)
+
+
+def start(paths: Paths, ref: str) -> Record:
+    rec = state.find(paths, ref)
+    try:
+        lock_fd = rec.acquire()
+    except BlockingIOError:
+        return rec  # already running: like `docker start`, nothing to do
+    if rec.state().get("status") == "running":  # its supervisor was killed: clean up first
+        _finish_dead(rec)
+    start_detached(rec, lock_fd)
+    return rec
+
+
+def start_detached(rec: Record, lock_fd: int) -> None:
+    """Fork a monitor that supervises the container after this CLI exits, and wait for its report."""
+    report_r, report_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(report_r)
+        os.setsid()  # no terminal signals from the session that started it
+        try:
+            supervise(rec, report_fd=report_w)
+            code = 0
+        except BaseException as e:  # noqa: BLE001 - reported to the CLI, which maps it to an exit code
+            code = getattr(e, "exit_code", 125)
+            try:
+                os.write(report_w, f"{code}\t{e}".encode())
+            except OSError:
+                pass
+        finally:
+            if rec.config.remove:
+                state.remove_record(rec)
+        os._exit(code)
+    os.close(report_w)
+    os.close(lock_fd)  # the monitor holds the lock from now on
+    report = b""
+    while chunk := os.read(report_r, 4096):
+        report += chunk
+    os.close(report_r)
+    if report != b"ok":
+        from pycontain.errors import CommandNotExecutable, CommandNotFound
+
+        code_text, _, message = report.decode(errors="replace").partition("\t")
+        code = int(code_text) if code_text.isdigit() else 125
+        raise {126: CommandNotExecutable, 127: CommandNotFound}.get(code, PycontainError)(
+            message or "the container monitor died before the container started")
+
+
+def supervise(rec: Record, report_fd: int | None = None) -> int:
+    """Start the container's process and stay with it until it exits; returns its exit code.
+
+    With report_fd (a detached monitor), "ok" is written there once the command runs, and this
+    process then lets go of the caller's terminal.
+    """
+    cfg, res, meta = rec.config, rec.resolved, rec.meta()
+    detached = report_fd is not None
+    log_fd = None
+    with _exit_stack() as undo:
+        if detached:
+            log_fd = os.open(rec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            undo.callback(os.close, log_fd)
+        plan = RootfsPlan(
+            rootfs=f"{rec.storage}/rootfs", lowerdirs=tuple(meta["layers"]), upperdir=f"{rec.storage}/upper",
+            workdir=f"{rec.storage}/work", mounts=cfg.mounts, etc_files=meta["etc_files"],
+            read_only=cfg.read_only, container_workdir=res.workdir,
+        )
+        proc = Process(res.argv, res.env, res.user, res.workdir, tty=cfg.tty, interactive=cfg.interactive,
+                       stdout_fd=None if cfg.tty else log_fd)
+
+        cg = cgroups.for_container(rec.id)
+        cg.create(cfg.limits)
+        undo.callback(cg.remove)
+        explain.say(f"mkdir {cg.dirs()[0]} (cgroup v{cg.version}, pids.max={cfg.limits.pids}): "
+                    "the container's processes are accounted and limited as one group")
+
+        flags = namespaces.RUN_FLAGS | (0 if cfg.network == "host" else syscalls.CLONE_NEWNET)
+
+        def prepare() -> None:  # runs in the child, after the parent says go
+            _prepare_container(plan, res.hostname, cfg.network)
+
+        child = namespaces.spawn(flags, prepare, proc)
+        reaper = _Reaper(child.pid)
+        undo.callback(reaper.kill_and_reap)
+        undo.callback(child.close)
+        explain.say("  new PID, mount, UTS, IPC" + ("" if cfg.network == "host" else ", network")
+                    + " namespaces: the command will be PID 1 and see only its own processes, mounts, "
+                    "hostname" + ("" if cfg.network == "host" else " and network stack"))
+        cg.add(child.pid)
+        explain.say(f"write {child.pid} > cgroup.procs: joined before it runs anything of its own")
+        child.go()
+        try:
+            child.wait_exec()
+        except PycontainError as e:
+            reaper.wait()
+            rec.set_state(status="exited", exit_code=e.exit_code, error=str(e), finished_at=state.now())
+            raise
+        rec.set_state(status="running", pid=child.pid, pid_start=proc_starttime(child.pid),
+                      started_at=state.now(), finished_at=None, exit_code=None, error=None)
+        if report_fd is not None:
+            _let_go_of_caller(report_fd)
+        code = _wait(child, reaper, cfg.tty, cfg.interactive, log_fd)
+        rec.set_state(status="exited", exit_code=code, finished_at=state.now())
+        explain.say(f"wait4({child.pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
+    return code
+
+
+def _prepare_container(plan: RootfsPlan, hostname: str, network: str) -> None:
+    """The child's namespace work, in order. Runs after clone, in the new namespaces."""
+    from pycontain import mounts
+    from pycontain.network import loopback
+
+    # A cgroup namespace made now (after the parent moved us into our cgroup) shows that cgroup as "/".
+    syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+    explain.say("unshare(CLONE_NEWCGROUP): the container sees its own cgroup as the root")
+    if network != "host":
+        loopback.up()
+        explain.say("ioctl(SIOCSIFFLAGS, lo, IFF_UP): the new network namespace has only a loopback device")
+    mounts.setup_rootfs(plan)
+    syscalls.sethostname(hostname)
+    explain.say(f"sethostname({hostname!r}): only this UTS namespace sees it")
+
+
+def _let_go_of_caller(report_fd: int) -> None:
+    """A detached monitor must not keep the caller's pipes open, or `$(pycontain run -d …)` would hang."""
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    explain.enabled = False
+    os.write(report_fd, b"ok")
+    os.close(report_fd)
+
+
+class _Reaper:
+    """Waits for the child exactly once; on an error path, kills it first."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.status: int | None = None
+
+    def wait(self) -> int:
+        while self.status is None:
+            try:
+                _, status = os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                status = 255 << 8
+            self.status = status
+        return self.status
+
+    def kill_and_reap(self) -> None:
+        if self.status is None:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+            self.wait()
+
+
+def _wait(child: namespaces.Child, reaper: _Reaper, tty: bool, interactive: bool, log_fd: int | None) -> int:
+    previous = {}
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(child.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for signum in FORWARDED:
+        previous[signum] = _signal.signal(signum, forward)
+    try:
+        if tty and child.master_fd is not None:
+            from pycontain import console
+
+            out = log_fd if log_fd is not None else 1
+            console.relay(child.master_fd, 0 if interactive and log_fd is None else None, out)
+            os.close(child.master_fd)
+        status = reaper.wait()
+    finally:
+        for signum, handler in previous.items():
+            _signal.signal(signum, handler)
+    return exit_code(status)
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N for death by signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def proc_starttime(pid: int) -> int:
+    """Field 22 of /proc/PID/stat: with the pid, it names one process even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def live_pid(rec: Record) -> int | None:
+    """The container's PID 1 on the host, if that exact process is still alive."""
+    st = rec.state()
+    pid = st.get("pid")
+    if st.get("status") != "running" or not pid:
+        return None
+    return int(pid) if proc_starttime(int(pid)) == st.get("pid_start") else None
+
+
+# ---------------------------------------------------------------- exec
+
+def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str | None, user: str | None,
+          tty: bool, interactive: bool) -> int:
+    import prctl
+
+    rec = state.find(paths, ref)
+    pid = live_pid(rec) if rec.status() == "running" else None
+    if pid is None:
+        raise ContainerStateError(f"container {rec.name} is not running; start it with `pycontain start {rec.name}`")
+    res = rec.resolved
+    proc = Process(tuple(argv), tuple(merge_env(list(res.env), env)), user if user is not None else res.user,
+                   workdir or res.workdir, tty=tty, interactive=interactive)
+    cg = cgroups.for_container(rec.id)
+    enter = namespaces.join(pid)
+    with _exit_stack() as undo:
+        undo.callback(enter.close)  # type: ignore[attr-defined]
+        pid_ns = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        undo.callback(os.close, pid_ns)
+        # CVE-2019-5736: what enters the container must not be dumpable (no /proc/PID/exe to write to).
+        prctl.set_dumpable(False)
+        syscalls.setns(pid_ns, syscalls.CLONE_NEWPID)  # applies to our children, not to us
+        explain.say(f"setns(CLONE_NEWPID) into PID 1 {pid}'s namespace: the next fork lands inside it")
+        child = namespaces.spawn(0, enter, proc)
+        reaper = _Reaper(child.pid)
+        undo.callback(reaper.kill_and_reap)
+        undo.callback(child.close)
+        cg.add(child.pid)
+        child.go()
+        child.wait_exec()
+        return _wait(child, reaper, tty, interactive, None)
+
+
+# ---------------------------------------------------------------- stop / kill / rm / wait
+
+def stop(paths: Paths, ref: str, timeout: float = 10.0) -> Record:
+    rec = state.find(paths, ref)
+    pid = live_pid(rec) if rec.status() == "running" else None
+    if pid is None:
+        return rec
+    _send(pid, _signal.SIGTERM)
+    explain.say(f"kill({pid}, SIGTERM); SIGKILL after {timeout:g}s")
+    deadline = time.monotonic() + timeout
+    while rec.is_locked() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if rec.is_locked():
+        _send(pid, _signal.SIGKILL)
+        rec.wait_unlocked()
+    return rec
+
+
+def kill(paths: Paths, ref: str, signum: int) -> Record:
+    rec = state.find(paths, ref)
+    pid = live_pid(rec) if rec.status() == "running" else None
+    if pid is None:
+        raise ContainerStateError(f"container {rec.name} is not running")
+    _send(pid, signum)
+    return rec
+
+
+def _send(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def remove(paths: Paths, ref: str, force: bool = False) -> Record:
+    rec = state.find(paths, ref)
+    status = rec.status()
+    if status == "running" or (status in ("created", "exited") and rec.is_locked()):
+        if not force:
+            raise ContainerStateError(
+                f"container {rec.name} is running: stop it first or use `pycontain rm -f {rec.name}`")
+        pid = live_pid(rec)
+        if pid is not None:
+            _send(pid, _signal.SIGKILL)
+        rec.wait_unlocked()
+    lock_fd = rec.acquire(blocking=True)  # nobody may start it while it is being removed
+    try:
+        _release_kernel_objects(rec)
+        state.remove_record(rec)
+    finally:
+        os.close(lock_fd)
+    return rec
+
+
+def wait(paths: Paths, ref: str) -> int:
+    rec = state.find(paths, ref)
+    rec.wait_unlocked()
+    st = rec.state()
+    return int(st.get("exit_code") or 0)
+
+
+def _release_kernel_objects(rec: Record) -> None:
+    cg = cgroups.for_container(rec.id)
+    if cg.exists():
+        cg.kill()
+        cg.remove()
+
+
+def _finish_dead(rec: Record) -> None:
+    """A container whose supervisor was killed: its processes and cgroup go, and it is marked exited."""
+    _release_kernel_objects(rec)
+    rec.set_state(status="exited", exit_code=rec.state().get("exit_code") or 137, finished_at=state.now(),
+                  error="its pycontain supervisor was killed")
+
+
+# ---------------------------------------------------------------- gc
+
+def gc(paths: Paths) -> list[str]:
+    """Release whatever a killed pycontain left behind. Safe to run at any time."""
+    done = []
+    records = state.all_records(paths)
+    live = set()
+    for rec in records:
+        try:
+            lock_fd = rec.acquire()
+        except BlockingIOError:
+            live.add(rec.id)  # a live supervisor owns it
+            continue
+        try:
+            status = rec.state().get("status")
+            if status == "running" or cgroups.for_container(rec.id).exists():
+                _finish_dead(rec)
+                done.append(f"stopped orphaned container {rec.short_id}")
+            if rec.config.remove:
+                state.remove_record(rec)
+                done.append(f"removed container {rec.short_id} (--rm)")
+            else:
+                live.add(rec.id)
+        finally:
+            os.close(lock_fd)
+    for cg in cgroups.orphans(live):
+        cg.kill()
+        cg.remove()
+        done.append(f"removed cgroup {cg.name}")
+    done += _gc_files(paths, live)
+    done += [f"removed partial image data {p}" for p in Store(paths).gc_temp()]
+    return done
+
+
+def _gc_files(paths: Paths, live: set[str]) -> list[str]:
+    done = []
+    try:
+        entries = os.listdir(paths.containers)
+    except FileNotFoundError:
+        entries = []
+    for cid in entries:
+        d = paths.record(cid)
+        if cid in live or os.path.exists(f"{d}/config.json"):
+            continue
+        # A record with no config: its creator died between mkdir and the first write.
+        try:
+            age = time.time() - os.stat(d).st_mtime
+        except FileNotFoundError:
+            continue
+        rec = state.Record(paths, cid)
+        if age > 5 and not rec.is_locked():
+            state.rmtree(d)
+            done.append(f"removed incomplete record {cid[:12]}")
+    storage = f"{paths.storage}/containers"
+    for cid in os.listdir(storage) if os.path.isdir(storage) else []:
+        if not os.path.exists(paths.record(cid)):
+            state.rmtree(f"{storage}/{cid}")
+            done.append(f"removed storage of container {cid[:12]}")
+    for name in os.listdir(paths.names) if os.path.isdir(paths.names) else []:
+        try:
+            owner = os.readlink(f"{paths.names}/{name}")
+        except OSError:
+            continue
+        if not os.path.exists(paths.record(owner)):
+            os.unlink(f"{paths.names}/{name}")
+            done.append(f"released name {name}")
+    return done

@@ -1,0 +1,133 @@
+"""Every raw kernel call pycontain makes that Python's os module lacks.
+
+This is the only module that imports the cffi extension (`pycontain._native`, built from csrc/ by pip).
+Each wrapper raises OSError(errno, "call(args)") so an error names the call that failed. It is also the
+seam unit tests use: `install(fake)` swaps the backend for an object with the same `pc_*` functions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# <linux/sched.h>: one bit per namespace (clone(2), unshare(2), setns(2)).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+NAMESPACE_FLAGS = {
+    "pid": CLONE_NEWPID, "mnt": CLONE_NEWNS, "uts": CLONE_NEWUTS,
+    "ipc": CLONE_NEWIPC, "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP,
+}
+
+# <sys/mount.h>: mount(2) flags.
+_FLAG_NAMES = {
+    "CLONE_NEWPID": CLONE_NEWPID, "CLONE_NEWNS": CLONE_NEWNS, "CLONE_NEWUTS": CLONE_NEWUTS,
+    "CLONE_NEWIPC": CLONE_NEWIPC, "CLONE_NEWNET": CLONE_NEWNET, "CLONE_NEWCGROUP": CLONE_NEWCGROUP,
+    "CLONE_NEWUSER": CLONE_NEWUSER,
+}
+
+MS_RDONLY = 1
+MS_NOSUID = 2
+MS_NODEV = 4
+MS_NOEXEC = 8
+MS_REMOUNT = 32
+MS_BIND = 4096
+MS_REC = 16384
+MS_PRIVATE = 1 << 18
+MS_SLAVE = 1 << 19
+MNT_DETACH = 2
+
+_backend: Any = None
+
+
+def _lib() -> Any:
+    global _backend
+    if _backend is None:
+        from pycontain import _native
+
+        _backend = _native.lib
+    return _backend
+
+
+def install(backend: Any) -> Any:
+    """Replace the kernel with `backend` (tests); returns the previous one."""
+    global _backend
+    previous, _backend = _backend, backend
+    return previous
+
+
+def _check(result: int, call: str) -> int:
+    if result < 0:
+        err = _errno()
+        raise OSError(err, f"{call}: {os.strerror(err)}")
+    return result
+
+
+def _errno() -> int:
+    lib = _lib()
+    if hasattr(lib, "errno"):  # fakes report their errno directly
+        return int(lib.errno)
+    from pycontain import _native
+
+    return int(_native.ffi.errno)
+
+
+def clone(flags: int) -> int:
+    """Fork into new namespaces: 0 in the child, the child's pid in the parent."""
+    return _check(_lib().pc_clone(flags), f"clone({flags_name(flags)})")
+
+
+def unshare(flags: int) -> None:
+    _check(_lib().pc_unshare(flags), f"unshare({flags_name(flags)})")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_lib().pc_setns(fd, nstype), f"setns({flags_name(nstype)})")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_lib().pc_pivot_root(new_root.encode(), put_old.encode()), f"pivot_root({new_root}, {put_old})")
+
+
+def mount(source: str, target: str, fstype: str | None, flags: int = 0, data: str | None = None) -> None:
+    _check(
+        _lib().pc_mount(source.encode(), target.encode(), fstype.encode() if fstype else _null(),
+                        flags, data.encode() if data else _null()),
+        f"mount({source!r}, {target!r}, {fstype or 'none'})",
+    )
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_lib().pc_umount2(target.encode(), flags), f"umount2({target!r})")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_lib().pc_sethostname(raw, len(raw)), f"sethostname({name!r})")
+
+
+def close_range(first: int, last: int = 0xFFFFFFFF) -> None:
+    _check(_lib().pc_close_range(first, last, 0), f"close_range({first}, {last})")
+
+
+def cap_ambient_clear_all() -> None:
+    _check(_lib().pc_cap_ambient_clear_all(), "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+
+
+def _null() -> Any:
+    lib = _lib()
+    if hasattr(lib, "errno"):
+        return None
+    from pycontain import _native
+
+    return _native.ffi.NULL
+
+
+def flags_name(flags: int) -> str:
+    names = [name for name, bit in _FLAG_NAMES.items() if flags & bit]
+    return "|".join(names) or hex(flags)

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Build the root filesystem of pycontain's offline built-in image.
+
+    python3 rootfs/build.py OUT.tar.gz [--busybox /bin/busybox]
+
+The output is a gzip-compressed tar of a tiny busybox system. It is reproducible: two builds with the
+same busybox binary (and the same SOURCE_DATE_EPOCH) produce byte-identical files, so the image digest
+is a stable fact that tests and docs can rely on. Standard library only, so the script runs before
+pycontain itself is installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gzip
+import io
+import os
+import re
+import struct
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+
+# ELF program header type of the dynamic loader path (elf(5)). A binary without one is started
+# directly by the kernel, which is what we need: the image ships no libc and no ld.so.
+PT_INTERP = 3
+
+BUSYBOX_PATH = "bin/busybox"
+
+# Directories every container expects to exist; the runtime mounts /proc, /sys, /dev over the first
+# three, and programs assume /tmp is world-writable with the sticky bit (mode 1777).
+DIRECTORIES: dict[str, int] = {
+    "bin": 0o755,
+    "dev": 0o755,
+    "etc": 0o755,
+    "home": 0o755,
+    "proc": 0o555,
+    "root": 0o700,
+    "run": 0o755,
+    "sbin": 0o755,
+    "sys": 0o555,
+    "tmp": 0o1777,
+    "usr": 0o755,
+    "usr/bin": 0o755,
+    "usr/sbin": 0o755,
+    "var": 0o755,
+}
+
+APP_UID = 1000
+APP_GID = 1000
+
+PASSWD = """\
+root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin
+bin:x:2:2:bin:/bin:/usr/sbin/nologin
+sys:x:3:3:sys:/dev:/usr/sbin/nologin
+app:x:1000:1000:test user:/home/app:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+"""
+
+# `staff` lists app so tests can check that supplementary groups from /etc/group reach the process.
+GROUP = """\
+root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+staff:x:50:app
+app:x:1000:
+nogroup:x:65534:
+"""
+
+
+class BuildError(Exception):
+    """A reason the image cannot be built; printed as one line."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One archive member, described only by what we choose, never by the build host's filesystem."""
+
+    path: str
+    kind: bytes  # tarfile.DIRTYPE, REGTYPE or SYMTYPE
+    mode: int
+    data: bytes = b""
+    target: str = ""
+    uid: int = 0
+    gid: int = 0
+
+
+def check_static(path: str, image: bytes) -> None:
+    """Refuse a busybox that needs a dynamic loader: it would fail inside the image with ENOENT."""
+    if image[:4] != b"\x7fELF":
+        raise BuildError(f"{path} is not an ELF executable")
+    try:
+        interpreted = _has_program_header(image, PT_INTERP)
+    except (struct.error, IndexError) as exc:
+        raise BuildError(f"{path} has a truncated or unsupported ELF header") from exc
+    if interpreted:
+        raise BuildError(
+            f"{path} is dynamically linked; install busybox-static "
+            "(apt-get install busybox-static) and pass its binary with --busybox"
+        )
+
+
+def _has_program_header(image: bytes, wanted: int) -> bool:
+    """Walk the program header table (elf(5)); raises struct.error on a malformed file."""
+    elf_class, data_encoding = image[4], image[5]
+    if elf_class not in (1, 2) or data_encoding not in (1, 2):
+        raise struct.error("unknown ELF class or data encoding")
+    endian = "<" if data_encoding == 1 else ">"
+    if elf_class == 2:  # 64-bit: e_phoff at 32, e_phentsize/e_phnum at 54/56
+        (phoff,) = struct.unpack_from(endian + "Q", image, 32)
+    else:  # 32-bit: e_phoff at 28, e_phentsize/e_phnum at 42/44
+        (phoff,) = struct.unpack_from(endian + "I", image, 28)
+    phentsize, phnum = struct.unpack_from(endian + "HH", image, 54 if elf_class == 2 else 42)
+    for index in range(phnum):
+        (p_type,) = struct.unpack_from(endian + "I", image, phoff + index * phentsize)
+        if p_type == wanted:
+            return True
+    return False
+
+
+def busybox_applets(busybox: str) -> list[str]:
+    """Ask busybox where each applet belongs (paths relative to /, e.g. 'usr/bin/env')."""
+    try:
+        listing = subprocess.run(
+            [busybox, "--list-full"], check=True, capture_output=True, text=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BuildError(f"cannot list applets with '{busybox} --list-full': {exc}") from exc
+    return sorted({line.strip().strip("/") for line in listing.splitlines() if line.strip()})
+
+
+def busybox_version(busybox: str) -> str:
+    """The version string for /etc/os-release; derived from the binary so it stays reproducible."""
+    banner = subprocess.run([busybox], capture_output=True, text=True).stdout
+    match = re.search(r"BusyBox v(\S+)", banner)
+    return match.group(1) if match else "unknown"
+
+
+def os_release(version: str) -> bytes:
+    return (
+        'NAME="pycontain busybox"\n'
+        "ID=pycontain-busybox\n"
+        f'VERSION_ID="{version}"\n'
+        f'PRETTY_NAME="pycontain built-in busybox image (BusyBox {version})"\n'
+    ).encode()
+
+
+def rootfs_entries(busybox: str) -> list[Entry]:
+    with open(busybox, "rb") as binary:
+        image = binary.read()
+    check_static(busybox, image)
+
+    entries: dict[str, Entry] = {}
+    for path, mode in DIRECTORIES.items():
+        entries[path] = Entry(path, tarfile.DIRTYPE, mode)
+    # The test user's home belongs to it so that non-root tests can write to $HOME.
+    entries["home/app"] = Entry("home/app", tarfile.DIRTYPE, 0o755, uid=APP_UID, gid=APP_GID)
+
+    entries[BUSYBOX_PATH] = Entry(BUSYBOX_PATH, tarfile.REGTYPE, 0o755, data=image)
+    for name, text in (
+        ("etc/passwd", PASSWD.encode()),
+        ("etc/group", GROUP.encode()),
+        ("etc/os-release", os_release(busybox_version(busybox))),
+    ):
+        entries[name] = Entry(name, tarfile.REGTYPE, 0o644, data=text)
+
+    for applet in busybox_applets(busybox):
+        if applet in entries:  # e.g. bin/busybox itself: the real file wins
+            continue
+        parent = PurePosixPath(applet).parent
+        # Relative targets keep the link correct wherever the tree is extracted on the host.
+        target = os.path.relpath(BUSYBOX_PATH, parent.as_posix() if parent.parts else ".")
+        entries[applet] = Entry(applet, tarfile.SYMTYPE, 0o777, target=target)
+
+    add_missing_parents(entries)
+    return [entries[path] for path in sorted(entries)]
+
+
+def add_missing_parents(entries: dict[str, Entry]) -> None:
+    """Give every member an explicit parent directory so extraction never invents one with umask modes."""
+    for path in list(entries):
+        for parent in PurePosixPath(path).parents:
+            name = parent.as_posix()
+            if name != "." and name not in entries:
+                entries[name] = Entry(name, tarfile.DIRTYPE, 0o755)
+
+
+def tar_member(entry: Entry, mtime: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(entry.path)
+    info.type = entry.kind
+    info.mode = entry.mode
+    info.uid, info.gid = entry.uid, entry.gid
+    # Names are fixed per id so the archive does not depend on the build host's /etc/passwd.
+    info.uname = "root" if entry.uid == 0 else "app"
+    info.gname = "root" if entry.gid == 0 else "app"
+    info.mtime = mtime
+    info.size = len(entry.data)
+    info.linkname = entry.target
+    return info
+
+
+def write_archive(entries: Iterable[Entry], out: str, mtime: int) -> None:
+    tmp = f"{out}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as raw:
+            # filename="" and mtime=0 keep the gzip header free of the output name and the build time.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
+                # USTAR has no per-file timestamps beyond mtime and no PAX records, so nothing
+                # host-specific (atime, ctime, xattrs) can leak into the archive.
+                with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                    for entry in entries:
+                        data = io.BytesIO(entry.data) if entry.kind == tarfile.REGTYPE else None
+                        tar.addfile(tar_member(entry, mtime), data)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def source_date_epoch() -> int:
+    """Reproducible-builds convention: https://reproducible-builds.org/specs/source-date-epoch/"""
+    value = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise BuildError(f"SOURCE_DATE_EPOCH must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build pycontain's built-in busybox root filesystem.")
+    parser.add_argument("out", metavar="OUT.tar.gz", help="where to write the gzip-compressed tarball")
+    parser.add_argument(
+        "--busybox", default="/bin/busybox", help="statically linked busybox (default: %(default)s)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        mtime = source_date_epoch()
+        entries = rootfs_entries(args.busybox)
+        write_archive(entries, args.out, mtime)
+    except (BuildError, OSError) as exc:
+        print(f"build.py: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out} ({len(entries)} entries)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
