@@ -28,7 +28,10 @@ class Frozen:
     __slots__: tuple[str, ...] = ()
     _fields: dict[str, Any] = {}
 
-    def __init__(self, **values: Any) -> None:
+    def __init__(self, *args: Any, **values: Any) -> None:
+        if len(args) > len(self._fields):
+            raise TypeError(f"{type(self).__name__} takes at most {len(self._fields)} values")
+        values.update(zip(self._fields, args))
         unknown = set(values) - set(self._fields)
         if unknown:
             raise TypeError(f"{type(self).__name__} has no field {sorted(unknown)[0]!r}")

@@ -160,8 +160,7 @@ def _setup_dev(root: str) -> None:
     dev = make_target(root, "/dev", True)
     syscalls.mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
     for name, (major, minor) in DEVICES.items():
-        os.mknod(f"{dev}/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
-        os.chmod(f"{dev}/{name}", 0o666)  # mknod applies the umask
+        syscalls.mknod(f"{dev}/{name}", 0o666, major, minor)
     for name, target in DEV_LINKS.items():
         os.symlink(target, f"{dev}/{name}")
     os.mkdir(f"{dev}/pts", 0o755)

@@ -169,7 +169,7 @@ def _finish_and_exec(go_r: int, status_w: int, sock: object, proc: Process) -> N
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
     explain.say(f"execve({proc.argv[0]}): the container's program replaces pycontain's child")
     try:
-        os.execvpe(proc.argv[0], list(proc.argv), dict(e.split("=", 1) for e in env if "=" in e))
+        _execvpe(proc.argv[0], list(proc.argv), dict(e.split("=", 1) for e in env if "=" in e))
     except OSError as e:
         e._exec = True  # type: ignore[attr-defined]
         if isinstance(e, FileNotFoundError):
@@ -178,6 +178,22 @@ def _finish_and_exec(go_r: int, status_w: int, sock: object, proc: Process) -> N
             e.strerror = f"{proc.argv[0]}: cannot execute: {e.strerror}"
         e.filename = None
         raise
+
+
+def _execvpe(file: str, argv: list[str], env: dict[str, str]) -> NoReturn:
+    """execvp(3) semantics, searching the *container's* PATH (os.execvpe would import warnings here,
+    after pivot_root, where the host's Python library is out of reach)."""
+    if "/" in file:
+        os.execve(file, argv, env)
+    denied: OSError | None = None
+    for directory in (env.get("PATH") or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
+        try:
+            os.execve(f"{directory or '.'}/{file}", argv, env)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError as e:
+            denied = denied or e
+    raise denied or FileNotFoundError(2, "not found", file)
 
 
 def _attach_pty(sock: object) -> None:

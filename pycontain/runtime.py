@@ -15,14 +15,13 @@ import _signal
 import os
 import time
 
-from pycontain import explain, namespaces, state, syscalls
+from pycontain import explain, mounts, namespaces, state, syscalls
 from pycontain.cgroups import base as cgroups
 from pycontain.config import merge_env
 from pycontain.errors import ContainerStateError, PycontainError
 from pycontain.images.store import Store
-from pycontain.mounts import RootfsPlan
 from pycontain.namespaces import Process
-from pycontain.network import dns
+from pycontain.network import dns, loopback
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,10 +36,40 @@ _ADJECTIVES = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quie
 _NOUNS = ("otter", "heron", "lynx", "maple", "comet", "delta", "falcon", "harbor", "kernel", "pixel", "quartz", "tulip")
 
 
-def _exit_stack() -> Any:
-    from contextlib import ExitStack
+class _Undo:
+    """contextlib.ExitStack's callback() and unwinding, without its imports.
 
-    return ExitStack()
+    `import contextlib` pulls in collections and functools: ~4.5 ms of a start that has to beat runc's
+    ~23 ms on the reference VM. Same contract: callbacks run last-in first-out; on failure the original
+    error propagates and a cleanup error is attached to it as __context__, never swallowed silently.
+    """
+
+    def __init__(self) -> None:
+        self._callbacks: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def callback(self, fn: Any, *args: Any) -> None:
+        self._callbacks.append((fn, args))
+
+    def __enter__(self) -> _Undo:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        pending = exc
+        while self._callbacks:
+            fn, args = self._callbacks.pop()
+            try:
+                fn(*args)
+            except BaseException as cleanup_error:  # noqa: BLE001 - re-raised below, chained
+                if pending is not None and cleanup_error is not pending:
+                    cleanup_error.__context__ = pending
+                pending = cleanup_error
+        if pending is not None and pending is not exc:
+            raise pending
+        return False
+
+
+def _exit_stack() -> _Undo:
+    return _Undo()
 
 
 # ---------------------------------------------------------------- create
@@ -152,7 +181,7 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         if detached:
             log_fd = os.open(rec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             undo.callback(os.close, log_fd)
-        plan = RootfsPlan(
+        plan = mounts.RootfsPlan(
             rootfs=f"{rec.storage}/rootfs", lowerdirs=tuple(meta["layers"]), upperdir=f"{rec.storage}/upper",
             workdir=f"{rec.storage}/work", mounts=cfg.mounts, etc_files=meta["etc_files"],
             read_only=cfg.read_only, container_workdir=res.workdir,
@@ -169,6 +198,7 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         flags = namespaces.RUN_FLAGS | (0 if cfg.network == "host" else syscalls.CLONE_NEWNET)
 
         def prepare() -> None:  # runs in the child, after the parent says go
+            cg.join_self()
             _prepare_container(plan, res.hostname, cfg.network)
 
         child = namespaces.spawn(flags, prepare, proc)
@@ -178,8 +208,6 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         explain.say("  new PID, mount, UTS, IPC" + ("" if cfg.network == "host" else ", network")
                     + " namespaces: the command will be PID 1 and see only its own processes, mounts, "
                     "hostname" + ("" if cfg.network == "host" else " and network stack"))
-        cg.add(child.pid)
-        explain.say(f"write {child.pid} > cgroup.procs: joined before it runs anything of its own")
         child.go()
         try:
             child.wait_exec()
@@ -197,12 +225,9 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
     return code
 
 
-def _prepare_container(plan: RootfsPlan, hostname: str, network: str) -> None:
+def _prepare_container(plan: mounts.RootfsPlan, hostname: str, network: str) -> None:
     """The child's namespace work, in order. Runs after clone, in the new namespaces."""
-    from pycontain import mounts
-    from pycontain.network import loopback
-
-    # A cgroup namespace made now (after the parent moved us into our cgroup) shows that cgroup as "/".
+    # A cgroup namespace made now (after joining our cgroup) shows that cgroup as "/".
     syscalls.unshare(syscalls.CLONE_NEWCGROUP)
     explain.say("unshare(CLONE_NEWCGROUP): the container sees its own cgroup as the root")
     if network != "host":

@@ -8,7 +8,10 @@ seam unit tests use: `install(fake)` swaps the backend for an object with the sa
 from __future__ import annotations
 
 import os
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # <linux/sched.h>: one bit per namespace (clone(2), unshare(2), setns(2)).
 CLONE_NEWNS = 0x00020000
@@ -113,6 +116,18 @@ def sethostname(name: str) -> None:
 
 def close_range(first: int, last: int = 0xFFFFFFFF) -> None:
     _check(_lib().pc_close_range(first, last, 0), f"close_range({first}, {last})")
+
+
+def mknod(path: str, mode: int, major: int, minor: int) -> None:
+    """mknod(2) of a character device, with exactly `mode` (mknod alone applies the umask)."""
+    lib = _lib()
+    if hasattr(lib, "pc_mknod"):  # a fake backend
+        lib.pc_mknod(path, mode, major, minor)
+        return
+    import stat
+
+    os.mknod(path, mode | stat.S_IFCHR, os.makedev(major, minor))
+    os.chmod(path, mode)
 
 
 def cap_ambient_clear_all() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import time
 
+from pycontain import explain
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pycontain.config import Limits
@@ -39,6 +41,12 @@ class Cgroup:
         """Move a process in (cgroup.procs); its future children are born inside."""
         for d in self.dirs():
             _write(f"{d}/cgroup.procs", str(pid))
+
+    def join_self(self) -> None:
+        """Move the calling process in, before it runs anything of the container's."""
+        for d in self.dirs():
+            _write(f"{d}/cgroup.procs", "0")
+        explain.say(f"write 0 > {self.dirs()[0]}/cgroup.procs: the child joins its cgroup before exec")
 
     def procs(self) -> list[int]:
         for d in self.dirs():

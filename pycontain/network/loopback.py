@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import _socket
 import fcntl
-import struct
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -18,8 +17,10 @@ IFF_UP = 0x1
 def up(name: str = "lo") -> None:
     sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM, 0)
     try:
-        ifreq = struct.pack("16sh", name.encode(), 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, ifreq))[1]
-        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sh", name.encode(), flags | IFF_UP))
+        # struct ifreq: 16 bytes of name, then (for these two calls) a short of flags.
+        ifname = name.encode().ljust(16, b"\0")
+        reply = fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, ifname + bytes(24))
+        flags = int.from_bytes(reply[16:18], "little") | IFF_UP
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, ifname + flags.to_bytes(2, "little") + bytes(22))
     finally:
         sock.close()
