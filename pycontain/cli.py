@@ -11,6 +11,7 @@ at the image name (everything after it is the container's command).
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 
@@ -521,6 +522,10 @@ HANDLERS = {
 # ---------------------------------------------------------------- entry point
 
 def main(argv: list[str] | None = None) -> int:
+    # pycontain is a short-lived command (or a monitor that only waits). The cyclic garbage collector
+    # would walk every object, and in a freshly cloned child that means copying every page it touches:
+    # measured at 1.8 ms of the container's start on the reference VM. Reference counting suffices.
+    gc.disable()
     args = list(sys.argv[1:] if argv is None else argv)
     try:
         return _main(args)

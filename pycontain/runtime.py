@@ -220,7 +220,8 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         if report_fd is not None:
             _let_go_of_caller(report_fd)
         code = _wait(child, reaper, cfg.tty, cfg.interactive, log_fd)
-        rec.set_state(status="exited", exit_code=code, finished_at=state.now())
+        if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
+            rec.set_state(status="exited", exit_code=code, finished_at=state.now())
         explain.say(f"wait4({child.pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
 

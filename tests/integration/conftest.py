@@ -1,0 +1,96 @@
+"""Fixtures for the integration suite: real kernel, the real `pycontain` command, one state root per test.
+
+Every test drives the installed `pycontain` command (never the package's functions), as a user would,
+with `--root` inside the test's own tmp_path, so tests never share state or touch a real store.
+
+    pc               pycontain with this test's root, the busybox image already imported as `busybox`
+    no_leaks         leakcheck snapshot before the test, diff after it (once its containers are removed)
+    leak_snapshot    just the snapshot, for tests that check leaks at several points themselves
+    busybox_tarball  rootfs/build.py's image, built once per session
+    evil_tarball     busybox plus a symlink /evil -> / (built once per session)
+    alpine_tarball   the shared Alpine minirootfs, read where it is
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import subprocess
+import sys
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import (ALPINE_TARBALL, COMMAND_TIMEOUT, PYCONTAIN, Pycontain, assert_no_leaks,
+                     leakcheck_snapshot)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Never skip: a suite that quietly skips everything when it is not root proves nothing.
+    if os.geteuid() != 0:
+        raise pytest.UsageError("the integration tests need root (real namespaces, mounts and cgroups): "
+                                "run them with sudo")
+    if not os.access(PYCONTAIN, os.X_OK):
+        raise pytest.UsageError(f"{PYCONTAIN} is missing: install pycontain with scripts/install first")
+
+
+# ---------------------------------------------------------------- images
+
+@pytest.fixture(scope="session")
+def busybox_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in busybox rootfs, built once per session by rootfs/build.py."""
+    out = tmp_path_factory.mktemp("images") / "busybox.tar.gz"
+    res = subprocess.run([sys.executable, str(REPO / "rootfs" / "build.py"), str(out)],
+                         capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert res.returncode == 0, f"rootfs/build.py failed: {res.stderr}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def evil_tarball(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The busybox rootfs plus `/evil -> /`: a symlink in the image that points at "the" root."""
+    out = tmp_path_factory.mktemp("evil") / "evil.tar.gz"
+    with tarfile.open(busybox_tarball, "r:gz") as src, gzip.open(out, "wb") as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member) if member.isreg() else None)
+        link = tarfile.TarInfo("evil")
+        link.type = tarfile.SYMTYPE
+        link.linkname = "/"
+        link.mode = 0o777
+        dst.addfile(link)
+    return out
+
+
+@pytest.fixture(scope="session")
+def alpine_tarball() -> Path:
+    assert ALPINE_TARBALL.is_file(), f"{ALPINE_TARBALL} is missing"
+    return ALPINE_TARBALL
+
+
+# ---------------------------------------------------------------- pycontain and leak checks
+
+@pytest.fixture
+def pc(tmp_path: Path, busybox_tarball: Path) -> Iterator[Pycontain]:
+    """pycontain with this test's own state root; the busybox image is imported as `busybox`."""
+    p = Pycontain(tmp_path / "root")
+    p.ok("import", "--change", 'CMD ["sh"]', busybox_tarball, "busybox")
+    yield p
+    p.remove_all()
+
+
+@pytest.fixture
+def leak_snapshot(tmp_path: Path) -> Path:
+    """A leakcheck snapshot of the host, taken before the test; check it with assert_no_leaks."""
+    return leakcheck_snapshot(tmp_path / "leakcheck-before.json")
+
+
+@pytest.fixture
+def no_leaks(pc: Pycontain, leak_snapshot: Path) -> Iterator[None]:
+    """The test, and then removing its containers, leave no mount, cgroup, process, link or rule behind."""
+    yield
+    pc.remove_all()
+    assert_no_leaks(leak_snapshot)

@@ -1,0 +1,231 @@
+"""Helpers shared by the integration tests: running pycontain, leak checks, reading host facts.
+
+Fixtures live in conftest.py; this module holds the plain functions and classes they and the tests use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+PYCONTAIN = shutil.which("pycontain") or "/usr/local/bin/pycontain"
+LEAKCHECK = "/work/shared/leakcheck"
+ALPINE_TARBALL = Path("/work/shared/images/alpine-minirootfs-3.20.3-x86_64.tar.gz")
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+# A hang guard, not a timing assertion: a command that has not finished in this long is stuck.
+COMMAND_TIMEOUT = 60
+# The same for "wait until X happens" polls.
+SETTLE_TIMEOUT = 20
+
+
+# ---------------------------------------------------------------- running pycontain
+
+def describe(res: subprocess.CompletedProcess[str]) -> str:
+    args = res.args if isinstance(res.args, list) else [res.args]
+    return (f"`{' '.join(map(str, args))}` exited {res.returncode}\n"
+            f"--- stdout\n{res.stdout}--- stderr\n{res.stderr}")
+
+
+class Pycontain:
+    """`pycontain --root ROOT ...` for one test. Calls return subprocess.CompletedProcess (text)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.popens: list[subprocess.Popen[str]] = []
+
+    def argv(self, *args: str | os.PathLike[str]) -> list[str]:
+        return [PYCONTAIN, "--root", str(self.root), *map(str, args)]
+
+    def __call__(self, *args: str | os.PathLike[str], input: str | None = None,
+                 timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
+        if input is None:
+            return subprocess.run(self.argv(*args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                  timeout=timeout)
+        return subprocess.run(self.argv(*args), input=input, capture_output=True, text=True, timeout=timeout)
+
+    def ok(self, *args: str | os.PathLike[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        """Run and insist on exit 0; the failure message carries everything needed to see why."""
+        res = self(*args, **kw)
+        assert res.returncode == 0, describe(res)
+        return res
+
+    def popen(self, *args: str | os.PathLike[str], **kw: Any) -> subprocess.Popen[str]:
+        """Start pycontain in the background; it is killed (if still running) when the test ends."""
+        p: subprocess.Popen[str] = subprocess.Popen(
+            self.argv(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, **kw)
+        self.popens.append(p)
+        return p
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        res = self.ok("inspect", ref)
+        data = json.loads(res.stdout)
+        assert isinstance(data, list) and len(data) == 1, res.stdout
+        return dict(data[0])
+
+    def status(self, ref: str) -> str:
+        return str(self.inspect(ref)["State"]["Status"])
+
+    def wait_until_running(self, ref: str) -> dict[str, Any]:
+        """Poll `inspect` until the container runs (a hang guard: nothing asserts how long it took)."""
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        last = None
+        while time.monotonic() < deadline:
+            last = self("inspect", ref)
+            if last.returncode == 0:
+                info = json.loads(last.stdout)[0]
+                if info["State"]["Status"] == "running":
+                    return dict(info)
+            time.sleep(0.05)
+        raise AssertionError(f"container {ref} never reached running; last inspect: "
+                             + (describe(last) if last else "none"))
+
+    def wait_for_log(self, ref: str, text: str) -> str:
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        out = ""
+        while time.monotonic() < deadline:
+            out = self.ok("logs", ref).stdout
+            if text in out:
+                return out
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} never appeared in the logs of {ref}; logs so far: {out!r}")
+
+    def remove_all(self) -> None:
+        """Kill whatever this test started and remove every container in its root."""
+        for p in self.popens:
+            if p.poll() is None:
+                p.kill()
+            p.communicate(timeout=COMMAND_TIMEOUT)
+        self.popens.clear()
+        ids = self("ps", "-a", "-q").stdout.split()
+        if ids:
+            self("rm", "-f", *ids)
+        self("gc")
+
+
+def assert_pycontain_error(res: subprocess.CompletedProcess[str], code: int = 125) -> None:
+    """pycontain's own error contract: the exit code, and exactly one `pycontain: ...` line on stderr."""
+    assert res.returncode == code, describe(res)
+    assert "Traceback" not in res.stderr, describe(res)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr:\n{describe(res)}"
+    assert lines[0].startswith("pycontain: "), describe(res)
+
+
+# ---------------------------------------------------------------- leak checking
+
+# The VM's own process supervisor puts each shell session in a memory cgroup under process_api/; those
+# come and go with sessions outside this suite and are never pycontain's.
+FOREIGN = ("leaked cgroup: /sys/fs/cgroup/memory/process_api/",)
+
+
+def leakcheck_snapshot(path: Path) -> Path:
+    subprocess.run([LEAKCHECK, "snapshot", str(path)], check=True, timeout=COMMAND_TIMEOUT)
+    return path
+
+
+def leaks_since(snapshot: Path) -> list[str]:
+    res = subprocess.run([LEAKCHECK, "diff", str(snapshot)], capture_output=True, text=True,
+                         timeout=COMMAND_TIMEOUT)
+    assert res.returncode in (0, 1), f"leakcheck itself failed: {res.stderr}"
+    return [line for line in res.stdout.splitlines() if line.strip() and not line.startswith(FOREIGN)]
+
+
+def assert_no_leaks(snapshot: Path) -> None:
+    leaks = leaks_since(snapshot)
+    assert not leaks, "pycontain left host objects behind:\n" + "\n".join(leaks)
+
+
+# ---------------------------------------------------------------- host facts
+
+def container_cgroup_dirs(prefix: str = "pycontain-") -> list[Path]:
+    """Every cgroup directory named for a container, in every hierarchy (v1 controllers or v2)."""
+    found: list[Path] = []
+    for hierarchy in [CGROUP_ROOT, *CGROUP_ROOT.iterdir()]:
+        try:
+            found += [d for d in hierarchy.iterdir() if d.is_dir() and d.name.startswith(prefix)]
+        except (NotADirectoryError, PermissionError, FileNotFoundError):
+            continue
+    return found
+
+
+def host_mounts() -> set[tuple[str, str, str]]:
+    """(mount point, fs type, source) of every mount in the host's (this process's) mount namespace."""
+    out = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            fstype, source = right.split()[:2]
+            out.add((left.split()[4], fstype, source))
+    return out
+
+
+def proc_status(text: str) -> dict[str, str]:
+    """/proc/PID/status text as a dict."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def alive(pid: int) -> bool:
+    """True if pid is a live (not zombie) process."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def image_file(tarball: Path, name: str) -> bytes:
+    """The content of one regular file inside an image tarball."""
+    with tarfile.open(tarball, "r:gz") as tar:
+        f = tar.extractfile(name)
+        assert f is not None, f"{name} is not a regular file in {tarball}"
+        return f.read()
+
+
+# ---------------------------------------------------------------- terminals
+
+def read_until(fd: int, pattern: bytes, timeout: float = SETTLE_TIMEOUT) -> bytes:
+    """Read from fd until pattern shows up; a hang fails with what was read so far."""
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while pattern not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{pattern!r} never arrived; read so far: {buf!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: the other side of the pty is closed
+            chunk = b""
+        if not chunk:
+            raise AssertionError(f"output ended before {pattern!r}; read so far: {buf!r}")
+        buf += chunk
+    return buf
+
+
+def wait_exit(pid: int, timeout: float = SETTLE_TIMEOUT) -> int:
+    """waitpid with a hang guard; returns the exit code (128+N for a signal, as a shell reports it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+        time.sleep(0.02)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError(f"process {pid} did not exit")
