@@ -1,5 +1,3 @@
-import sys
+from pycontain.cli import entry
 
-from pycontain.cli import main
-
-sys.exit(main())
+entry()

@@ -547,6 +547,22 @@ def main(argv: list[str] | None = None) -> int:
         return 125
 
 
+def entry() -> None:
+    """The `pycontain` command: main(), then leave without interpreter finalization.
+
+    Tearing down the interpreter (module dicts, caches, a final collection) costs ~9 ms on the reference
+    VM, more than a third of a container's start. Nothing needs it: every file pycontain writes is closed
+    by a `with` or an explicit close, there are no atexit handlers, and stdout/stderr are flushed here.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def _error(message: str) -> None:
     try:
         sys.stderr.write(f"pycontain: {message}\n")

@@ -11,9 +11,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pycontain.config import Limits
 
-# The controllers a container is placed in. cpuset is left out: a v1 cpuset cgroup refuses tasks until
-# cpuset.cpus and cpuset.mems are filled in, and nothing here limits CPUs yet.
-CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "blkio", "freezer", "devices")
+# The controllers a container is placed in: the ones whose limits or counters pycontain uses. Each one
+# costs a mkdir, a write and an rmdir per container (~0.2 ms together), so there are no idle extras.
+# cpuset is left out: a v1 cpuset cgroup refuses tasks until cpuset.cpus and cpuset.mems are filled in.
+CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "blkio")
 _by_controller: dict[str, str] | None = None
 
 
