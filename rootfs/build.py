@@ -126,9 +126,7 @@ def _has_program_header(image: bytes, wanted: int) -> bool:
 def busybox_applets(busybox: str) -> list[str]:
     """Ask busybox where each applet belongs (paths relative to /, e.g. 'usr/bin/env')."""
     try:
-        listing = subprocess.run(
-            [busybox, "--list-full"], check=True, capture_output=True, text=True
-        ).stdout
+        listing = subprocess.run([busybox, "--list-full"], check=True, capture_output=True, text=True).stdout
     except (OSError, subprocess.CalledProcessError) as exc:
         raise BuildError(f"cannot list applets with '{busybox} --list-full': {exc}") from exc
     return sorted({line.strip().strip("/") for line in listing.splitlines() if line.strip()})
@@ -136,7 +134,7 @@ def busybox_applets(busybox: str) -> list[str]:
 
 def busybox_version(busybox: str) -> str:
     """The version string for /etc/os-release; derived from the binary so it stays reproducible."""
-    banner = subprocess.run([busybox], capture_output=True, text=True).stdout
+    banner = subprocess.run([busybox], check=False, capture_output=True, text=True).stdout
     match = re.search(r"BusyBox v(\S+)", banner)
     return match.group(1) if match else "unknown"
 
@@ -207,17 +205,19 @@ def tar_member(entry: Entry, mtime: int) -> tarfile.TarInfo:
 def write_archive(entries: Iterable[Entry], out: str, mtime: int) -> None:
     tmp = f"{out}.tmp{os.getpid()}"
     try:
-        with open(tmp, "wb") as raw:
-            # filename="" and mtime=0 keep the gzip header free of the output name and the build time.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz:
-                # USTAR has no per-file timestamps beyond mtime and no PAX records, so nothing
-                # host-specific (atime, ctime, xattrs) can leak into the archive.
-                with tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                    for entry in entries:
-                        data = io.BytesIO(entry.data) if entry.kind == tarfile.REGTYPE else None
-                        tar.addfile(tar_member(entry, mtime), data)
-            raw.flush()
-            os.fsync(raw.fileno())
+        # filename="" and mtime=0 keep the gzip header free of the output name and the build time.
+        # USTAR has no per-file timestamps beyond mtime and no PAX records, so nothing host-specific
+        # (atime, ctime, xattrs) can leak into the archive.
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.USTAR_FORMAT) as tar,
+        ):
+            for entry in entries:
+                data = io.BytesIO(entry.data) if entry.kind == tarfile.REGTYPE else None
+                tar.addfile(tar_member(entry, mtime), data)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, out)
     except BaseException:

@@ -5,7 +5,7 @@ with `--root` inside the test's own tmp_path, so tests never share state or touc
 
     pc               pycontain with this test's root, the busybox image already imported as `busybox`
     no_leaks         leakcheck snapshot before the test, diff after it (once its containers are removed)
-    leak_snapshot    just the snapshot, for tests that check leaks at several points themselves
+    assert_leak_free a function asserting no leaks since the test began, for checks at several points
     busybox_tarball  rootfs/build.py's image, built once per session
     evil_tarball     busybox plus a symlink /evil -> / (built once per session)
     alpine_tarball   the shared Alpine minirootfs, read where it is
@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -89,8 +89,14 @@ def leak_snapshot(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def no_leaks(pc: Pycontain, leak_snapshot: Path) -> Iterator[None]:
+def assert_leak_free(leak_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], None]:
+    """Call it to assert that nothing of this suite's appeared on the host since the test began."""
+    return lambda: assert_no_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def no_leaks(pc: Pycontain, assert_leak_free: Callable[[], None]) -> Iterator[None]:
     """The test, and then removing its containers, leave no mount, cgroup, process, link or rule behind."""
     yield
     pc.remove_all()
-    assert_no_leaks(leak_snapshot)
+    assert_leak_free()

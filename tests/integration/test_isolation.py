@@ -17,7 +17,7 @@ def test_container_command_is_pid_1(pc: Pycontain) -> None:
 
 
 def test_container_ps_lists_only_the_containers_own_processes(pc: Pycontain) -> None:
-    res = pc.ok("run", "--rm", "busybox", "sh", "-c", "ps -o pid,comm")
+    res = pc.ok("run", "--rm", "busybox", "sh", "-c", "ps -o pid,comm; exit 0")
     rows = [line.split() for line in res.stdout.strip().splitlines()[1:]]
     # PID 1 is the shell, and the only other process is the ps it started: nothing of the host's.
     assert sorted(comm for _, comm in rows) == ["ps", "sh"], res.stdout
