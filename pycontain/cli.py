@@ -70,10 +70,12 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
            "CONTAINER...", "remove containers"),
     "wait": ([], "CONTAINER...", "wait for containers to exit and print their exit codes"),
     "inspect": ([], "CONTAINER|IMAGE...", "show details as JSON"),
-    "import": ([(("-c", "--change"), "change", MULTI, "INSTR", "set CMD, ENTRYPOINT, ENV, WORKDIR or USER")],
-               "TARBALL NAME[:TAG]", "make a one-layer image from a root filesystem tarball"),
-    "images": ([(("-q", "--quiet"), "quiet", FLAG, "", "only ids")], "", "list images"),
     "gc": ([], "", "release whatever a killed pycontain left behind"),
+}
+# Commands defined in other modules, imported only when used (or for --help), so that the `run` path
+# never pays for them. Each module has COMMANDS (same shape as above) and HANDLERS.
+PLUGINS = {
+    "pycontain.images.commands": ("import", "images"),
 }
 # Commands whose options end at their first positional argument (the rest belongs to the container).
 STOP_AT_POSITIONAL = {"run", "create", "exec"}
@@ -143,6 +145,7 @@ def parse_options(spec: list[Any], args: list[str], command: str) -> tuple[dict[
 
 def usage(command: str | None = None) -> str:
     if command is None:
+        _load_all_plugins()
         lines = ["Usage: pycontain [--root DIR] [--explain] COMMAND [OPTIONS]", "",
                  "A small, readable Linux container runtime. Commands:"]
         lines += [f"  {name:<8} {desc}" for name, (_, _, desc) in COMMANDS.items()]
@@ -444,37 +447,6 @@ def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     return code
 
 
-def cmd_import(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
-    from pycontain.images.store import Store
-
-    _need(pos, "TARBALL NAME[:TAG]", exactly=2)
-    print(Store(paths).import_tarball(pos[0], pos[1], opts["change"]))
-    return 0
-
-
-def cmd_images(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
-    from pycontain.images.store import Store
-
-    rows = []
-    for repo, tag, config, size in Store(paths).images():
-        image_id = config["id"].split(":", 1)[1][:12]
-        if opts["quiet"]:
-            print(image_id)
-            continue
-        rows.append([repo, tag, image_id, _ago(config.get("created", "")) + " ago", _size(size)])
-    if not opts["quiet"]:
-        _table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
-    return 0
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n}"
-
-
 def cmd_gc(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
@@ -515,8 +487,25 @@ def _each(refs: list[str], action: Any) -> int:
 HANDLERS = {
     "run": cmd_run, "create": cmd_create, "start": cmd_start, "exec": cmd_exec, "ps": cmd_ps, "logs": cmd_logs,
     "top": cmd_top, "stop": cmd_stop, "kill": cmd_kill, "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect,
-    "import": cmd_import, "images": cmd_images, "gc": cmd_gc,
+    "gc": cmd_gc,
 }
+
+
+def _load_plugin(command: str) -> bool:
+    """Register the commands of the plugin module that defines `command`; False if none does."""
+    import importlib
+
+    for module_name, names in PLUGINS.items():
+        if command in names and command not in HANDLERS:
+            module = importlib.import_module(module_name)
+            COMMANDS.update(module.COMMANDS)
+            HANDLERS.update(module.HANDLERS)
+    return command in HANDLERS
+
+
+def _load_all_plugins() -> None:
+    for names in PLUGINS.values():
+        _load_plugin(names[0])
 
 
 # ---------------------------------------------------------------- entry point
@@ -595,9 +584,9 @@ def _main(args: list[str]) -> int:
         return 125
     command = args.pop(0)
     if command == "help":
-        print(usage(args[0] if args and args[0] in COMMANDS else None))
+        print(usage(args[0] if args and (args[0] in COMMANDS or _load_plugin(args[0])) else None))
         return 0
-    if command not in COMMANDS:
+    if command not in COMMANDS and not _load_plugin(command):
         raise UsageError(f"unknown command {command!r} (see `pycontain --help`)")
     if ("--help" in args or (command not in ("run", "create") and "-h" in args)) and \
             (command not in STOP_AT_POSITIONAL or args.index("--help" if "--help" in args else "-h") == 0):
