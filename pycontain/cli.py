@@ -41,6 +41,12 @@ RUN_OPTIONS = [
     (("--read-only",), "read_only", FLAG, "", "mount the root filesystem read-only"),
     (("--network", "--net"), "network", VALUE, "MODE", "none (loopback only, default) or host"),
     (("--pids-limit",), "pids_limit", VALUE, "N", "maximum number of processes (default 2048, -1: none)"),
+    (("-m", "--memory"), "memory", VALUE, "BYTES", "memory limit, e.g. 512m or 1g"),
+    (("--memory-swap",), "memory_swap", VALUE, "BYTES", "memory plus swap limit (-1: unlimited swap)"),
+    (("--memory-reservation",), "memory_reservation", VALUE, "BYTES", "soft memory limit"),
+    (("--cpus",), "cpus", VALUE, "N", "CPU quota in CPUs, e.g. 0.5"),
+    (("-c", "--cpu-shares"), "cpu_shares", VALUE, "N", "relative CPU weight (default 1024)"),
+    (("--cpuset-cpus",), "cpuset_cpus", VALUE, "LIST", "CPUs allowed, e.g. 0-1,3"),
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
 ]
 EXEC_OPTIONS = [
@@ -76,6 +82,7 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
 # never pays for them. Each module has COMMANDS (same shape as above) and HANDLERS.
 PLUGINS = {
     "pycontain.images.commands": ("import", "images"),
+    "pycontain.stats": ("stats", "update"),
 }
 # Commands whose options end at their first positional argument (the rest belongs to the container).
 STOP_AT_POSITIONAL = {"run", "create", "exec"}
@@ -174,18 +181,7 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
     for path in opts["env_file"]:
         env += c.parse_env(c.read_env_file(path))
     env += c.parse_env(opts["env"])
-    if opts.get("detach") and opts.get("rm") is None:
-        pass
-    pids = opts["pids_limit"]
-    if pids is not None:
-        try:
-            pids = int(pids)
-        except ValueError:
-            raise UsageError(f"invalid --pids-limit {pids!r}: expected a whole number") from None
-        if pids == 0 or pids < -1:
-            raise UsageError(f"invalid --pids-limit {pids}: use a positive number, or -1 for no limit")
-        pids = None if pids == -1 else pids
-    limits = c.Limits(pids=pids) if opts["pids_limit"] is not None else c.Limits()
+    limits = _limits_from(opts)
     entrypoint = None
     if opts["entrypoint"] is not None:
         entrypoint = (opts["entrypoint"],) if opts["entrypoint"] else ()
@@ -207,6 +203,15 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         mounts=tuple(c.parse_volume(v) for v in opts["volume"]),
         limits=limits,
     )
+
+
+LIMIT_FLAGS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus")
+
+
+def _limits_from(opts: dict[str, Any], base: Any = None) -> Any:
+    from pycontain import config as c
+
+    return c.parse_limits(pids=opts.get("pids_limit"), base=base, **{k: opts.get(k) for k in LIMIT_FLAGS})
 
 
 def cmd_run(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:

@@ -79,11 +79,23 @@ class BindMount(Frozen):
 
 
 class Limits(Frozen):
-    """cgroup limits; None means no limit. pids defaults to 2048 as in podman."""
+    """cgroup limits; None means not set (no limit). pids defaults to 2048 as in podman.
 
-    __slots__ = ("pids",)
-    _fields = {"pids": 2048}
+    memory, memory_swap (memory + swap, -1 unlimited) and memory_reservation are bytes; cpus is a
+    fraction of CPUs (CFS quota); cpu_shares is the v1 weight (2..262144, 1024 = default);
+    cpuset_cpus is a CPU list like "0-1,3".
+    """
+
+    __slots__ = ("pids", "memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus")
+    _fields = {"pids": 2048, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
+               "cpu_shares": None, "cpuset_cpus": None}
     pids: int | None
+    memory: int | None
+    memory_swap: int | None
+    memory_reservation: int | None
+    cpus: float | None
+    cpu_shares: int | None
+    cpuset_cpus: str | None
 
 
 class ContainerConfig(Frozen):
@@ -244,3 +256,85 @@ def validate_network(mode: str) -> str:
         raise UsageError(f"invalid --network {mode!r}: this version supports {', '.join(NETWORK_MODES)}")
     return mode
 
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+MIN_MEMORY = 6 << 20  # below this a container cannot even start its command
+
+
+def parse_bytes(text: str, flag: str) -> int:
+    """Docker's memory units: 512m, 1g, 1.5g, 1024k, 65536 (bytes); case-insensitive, optional 'b'/'ib'."""
+    value = text.strip().lower()
+    for suffix in ("ib", "b"):
+        if value.endswith(suffix) and len(value) > len(suffix) and value[-len(suffix) - 1] in "kmgt":
+            value = value[: -len(suffix)]
+            break
+    unit = value[-1] if value and value[-1] in "kmgtb" else ""
+    number = value[: -1] if unit else value
+    try:
+        amount = float(number)
+    except ValueError:
+        raise UsageError(f"invalid {flag} {text!r}: expected a size like 512m or 1g") from None
+    if amount <= 0 or amount != amount or amount == float("inf"):
+        raise UsageError(f"invalid {flag} {text!r}: must be positive")
+    return int(amount * _UNITS[unit])
+
+
+def parse_limits(memory: str | None = None, memory_swap: str | None = None, memory_reservation: str | None = None,
+                 cpus: str | None = None, cpu_shares: str | None = None, cpuset_cpus: str | None = None,
+                 pids: str | None = None, base: Limits | None = None) -> Limits:
+    """Validate the resource flags as Docker does; values not given keep `base`'s."""
+    out: dict[str, Any] = (base or Limits()).to_json()
+    if memory is not None:
+        out["memory"] = parse_bytes(memory, "--memory")
+        if out["memory"] < MIN_MEMORY:
+            raise UsageError(f"invalid --memory {memory!r}: the minimum is 6m")
+    if memory_swap is not None:
+        out["memory_swap"] = -1 if memory_swap.strip() == "-1" else parse_bytes(memory_swap, "--memory-swap")
+    if out["memory_swap"] not in (None, -1):
+        if out["memory"] is None:
+            raise UsageError("--memory-swap needs --memory as well")
+        if out["memory_swap"] < out["memory"]:
+            raise UsageError("--memory-swap must be at least --memory (it counts memory plus swap)")
+    if memory_reservation is not None:
+        out["memory_reservation"] = parse_bytes(memory_reservation, "--memory-reservation")
+    if out["memory_reservation"] is not None and out["memory"] is not None \
+            and out["memory_reservation"] > out["memory"]:
+        raise UsageError("--memory-reservation must not exceed --memory")
+    if cpus is not None:
+        try:
+            value = float(cpus)
+        except ValueError:
+            raise UsageError(f"invalid --cpus {cpus!r}: expected a number like 1.5") from None
+        ncpu = os.cpu_count() or 1
+        if not 0.01 <= value <= ncpu:
+            raise UsageError(f"invalid --cpus {cpus!r}: use a number between 0.01 and {ncpu} (this host's CPUs)")
+        out["cpus"] = value
+    if cpu_shares is not None:
+        if not cpu_shares.isdigit() or not 2 <= int(cpu_shares) <= 262144:
+            raise UsageError(f"invalid --cpu-shares {cpu_shares!r}: use a whole number from 2 to 262144")
+        out["cpu_shares"] = int(cpu_shares)
+    if cpuset_cpus is not None:
+        out["cpuset_cpus"] = validate_cpuset(cpuset_cpus)
+    if pids is not None:
+        try:
+            n = int(pids)
+        except ValueError:
+            raise UsageError(f"invalid --pids-limit {pids!r}: expected a whole number") from None
+        if n == 0 or n < -1:
+            raise UsageError(f"invalid --pids-limit {n}: use a positive number, or -1 for no limit")
+        out["pids"] = None if n == -1 else n
+    return Limits(**out)
+
+
+def validate_cpuset(text: str) -> str:
+    ncpu = os.cpu_count() or 1
+    try:
+        for part in text.split(","):
+            first, _, last = part.partition("-")
+            lo, hi = int(first), int(last or first)
+            if not 0 <= lo <= hi < ncpu:
+                raise ValueError
+    except ValueError:
+        raise UsageError(f"invalid --cpuset-cpus {text!r}: use CPU numbers from 0 to {ncpu - 1}, like 0-1,3") from None
+    return text

@@ -41,11 +41,11 @@ class RootfsPlan:
     """Everything the child needs to build the root filesystem, computed by the parent before clone."""
 
     __slots__ = ("rootfs", "lowerdirs", "upperdir", "workdir", "mounts", "etc_files", "read_only",
-                 "container_workdir")
+                 "container_workdir", "cgroup_mounts")
 
     def __init__(self, rootfs: str, lowerdirs: tuple[str, ...], upperdir: str, workdir: str,
                  mounts: tuple[BindMount, ...], etc_files: dict[str, str], read_only: bool,
-                 container_workdir: str) -> None:
+                 container_workdir: str, cgroup_mounts: list[tuple[str, str, str]] = ()) -> None:  # type: ignore[assignment]
         self.rootfs = rootfs
         self.lowerdirs = lowerdirs
         self.upperdir = upperdir
@@ -54,6 +54,7 @@ class RootfsPlan:
         self.etc_files = etc_files
         self.read_only = read_only
         self.container_workdir = container_workdir
+        self.cgroup_mounts = cgroup_mounts
 
     def overlay_options(self) -> str:
         # overlayfs lists lowerdirs top-most first; image layers are stored lowest first.
@@ -138,6 +139,7 @@ def setup_rootfs(plan: RootfsPlan) -> None:
     syscalls.mount("sysfs", make_target(root, "/sys", True), "sysfs",
                    MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     explain.say("mount(sysfs, /sys, MS_RDONLY): read-only, and it lists only the container's network devices")
+    _mount_cgroupfs(root, plan.cgroup_mounts)
 
     for target, source in plan.etc_files.items():
         syscalls.mount(source, make_target(root, target, False), None, MS_BIND)
@@ -172,6 +174,24 @@ def _setup_dev(root: str) -> None:
     syscalls.mount("mqueue", f"{dev}/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     explain.say("mount(tmpfs, /dev) + mknod null zero full random urandom tty + devpts(newinstance) + "
                 "shm + mqueue: no host device is reachable")
+
+
+def _mount_cgroupfs(root: str, specs: list[tuple[str, str, str]]) -> None:
+    """The container's own cgroup, read-only, at /sys/fs/cgroup (its cgroup namespace makes it the root)."""
+    if not specs:
+        return
+    base = f"{root}/sys/fs/cgroup"
+    ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if specs[0][0] == "cgroup":  # v1: a tmpfs to hold one directory per hierarchy
+        syscalls.mount("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k")
+        for _, subdir, _ in specs:
+            os.mkdir(f"{base}/{subdir}", 0o755)
+    for fstype, subdir, options in specs:
+        target = f"{base}/{subdir}" if subdir else base
+        syscalls.mount(fstype, target, fstype, ro, options or None)
+    if specs[0][0] == "cgroup":
+        syscalls.mount("tmpfs", base, None, MS_BIND | MS_REMOUNT | ro)
+    explain.say(f"mount({specs[0][0]}, /sys/fs/cgroup, MS_RDONLY): the container sees its own cgroup, read-only")
 
 
 def pivot_root(root: str) -> None:

@@ -181,18 +181,21 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         if detached:
             log_fd = os.open(rec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             undo.callback(os.close, log_fd)
+        cg = cgroups.for_container(rec.id)
+        limits = rec.limits()
         plan = mounts.RootfsPlan(
             rootfs=f"{rec.storage}/rootfs", lowerdirs=tuple(meta["layers"]), upperdir=f"{rec.storage}/upper",
             workdir=f"{rec.storage}/work", mounts=cfg.mounts, etc_files=meta["etc_files"],
-            read_only=cfg.read_only, container_workdir=res.workdir,
+            read_only=cfg.read_only, container_workdir=res.workdir, cgroup_mounts=cg.inside_mounts(),
         )
         proc = Process(res.argv, res.env, res.user, res.workdir, tty=cfg.tty, interactive=cfg.interactive,
                        stdout_fd=None if cfg.tty else log_fd)
 
-        cg = cgroups.for_container(rec.id)
-        cg.create(cfg.limits)
+        cg.create(limits)
         undo.callback(cg.remove)
-        explain.say(f"mkdir {cg.dirs()[0]} (cgroup v{cg.version}, pids.max={cfg.limits.pids}): "
+        explain.say(f"mkdir {cg.dirs()[0]} (cgroup v{cg.version}, pids.max={limits.pids}"
+                    + (f", memory {limits.memory}" if limits.memory else "")
+                    + (f", cpus {limits.cpus}" if limits.cpus else "") + "): "
                     "the container's processes are accounted and limited as one group")
 
         flags = namespaces.RUN_FLAGS | (0 if cfg.network == "host" else syscalls.CLONE_NEWNET)
@@ -216,12 +219,13 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
             rec.set_state(status="exited", exit_code=e.exit_code, error=str(e), finished_at=state.now())
             raise
         rec.set_state(status="running", pid=child.pid, pid_start=proc_starttime(child.pid),
-                      started_at=state.now(), finished_at=None, exit_code=None, error=None)
+                      started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
         code = _wait(child, reaper, cfg.tty, cfg.interactive, log_fd)
+        oom = cg.oom_killed()
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
-            rec.set_state(status="exited", exit_code=code, finished_at=state.now())
+            rec.set_state(status="exited", exit_code=code, finished_at=state.now(), oom_killed=oom)
         explain.say(f"wait4({child.pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
 
@@ -408,6 +412,19 @@ def remove(paths: Paths, ref: str, force: bool = False) -> Record:
         state.remove_record(rec)
     finally:
         os.close(lock_fd)
+    return rec
+
+
+def update(paths: Paths, ref: str, changes: dict[str, Any]) -> Record:
+    """Change the limits of a container; a running one gets them at once (written to its cgroup)."""
+    from pycontain.config import parse_limits
+
+    rec = state.find(paths, ref)
+    limits = parse_limits(base=rec.limits(), **changes)
+    if rec.status() == "running":
+        cgroups.for_container(rec.id).apply(limits)
+    rec.set_state(limits=limits.to_json())
+    explain.say(f"wrote new limits to the cgroup of {rec.name}")
     return rec
 
 

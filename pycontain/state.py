@@ -18,7 +18,7 @@ import os
 import time
 
 from pycontain import jsonfast
-from pycontain.config import ContainerConfig, ResolvedConfig
+from pycontain.config import ContainerConfig, Limits, ResolvedConfig
 from pycontain.errors import ContainerNotFound, NameInUse, UsageError
 
 TYPE_CHECKING = False
@@ -120,6 +120,11 @@ class Record:
     @property
     def resolved(self) -> ResolvedConfig:
         return ResolvedConfig.from_json(self.meta()["resolved"])
+
+    def limits(self) -> Limits:
+        """The limits in force: those given at create, or the last `update`."""
+        override = self.state().get("limits")
+        return Limits(**override) if override else self.config.limits
 
     @property
     def name(self) -> str:

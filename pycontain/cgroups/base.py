@@ -31,7 +31,27 @@ class Cgroup:
     def dirs(self) -> list[str]:
         raise NotImplementedError
 
+    def roots(self) -> list[str]:
+        raise NotImplementedError
+
     def create(self, limits: Limits) -> None:
+        """mkdir the cgroup and write its limits, before any process joins it."""
+        raise NotImplementedError
+
+    def apply(self, limits: Limits) -> None:
+        """Write limits (also to a live cgroup: `pycontain update`)."""
+        raise NotImplementedError
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel's OOM killer killed a process of this cgroup."""
+        raise NotImplementedError
+
+    def stats(self) -> dict[str, int]:
+        """cpu_ns, memory (bytes, page cache excluded), memory_limit, pids, blk_read, blk_write."""
+        raise NotImplementedError
+
+    def inside_mounts(self) -> list[tuple[str, str, str]]:
+        """(fstype, path under /sys/fs/cgroup, options) that show the container its own cgroup."""
         raise NotImplementedError
 
     def exists(self) -> bool:
@@ -39,7 +59,7 @@ class Cgroup:
 
     def add(self, pid: int) -> None:
         """Move a process in (cgroup.procs); its future children are born inside."""
-        for d in self.dirs():
+        for d in self.existing_dirs():
             _write(f"{d}/cgroup.procs", str(pid))
 
     def join_self(self) -> None:
@@ -48,8 +68,11 @@ class Cgroup:
             _write(f"{d}/cgroup.procs", "0")
         explain.say(f"write 0 > {self.dirs()[0]}/cgroup.procs: the child joins its cgroup before exec")
 
+    def existing_dirs(self) -> list[str]:
+        return [d for d in self.dirs() if os.path.isdir(d)]
+
     def procs(self) -> list[int]:
-        for d in self.dirs():
+        for d in self.existing_dirs():
             try:
                 with open(f"{d}/cgroup.procs") as f:
                     return [int(line) for line in f.read().split()]
@@ -93,6 +116,36 @@ def _write(path: str, value: str) -> None:
         os.write(fd, value.encode())
     finally:
         os.close(fd)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _read_int(path: str) -> int:
+    text = _read(path).strip()
+    return int(text) if text.isdigit() else 0
+
+
+def _keyed(text: str) -> dict[str, int]:
+    """Parse "key value" lines (memory.stat, memory.events, cpu.stat) into a dict."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
+
+
+def host_memory() -> int:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def detect() -> int:

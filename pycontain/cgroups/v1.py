@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from pycontain import explain
-from pycontain.cgroups.base import Cgroup, _write
+from pycontain.cgroups.base import Cgroup, _keyed, _read, _read_int, _write, host_memory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -13,16 +13,19 @@ if TYPE_CHECKING:
 
 # The controllers a container is placed in: the ones whose limits or counters pycontain uses. Each one
 # costs a mkdir, a write and an rmdir per container (~0.2 ms together), so there are no idle extras.
-# cpuset is left out: a v1 cpuset cgroup refuses tasks until cpuset.cpus and cpuset.mems are filled in.
-CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "blkio")
-_by_controller: dict[str, str] | None = None
+# cpuset joins only when --cpuset-cpus asks for it: a v1 cpuset cgroup refuses tasks until cpuset.cpus
+# and cpuset.mems are filled in, which costs reads and writes no other container needs.
+CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "blkio", "cpuset")
+CFS_PERIOD_US = 100_000
+UNLIMITED = "-1"
+_hierarchies: list[tuple[str, str]] | None = None
 
 
-def controller_roots() -> dict[str, str]:
-    """controller -> mount point of its v1 hierarchy, read once from /proc/self/mountinfo."""
-    global _by_controller
-    if _by_controller is None:
-        found: dict[str, str] = {}
+def hierarchies() -> list[tuple[str, str]]:
+    """(mount point, controllers) of each v1 hierarchy carrying our controllers, read once from mountinfo."""
+    global _hierarchies
+    if _hierarchies is None:
+        found: list[tuple[str, str]] = []
         with open("/proc/self/mountinfo") as f:
             for line in f:
                 left, _, right = line.partition(" - ")
@@ -30,18 +33,22 @@ def controller_roots() -> dict[str, str]:
                 if len(fields) < 3 or fields[0] != "cgroup":
                     continue
                 point = left.split()[4]
-                for option in fields[2].split(","):
-                    if option in CONTROLLERS:
-                        found.setdefault(option, point)
-        _by_controller = found
-    return _by_controller
+                controllers = [o for o in fields[2].split(",") if o in CONTROLLERS]
+                if controllers and point not in (p for p, _ in found):
+                    found.append((point, ",".join(controllers)))
+        _hierarchies = found
+    return _hierarchies
+
+
+def controller_roots() -> dict[str, str]:
+    return {c: point for point, controllers in hierarchies() for c in controllers.split(",")}
 
 
 class CgroupV1(Cgroup):
     version = 1
 
     def roots(self) -> list[str]:
-        return list(dict.fromkeys(controller_roots().values()))
+        return [point for point, _ in hierarchies()]
 
     def dirs(self) -> list[str]:
         return [f"{root}/{self.name}" for root in self.roots()]
@@ -58,17 +65,85 @@ class CgroupV1(Cgroup):
         start on the reference VM. A thread moving itself skips that lock (kernel/cgroup/cgroup.c,
         cgroup_procs_write_start), and our child has exactly one thread.
         """
+        joined = 0
         for d in self.dirs():
-            _write(f"{d}/tasks", "0")
-        explain.say(f"write 0 > {self.name}/tasks in {len(self.dirs())} v1 hierarchies: "
+            try:
+                _write(f"{d}/tasks", "0")
+                joined += 1
+            except FileNotFoundError:  # cpuset, when no --cpuset-cpus asked for it
+                pass
+        explain.say(f"write 0 > {self.name}/tasks in {joined} v1 hierarchies: "
                     "the child joins its cgroup before exec")
 
     def create(self, limits: Limits) -> None:
+        cpuset = self.path("cpuset")
         for d in self.dirs():
+            if d == cpuset and limits.cpuset_cpus is None:
+                continue
             try:
                 os.mkdir(d, 0o755)
             except FileExistsError:
                 pass
-        pids = self.path("pids")
-        if limits.pids is not None and pids:
-            _write(f"{pids}/pids.max", str(limits.pids))
+        if cpuset and limits.cpuset_cpus is not None:
+            # A new v1 cpuset starts empty: give it the parent's memory nodes, then the CPUs asked for.
+            parent = os.path.dirname(cpuset)
+            _write(f"{cpuset}/cpuset.mems", _read(f"{parent}/cpuset.mems").strip())
+        self.apply(limits)
+
+    def apply(self, limits: Limits) -> None:
+        memory, pids, cpu, cpuset = self.path("memory"), self.path("pids"), self.path("cpu"), self.path("cpuset")
+        if pids:
+            _write(f"{pids}/pids.max", "max" if limits.pids is None else str(limits.pids))
+        if memory and limits.memory is not None:
+            memsw = f"{memory}/memory.memsw.limit_in_bytes"  # present only with swap accounting
+            swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
+            current = _read_int(f"{memory}/memory.limit_in_bytes")
+            # memory+swap may never be below memory: raise it first when growing, lower it last when shrinking.
+            order = ["mem", "memsw"] if limits.memory <= current else ["memsw", "mem"]
+            for which in order:
+                if which == "mem":
+                    _write(f"{memory}/memory.limit_in_bytes", str(limits.memory))
+                elif os.path.exists(memsw):
+                    _write(memsw, UNLIMITED if swap == -1 else str(swap))
+        if memory and limits.memory_reservation is not None:
+            _write(f"{memory}/memory.soft_limit_in_bytes", str(limits.memory_reservation))
+        if cpu and limits.cpus is not None:
+            _write(f"{cpu}/cpu.cfs_period_us", str(CFS_PERIOD_US))
+            _write(f"{cpu}/cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
+        if cpu and limits.cpu_shares is not None:
+            _write(f"{cpu}/cpu.shares", str(limits.cpu_shares))
+        if cpuset and limits.cpuset_cpus is not None and os.path.isdir(cpuset):
+            _write(f"{cpuset}/cpuset.cpus", limits.cpuset_cpus)
+
+    def oom_killed(self) -> bool:
+        memory = self.path("memory")
+        return bool(memory) and _keyed(_read(f"{memory}/memory.oom_control")).get("oom_kill", 0) > 0
+
+    def stats(self) -> dict[str, int]:
+        memory, cpuacct = self.path("memory"), self.path("cpuacct")
+        pids, blkio = self.path("pids"), self.path("blkio")
+        limit = _read_int(f"{memory}/memory.limit_in_bytes") if memory else 0
+        host = host_memory()
+        usage = _read_int(f"{memory}/memory.usage_in_bytes") if memory else 0
+        cache = _keyed(_read(f"{memory}/memory.stat")).get("total_inactive_file", 0) if memory else 0
+        read = write = 0
+        for line in _read(f"{blkio}/blkio.throttle.io_service_bytes_recursive").splitlines() if blkio else []:
+            parts = line.split()
+            if len(parts) == 3 and parts[1] == "Read":
+                read += int(parts[2])
+            elif len(parts) == 3 and parts[1] == "Write":
+                write += int(parts[2])
+        return {
+            "cpu_ns": _read_int(f"{cpuacct}/cpuacct.usage") if cpuacct else 0,
+            "memory": max(0, usage - cache),
+            "memory_limit": min(limit, host) if limit and host else limit or host,
+            "pids": _read_int(f"{pids}/pids.current") if pids else 0,
+            "blk_read": read,
+            "blk_write": write,
+        }
+
+    def inside_mounts(self) -> list[tuple[str, str, str]]:
+        # With a cgroup namespace, each hierarchy mounted inside shows the container's cgroup as its root.
+        cpuset = self.path("cpuset")
+        return [("cgroup", os.path.basename(point), controllers) for point, controllers in hierarchies()
+                if not (controllers == "cpuset" and cpuset and not os.path.isdir(cpuset))]

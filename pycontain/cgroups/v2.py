@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 
-from pycontain.cgroups.base import CGROUP_ROOT, Cgroup, _write
+from pycontain.cgroups.base import CGROUP_ROOT, Cgroup, _keyed, _read, _read_int, _write, host_memory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pycontain.config import Limits
 
-WANTED = ("cpu", "memory", "pids", "io")
+WANTED = ("cpu", "cpuset", "memory", "pids", "io")
+CFS_PERIOD_US = 100_000
 
 
 class CgroupV2(Cgroup):
@@ -29,8 +30,54 @@ class CgroupV2(Cgroup):
             os.mkdir(path, 0o755)
         except FileExistsError:
             pass
-        if limits.pids is not None and os.path.exists(f"{path}/pids.max"):
-            _write(f"{path}/pids.max", str(limits.pids))
+        self.apply(limits)
+
+    def apply(self, limits: Limits) -> None:
+        path = self.dirs()[0]
+        _set(path, "pids.max", "max" if limits.pids is None else str(limits.pids))
+        if limits.memory is not None:
+            _set(path, "memory.max", str(limits.memory))
+            swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
+            # v2 limits swap alone; Docker's --memory-swap counts memory plus swap.
+            _set(path, "memory.swap.max", "max" if swap == -1 else str(max(0, swap - limits.memory)))
+        if limits.memory_reservation is not None:
+            _set(path, "memory.low", str(limits.memory_reservation))
+        if limits.cpus is not None:
+            _set(path, "cpu.max", f"{int(limits.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+        if limits.cpu_shares is not None:
+            # v1 shares 2..262144 map onto v2 weight 1..10000 (the mapping runc and crun use).
+            _set(path, "cpu.weight", str(1 + ((limits.cpu_shares - 2) * 9999) // 262142))
+        if limits.cpuset_cpus is not None:
+            _set(path, "cpuset.cpus", limits.cpuset_cpus)
+
+    def oom_killed(self) -> bool:
+        return _keyed(_read(f"{self.dirs()[0]}/memory.events")).get("oom_kill", 0) > 0
+
+    def stats(self) -> dict[str, int]:
+        path = self.dirs()[0]
+        limit_text = _read(f"{path}/memory.max").strip()
+        host = host_memory()
+        limit = int(limit_text) if limit_text.isdigit() else host
+        cache = _keyed(_read(f"{path}/memory.stat")).get("inactive_file", 0)
+        read = write = 0
+        for line in _read(f"{path}/io.stat").splitlines():
+            for field in line.split()[1:]:
+                key, _, value = field.partition("=")
+                if key == "rbytes":
+                    read += int(value)
+                elif key == "wbytes":
+                    write += int(value)
+        return {
+            "cpu_ns": _keyed(_read(f"{path}/cpu.stat")).get("usage_usec", 0) * 1000,
+            "memory": max(0, _read_int(f"{path}/memory.current") - cache),
+            "memory_limit": min(limit, host) if host else limit,
+            "pids": _read_int(f"{path}/pids.current"),
+            "blk_read": read,
+            "blk_write": write,
+        }
+
+    def inside_mounts(self) -> list[tuple[str, str, str]]:
+        return [("cgroup2", "", "")]
 
     def kill(self) -> None:
         path = f"{self.dirs()[0]}/cgroup.kill"  # Linux 5.14+: the kernel kills every member at once
@@ -40,6 +87,15 @@ class CgroupV2(Cgroup):
             except OSError:
                 pass
         super().kill()
+
+
+def _set(path: str, name: str, value: str) -> None:
+    target = f"{path}/{name}"
+    if not os.path.exists(target):
+        from pycontain.errors import PycontainError
+
+        raise PycontainError(f"this host's cgroup v2 has no {name} (controller not enabled); cannot apply the limit")
+    _write(target, value)
 
 
 def _enable_controllers() -> None:

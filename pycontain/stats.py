@@ -1,0 +1,129 @@
+"""`pycontain stats` and `pycontain update`: resource use read from each container's cgroup, and live limits.
+
+CPU % is the cgroup's CPU time over wall time between two samples (100% = one CPU busy). Memory is the
+cgroup's usage without reclaimable page cache, against its limit (or the host's memory when unlimited).
+Network I/O comes from the container's own /proc/PID/net/dev (every device but lo), block I/O from the
+cgroup's io counters. Loaded by cli.py only for these commands (cli.PLUGINS).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from pycontain import state
+from pycontain.cgroups import base as cgroups
+from pycontain.cli import FLAG, VALUE, _need, _table
+from pycontain.errors import ContainerStateError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+UPDATE_OPTIONS = [
+    (("-m", "--memory"), "memory", VALUE, "BYTES", "memory limit, e.g. 512m"),
+    (("--memory-swap",), "memory_swap", VALUE, "BYTES", "memory plus swap limit (-1: unlimited swap)"),
+    (("--memory-reservation",), "memory_reservation", VALUE, "BYTES", "soft memory limit"),
+    (("--cpus",), "cpus", VALUE, "N", "CPU quota in CPUs"),
+    (("-c", "--cpu-shares"), "cpu_shares", VALUE, "N", "relative CPU weight"),
+    (("--cpuset-cpus",), "cpuset_cpus", VALUE, "LIST", "CPUs allowed"),
+    (("--pids-limit",), "pids", VALUE, "N", "maximum number of processes (-1: none)"),
+]
+COMMANDS: dict[str, tuple[list[Any], str, str]] = {
+    "stats": ([(("--no-stream",), "no_stream", FLAG, "", "print one sample and exit"),
+               (("-a", "--all"), "all", FLAG, "", "include stopped containers")],
+              "[CONTAINER...]", "show containers' CPU, memory, network, block I/O and process counts"),
+    "update": (UPDATE_OPTIONS, "CONTAINER...", "change the resource limits of containers"),
+}
+
+
+def sample(rec: state.Record) -> dict[str, Any]:
+    running = rec.status() == "running"
+    out: dict[str, Any] = {"rec": rec, "running": running, "time": time.monotonic_ns()}
+    if running:
+        out.update(cgroups.for_container(rec.id).stats())
+        out["net_rx"], out["net_tx"] = _net_io(rec.state().get("pid"))
+    return out
+
+
+def _net_io(pid: int | None) -> tuple[int, int]:
+    rx = tx = 0
+    try:
+        with open(f"/proc/{pid}/net/dev") as f:
+            lines = f.read().splitlines()[2:]
+    except (OSError, TypeError):
+        return 0, 0
+    for line in lines:
+        name, _, counters = line.partition(":")
+        fields = counters.split()
+        if name.strip() != "lo" and len(fields) >= 9:
+            rx += int(fields[0])
+            tx += int(fields[8])
+    return rx, tx
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.4g}{unit}"
+        n /= 1024
+    return f"{n}"
+
+
+def rows(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[list[str]]:
+    out = []
+    for old, new in zip(before, after):
+        rec = new["rec"]
+        if not new["running"]:
+            out.append([rec.short_id, rec.name, "--", "-- / --", "--", "--", "--", "0"])
+            continue
+        wall = max(1, new["time"] - old["time"])
+        cpu = 100.0 * max(0, new["cpu_ns"] - old.get("cpu_ns", new["cpu_ns"])) / wall
+        mem, limit = new["memory"], new["memory_limit"] or 1
+        out.append([
+            rec.short_id, rec.name, f"{cpu:.2f}%", f"{_size(mem)} / {_size(limit)}", f"{100.0 * mem / limit:.2f}%",
+            f"{_size(new['net_rx'])} / {_size(new['net_tx'])}",
+            f"{_size(new['blk_read'])} / {_size(new['blk_write'])}", str(new["pids"]),
+        ])
+    return out
+
+
+HEADER = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+
+
+def cmd_stats(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    if pos:
+        records = [state.find(paths, ref) for ref in pos]
+    else:
+        records = [r for r in state.all_records(paths) if opts["all"] or r.status() == "running"]
+    before = [sample(r) for r in records]
+    tty = sys.stdout.isatty()
+    try:
+        while True:
+            time.sleep(0.5 if opts["no_stream"] else 1.0)
+            after = [sample(r) for r in records]
+            if tty and not opts["no_stream"]:
+                sys.stdout.write("\x1b[2J\x1b[H")  # clear the screen and redraw, like `top`
+            _table(HEADER, rows(before, after))
+            sys.stdout.flush()
+            if opts["no_stream"]:
+                return 0
+            before = after
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_update(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    _need(pos, "a container")
+    changes = {k: v for k, v in opts.items() if v is not None}
+    if not changes:
+        raise ContainerStateError("nothing to update: give at least one of " +
+                                  ", ".join(o[0][-1] for o in UPDATE_OPTIONS))
+    for ref in pos:
+        print(runtime.update(paths, ref, changes).name)
+    return 0
+
+
+HANDLERS = {"stats": cmd_stats, "update": cmd_update}
