@@ -39,7 +39,8 @@ RUN_OPTIONS = [
     (("--entrypoint",), "entrypoint", VALUE, "CMD", "override the image's entrypoint"),
     (("-v", "--volume"), "volume", MULTI, "SRC:DST[:ro]", "bind mount a host path"),
     (("--read-only",), "read_only", FLAG, "", "mount the root filesystem read-only"),
-    (("--network", "--net"), "network", VALUE, "MODE", "none (loopback only, default) or host"),
+    (("--network", "--net"), "network", VALUE, "MODE", "none (loopback only, default), host, or a network name"),
+    (("-p", "--publish"), "publish", MULTI, "[IP:][HOST:]CTR[/udp]", "publish a container port on the host"),
     (("--pids-limit",), "pids_limit", VALUE, "N", "maximum number of processes (default 2048, -1: none)"),
     (("-m", "--memory"), "memory", VALUE, "BYTES", "memory limit, e.g. 512m or 1g"),
     (("--memory-swap",), "memory_swap", VALUE, "BYTES", "memory plus swap limit (-1: unlimited swap)"),
@@ -201,6 +202,7 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         read_only=opts["read_only"],
         network=c.validate_network(opts["network"] or "none"),
         mounts=tuple(c.parse_volume(v) for v in opts["volume"]),
+        ports=tuple(c.parse_publish(p) for p in opts["publish"]),
         limits=limits,
     )
 
@@ -235,9 +237,7 @@ def _run_detached(paths: Any, cfg: Any) -> str:
         runtime.start_detached(rec, lock_fd)
     except PycontainError:
         if cfg.remove:
-            from pycontain import state
-
-            state.remove_record(rec)
+            runtime._remove(rec)
         raise
     return rec.id
 

@@ -78,6 +78,17 @@ class BindMount(Frozen):
     readonly: bool
 
 
+class PortMapping(Frozen):
+    """`-p [HOST_IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]`; host_port 0 means "pick a free one"."""
+
+    __slots__ = ("host_ip", "host_port", "container_port", "protocol")
+    _fields = {"host_ip": "", "host_port": 0, "container_port": 0, "protocol": "tcp"}
+    host_ip: str
+    host_port: int
+    container_port: int
+    protocol: str
+
+
 class Limits(Frozen):
     """cgroup limits; None means not set (no limit). pids defaults to 2048 as in podman.
 
@@ -100,11 +111,11 @@ class Limits(Frozen):
 
 class ContainerConfig(Frozen):
     __slots__ = ("image", "command", "entrypoint", "name", "env", "workdir", "user", "hostname",
-                 "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits")
+                 "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports")
     _fields = {
         "image": "", "command": (), "entrypoint": None, "name": None, "env": (), "workdir": None,
         "user": None, "hostname": None, "interactive": False, "tty": False, "detach": False,
-        "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(),
+        "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(), "ports": (),
     }
     image: str
     command: tuple[str, ...]
@@ -122,12 +133,14 @@ class ContainerConfig(Frozen):
     network: str
     mounts: tuple[BindMount, ...]
     limits: Limits
+    ports: tuple[PortMapping, ...]
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
         data = dict(data)
         data["mounts"] = tuple(BindMount(**m) for m in data.get("mounts", ()))
         data["limits"] = Limits(**data.get("limits", {}))
+        data["ports"] = tuple(PortMapping(**p) for p in data.get("ports", ()))
         for key in ("command", "env"):
             data[key] = tuple(data.get(key, ()))
         if data.get("entrypoint") is not None:
@@ -252,9 +265,38 @@ def validate_workdir(path: str) -> str:
 
 
 def validate_network(mode: str) -> str:
-    if mode not in NETWORK_MODES:
-        raise UsageError(f"invalid --network {mode!r}: this version supports {', '.join(NETWORK_MODES)}")
+    """none, host, bridge (the default bridge network), or a network's name (checked when used)."""
+    if mode == "bridge":
+        return "pycontain"
+    if mode in NETWORK_MODES:
+        return mode
+    if not mode or mode[0] not in _ALNUM or not set(mode) <= _ALNUM | set("_.-") or len(mode) > 64:
+        raise UsageError(f"invalid --network {mode!r}: use none, host, bridge or a network name")
     return mode
+
+
+def parse_publish(spec: str) -> PortMapping:
+    """-p 8080:80, -p 127.0.0.1:8080:80/udp, -p 80 (a free host port), -p 127.0.0.1::80."""
+    text, _, proto = spec.partition("/")
+    proto = proto or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise UsageError(f"invalid -p {spec!r}: the protocol must be tcp or udp")
+    parts = text.rsplit(":", 2)
+    host_ip, host_port, ctr = ("", "", parts[-1]) if len(parts) == 1 else (
+        ("", parts[0], parts[1]) if len(parts) == 2 else (parts[0], parts[1], parts[2]))
+    host_ip = host_ip.strip("[]")
+
+    def port(value: str, what: str, allow_zero: bool) -> int:
+        if not value.isdigit() or not (0 if allow_zero else 1) <= int(value) <= 65535:
+            raise UsageError(f"invalid -p {spec!r}: {what} must be a port number from 1 to 65535")
+        return int(value)
+
+    if host_ip:
+        octets = host_ip.split(".")
+        if len(octets) != 4 or not all(o.isdigit() and int(o) <= 255 for o in octets):
+            raise UsageError(f"invalid -p {spec!r}: {host_ip!r} is not an IPv4 address")
+    return PortMapping(host_ip=host_ip, host_port=port(host_port, "the host port", False) if host_port else 0,
+                       container_port=port(ctr, "the container port", False), protocol=proto)
 
 
 

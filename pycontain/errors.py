@@ -28,6 +28,14 @@ class ImageError(PycontainError):
     """An image or layer is malformed or unsafe."""
 
 
+class RegistryError(ImageError):
+    """A registry could not be reached, refused our credentials, or answered something unusable."""
+
+
+class ImageInUse(ImageError):
+    """`rmi` of an image a container still uses (without -f, or a running one)."""
+
+
 class ContainerNotFound(PycontainError):
     pass
 

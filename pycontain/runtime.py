@@ -15,7 +15,7 @@ import _signal
 import os
 import time
 
-from pycontain import explain, mounts, namespaces, state, syscalls
+from pycontain import explain, mounts, namespaces, network, state, syscalls
 from pycontain.cgroups import base as cgroups
 from pycontain.config import merge_env
 from pycontain.errors import ContainerStateError, PycontainError
@@ -88,15 +88,19 @@ def create(paths: Paths, cfg: ContainerConfig) -> tuple[Record, int]:
         resolved = cfg.with_image_defaults(image.config, rec.short_id)
         for sub in ("upper", "work", "rootfs", "etc"):
             os.makedirs(f"{rec.storage}/{sub}", 0o755)
+        net = network.prepare(paths, cid, name, resolved.hostname, cfg)
         etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname)
+        etc_files.update((net or {}).get("etc_files", {}))
         meta = {
             "id": cid, "name": name, "created": state.now(), "image": image.ref, "image_id": image.id,
             "layers": list(image.layers), "config": cfg.to_json(), "resolved": resolved.to_json(),
-            "etc_files": etc_files,
+            "etc_files": etc_files, "network": net,
         }
         state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
         state.atomic_write_json(f"{rec.dir}/state.json", {"status": "created"}, durable=False)
     except BaseException:
+        if "net" in locals():
+            network.release(paths, net, cid)
         state.release_name(paths, name, cid)
         state.rmtree(rec.storage)
         state.rmtree(rec.dir)
@@ -117,7 +121,7 @@ def run(paths: Paths, cfg: ContainerConfig) -> int:
         return supervise(rec)
     finally:
         if cfg.remove:
-            state.remove_record(rec)
+            _remove(rec)
         os.close(lock_fd)
 
 
@@ -151,7 +155,7 @@ def start_detached(rec: Record, lock_fd: int) -> None:
                 pass
         finally:
             if rec.config.remove:
-                state.remove_record(rec)
+                _remove(rec)
         os._exit(code)
     os.close(report_w)
     os.close(lock_fd)  # the monitor holds the lock from now on
@@ -208,6 +212,9 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         reaper = _Reaper(child.pid)
         undo.callback(reaper.kill_and_reap)
         undo.callback(child.close)
+        if meta.get("network"):
+            undo.callback(network.detach, rec.paths, meta["network"], rec.id)
+            network.attach(rec.paths, meta["network"], child.pid)
         explain.say("  new PID, mount, UTS, IPC" + ("" if cfg.network == "host" else ", network")
                     + " namespaces: the command will be PID 1 and see only its own processes, mounts, "
                     "hostname" + ("" if cfg.network == "host" else " and network stack"))
@@ -409,7 +416,7 @@ def remove(paths: Paths, ref: str, force: bool = False) -> Record:
     lock_fd = rec.acquire(blocking=True)  # nobody may start it while it is being removed
     try:
         _release_kernel_objects(rec)
-        state.remove_record(rec)
+        _remove(rec)
     finally:
         os.close(lock_fd)
     return rec
@@ -440,6 +447,22 @@ def _release_kernel_objects(rec: Record) -> None:
     if cg.exists():
         cg.kill()
         cg.remove()
+    net = _network_of(rec)
+    if net:
+        network.detach(rec.paths, net, rec.id)
+
+
+def _network_of(rec: Record) -> dict[str, Any] | None:
+    try:
+        return rec.meta().get("network")  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def _remove(rec: Record) -> None:
+    """Delete a container for good: its network lease and name, then its files."""
+    network.release(rec.paths, _network_of(rec), rec.id)
+    state.remove_record(rec)
 
 
 def _finish_dead(rec: Record) -> None:
@@ -468,12 +491,13 @@ def gc(paths: Paths) -> list[str]:
                 _finish_dead(rec)
                 done.append(f"stopped orphaned container {rec.short_id}")
             if rec.config.remove:
-                state.remove_record(rec)
+                _remove(rec)
                 done.append(f"removed container {rec.short_id} (--rm)")
             else:
                 live.add(rec.id)
         finally:
             os.close(lock_fd)
+    done += network.gc(paths, live)
     for cg in cgroups.orphans(live):
         cg.kill()
         cg.remove()

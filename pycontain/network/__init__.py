@@ -1,1 +1,73 @@
-"""Networking: loopback now; bridge, veth, IPAM and NAT build on this package."""
+"""Networking: what the runtime asks of a container's network, whatever the mode.
+
+    none    a private network namespace with only `lo` (brought up by the child, see loopback.py)
+    host    the host's network namespace (no CLONE_NEWNET)
+    NAME    a bridge network (the default one is `pycontain`, bridge `pycontain0`)
+
+The runtime calls these hooks; they import nothing heavy for `none` and `host`, so a run without a
+bridge network never pays for netlink or nftables. Bridge networking lives in its own modules and is
+imported on first use.
+
+    prepare(paths, cid, name, hostname, cfg) -> dict | None   at create: address from IPAM, etc.
+                                                              (JSON, kept in the container's record;
+                                                              its "etc_files" override /etc files)
+    attach(paths, net, pid)   parent side, after clone and before the child goes on: veth, address,
+                              route, port mappings
+    detach(paths, net, cid)   after the container exits: port mappings and other per-run objects
+    release(paths, net, cid)  when the container is removed: its address lease and name
+    gc(paths, live_ids)       objects of containers that no longer exist -> what was removed
+"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pycontain.config import ContainerConfig
+    from pycontain.state import Paths
+
+LOCAL_MODES = ("none", "host")
+
+
+def prepare(paths: Paths, cid: str, name: str, hostname: str, cfg: ContainerConfig) -> dict[str, Any] | None:
+    if cfg.network in LOCAL_MODES:
+        if getattr(cfg, "ports", ()):
+            from pycontain.errors import UsageError
+
+            raise UsageError(f"-p needs a bridge network; --network {cfg.network} has none")
+        return None
+    from pycontain.network import bridged
+
+    return bridged.prepare(paths, cid, name, hostname, cfg)
+
+
+def attach(paths: Paths, net: dict[str, Any] | None, pid: int) -> None:
+    if net:
+        from pycontain.network import bridged
+
+        bridged.attach(paths, net, pid)
+
+
+def detach(paths: Paths, net: dict[str, Any] | None, cid: str) -> None:
+    if net:
+        from pycontain.network import bridged
+
+        bridged.detach(paths, net, cid)
+
+
+def release(paths: Paths, net: dict[str, Any] | None, cid: str) -> None:
+    if net:
+        from pycontain.network import bridged
+
+        bridged.release(paths, net, cid)
+
+
+def gc(paths: Paths, live_ids: set[str]) -> list[str]:
+    import os
+
+    if not os.path.isdir(f"{paths.state}/networks"):
+        return []
+    from pycontain.network import bridged
+
+    return bridged.gc(paths, live_ids)

@@ -1,0 +1,427 @@
+"""A client for the OCI Distribution API (Registry HTTP API v2), on the standard library's http.client.
+
+    GET  /v2/<repo>/manifests/<tag|digest>    a manifest, or a manifest list / OCI index of them
+    GET  /v2/<repo>/blobs/<digest>            a layer or config (often a redirect to a CDN)
+    HEAD /v2/<repo>/blobs/<digest>            does the registry have it (push)
+    POST /v2/<repo>/blobs/uploads/            start an upload; PUT <Location>?digest=... finishes it
+    PUT  /v2/<repo>/manifests/<tag>           publish a manifest
+
+Why http.client and not requests/httpx: the protocol needs a handful of requests, streamed bodies and
+manual redirects (the Authorization header must not follow a redirect to a CDN), all of which
+http.client does; a dependency would add import time and a supply-chain link for no new capability.
+
+Plain HTTP is used only where Docker allows it: registries on loopback addresses and those named by
+`--insecure-registry` (or PYCONTAIN_INSECURE_REGISTRIES, or the config file). For those HTTPS is tried
+first without certificate checks, then plain HTTP, as Docker does. Docker Hub pulls may go through
+mirrors (`--registry-mirror`, PYCONTAIN_REGISTRY_MIRRORS, the config file's "registry-mirrors"), tried in
+order before the registry itself.
+
+The config file is `/etc/pycontain/registries.json` (or $PYCONTAIN_REGISTRIES_CONFIG), in the shape of
+Docker's daemon.json: {"registry-mirrors": ["https://mirror.example"], "insecure-registries": ["host:5000"]}.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import urllib.parse
+from typing import IO, Any
+
+from pycontain.errors import ImageNotFound, RegistryError
+from pycontain.images import auth
+from pycontain.state import Paths
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
+ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
+MAX_MANIFEST_BYTES = 4 << 20  # a manifest is a few kB; more than this is not a manifest
+DOCKER_HUB = "registry-1.docker.io"
+CONFIG_FILE = "/etc/pycontain/registries.json"
+TIMEOUT = 60.0
+USER_AGENT = "pycontain"
+
+
+class Settings:
+    """Mirrors and insecure registries: flags first, then the environment, then the config file."""
+
+    def __init__(self, mirrors: list[str] | tuple[str, ...] = (),
+                 insecure: list[str] | tuple[str, ...] = ()) -> None:
+        conf = _config_file()
+        env_mirrors = _split(os.environ.get("PYCONTAIN_REGISTRY_MIRRORS", ""))
+        env_insecure = _split(os.environ.get("PYCONTAIN_INSECURE_REGISTRIES", ""))
+        self.mirrors = [*mirrors, *env_mirrors, *conf.get("registry-mirrors", [])]
+        self.insecure = {*insecure, *env_insecure, *conf.get("insecure-registries", [])}
+        for m in self.mirrors:
+            if urllib.parse.urlsplit(m).scheme not in ("http", "https") or not urllib.parse.urlsplit(m).netloc:
+                raise RegistryError(f"invalid registry mirror {m!r}: expected a URL like https://mirror.example:5000")
+
+    def is_insecure(self, netloc: str) -> bool:
+        host = _host_of(netloc)
+        return _is_loopback(host) or netloc in self.insecure or host in self.insecure
+
+
+def _split(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _config_file() -> dict[str, list[str]]:
+    path = os.environ.get("PYCONTAIN_REGISTRIES_CONFIG", CONFIG_FILE)
+    try:
+        with open(path, "rb") as f:
+            data = json.loads(f.read())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise RegistryError(f"cannot read {path}: {e}; fix the file or remove it") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{path} must hold a JSON object with registry-mirrors / insecure-registries")
+    out = {}
+    for key in ("registry-mirrors", "insecure-registries"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise RegistryError(f"{path}: {key} must be a list of strings")
+        out[key] = value
+    return out
+
+
+def _host_of(netloc: str) -> str:
+    if netloc.startswith("["):
+        return netloc[1:].split("]", 1)[0]
+    return netloc.rsplit(":", 1)[0] if netloc.count(":") == 1 else netloc
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class Endpoint:
+    """Where requests for one registry go: scheme://netloc/prefix (a mirror may have a path prefix)."""
+
+    __slots__ = ("scheme", "netloc", "prefix", "verify", "mirror")
+
+    def __init__(self, scheme: str, netloc: str, prefix: str = "", verify: bool = True, mirror: bool = False):
+        self.scheme, self.netloc, self.prefix, self.verify, self.mirror = scheme, netloc, prefix, verify, mirror
+
+    def __str__(self) -> str:
+        return f"{self.scheme}://{self.netloc}{self.prefix}"
+
+
+class Response:
+    """A response whose body is streamed; close() it (or read it to the end) when done."""
+
+    def __init__(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, url: str) -> None:
+        self.status = resp.status
+        self.headers = resp.headers
+        self.url = url
+        self._resp, self._conn = resp, conn
+
+    def read(self, n: int = -1) -> bytes:
+        return self._resp.read() if n < 0 else self._resp.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._resp.close()
+        self._conn.close()
+
+    def json(self, limit: int = MAX_MANIFEST_BYTES) -> Any:
+        data = self._resp.read(limit + 1)
+        self.close()
+        if len(data) > limit:
+            raise RegistryError(f"{self.url} answered more than {limit >> 20} MiB where JSON was expected")
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise RegistryError(f"{self.url} answered something that is not JSON") from None
+
+
+class Registry:
+    """One registry and one repository on it, with the auth state (tokens) of this session."""
+
+    def __init__(self, paths: Paths, domain: str, repo: str, settings: Settings, push: bool = False) -> None:
+        self.paths, self.domain, self.repo, self.settings, self.push = paths, domain, repo, settings, push
+        self.endpoints = self._endpoints()
+        self.endpoint = self.endpoints[0]
+        self._auth_header: str | None = None
+        self._creds: tuple[str, str] | None | bool = False  # False: not looked up yet
+
+    def _endpoints(self) -> list[Endpoint]:
+        out = []
+        if self.domain == "docker.io" and not self.push:
+            for m in self.settings.mirrors:
+                u = urllib.parse.urlsplit(m)
+                out.append(Endpoint(u.scheme, u.netloc, u.path.rstrip("/"), mirror=True,
+                                    verify=not self.settings.is_insecure(u.netloc)))
+        netloc = DOCKER_HUB if self.domain == "docker.io" else self.domain
+        if self.settings.is_insecure(netloc):
+            out += [Endpoint("https", netloc, verify=False), Endpoint("http", netloc)]
+        else:
+            out.append(Endpoint("https", netloc))
+        return out
+
+    @property
+    def scope(self) -> str:
+        return f"repository:{self.repo}:{'pull,push' if self.push else 'pull'}"
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        if self._creds is False:
+            self._creds = auth.credentials(self.paths, self.domain)
+        return self._creds  # type: ignore[return-value]
+
+    # -- plumbing --
+    def _use(self, endpoint: Endpoint) -> None:
+        if endpoint is not self.endpoint:
+            self._auth_header = None  # a mirror's token means nothing to the registry, and vice versa
+        self.endpoint = endpoint
+
+    def _connect(self, scheme: str, netloc: str, verify: bool) -> http.client.HTTPConnection:
+        if scheme == "https":
+            ctx = ssl.create_default_context()
+            if not verify:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx)
+        return http.client.HTTPConnection(netloc, timeout=TIMEOUT)
+
+    def _send(self, method: str, url: str, headers: dict[str, str], body: IO[bytes] | bytes | None,
+              verify: bool) -> Response:
+        u = urllib.parse.urlsplit(url)
+        conn = self._connect(u.scheme, u.netloc, verify)
+        target = u.path + (f"?{u.query}" if u.query else "")
+        try:
+            conn.request(method, target, body=body, headers={"User-Agent": USER_AGENT, **headers})
+            resp = conn.getresponse()
+        except BaseException:
+            conn.close()
+            raise
+        return Response(resp, conn, url)
+
+    def request(self, method: str, path: str, headers: dict[str, str] | None = None,
+                body: IO[bytes] | bytes | None = None, url: str | None = None) -> Response:
+        """One API request with auth (answering a 401 challenge once) and redirects followed."""
+        headers = dict(headers or {})
+        url = url or f"{self.endpoint}{path}"
+        verify = self.endpoint.verify
+        for _ in range(6):
+            h = dict(headers)
+            same_host = urllib.parse.urlsplit(url).netloc == self.endpoint.netloc
+            if self._auth_header and same_host:
+                h["Authorization"] = self._auth_header
+            if hasattr(body, "seek"):
+                body.seek(0)  # type: ignore[union-attr]
+            resp = self._send_or_explain(method, url, h, body, verify)
+            if resp.status == 401 and same_host and "Authorization" not in h:
+                challenge = resp.headers.get("WWW-Authenticate", "")
+                resp.read()
+                resp.close()
+                self._authenticate(challenge)
+                continue
+            if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
+                # Blob downloads are redirected to storage (S3, a CDN); our credentials stay behind.
+                url = urllib.parse.urljoin(url, resp.headers["Location"])
+                resp.close()
+                if resp.status == 303:
+                    method, body = "GET", None
+                verify = verify or urllib.parse.urlsplit(url).netloc != self.endpoint.netloc
+                continue
+            return resp
+        raise RegistryError(f"registry {self.domain}: too many redirects or auth rounds for {path}")
+
+    def _send_or_explain(self, method: str, url: str, headers: dict[str, str],
+                         body: IO[bytes] | bytes | None, verify: bool) -> Response:
+        try:
+            return self._send(method, url, headers, body, verify)
+        except ssl.SSLCertVerificationError as e:
+            raise RegistryError(
+                f"registry {self.domain}: TLS certificate of {urllib.parse.urlsplit(url).netloc} not trusted "
+                f"({e.verify_message}); if you trust this registry, use --insecure-registry {self.domain}"
+            ) from None
+        except (OSError, http.client.HTTPException) as e:
+            raise _Unreachable(self.domain, url, e) from None
+
+    def _authenticate(self, challenge: str) -> None:
+        scheme, params = auth.parse_challenge(challenge)
+        creds = self.credentials
+        if scheme == "basic":
+            if not creds:
+                raise RegistryError(
+                    f"registry {self.domain} needs a login for {self.repo}: run `pycontain login {self.domain}`")
+            self._auth_header = auth.basic_header(creds)
+            return
+        if scheme != "bearer" or "realm" not in params:
+            raise RegistryError(f"registry {self.domain} asked for unsupported authentication {challenge!r}")
+        self._auth_header = "Bearer " + self._fetch_token(params, creds)
+
+    def _fetch_token(self, params: dict[str, str], creds: tuple[str, str] | None) -> str:
+        realm = urllib.parse.urlsplit(params["realm"])
+        if realm.scheme not in ("http", "https") or not realm.netloc:
+            raise RegistryError(f"registry {self.domain} named an invalid token service {params['realm']!r}")
+        if realm.scheme == "http" and not self.settings.is_insecure(realm.netloc):
+            raise RegistryError(
+                f"registry {self.domain} wants tokens from plain-HTTP {params['realm']}; allow it with "
+                f"--insecure-registry {realm.netloc} if you trust the network")
+        scopes = [self.scope] + [s for s in params.get("scope", "").split(" ") if s and s != self.scope]
+        query = [("scope", s) for s in scopes]
+        if "service" in params:
+            query.insert(0, ("service", params["service"]))
+        if creds:
+            query.append(("account", creds[0]))
+        url = params["realm"] + ("&" if realm.query else "?") + urllib.parse.urlencode(query)
+        headers = {"Authorization": auth.basic_header(creds)} if creds else {}
+        resp = self._send_or_explain("GET", url, headers, None, not self.settings.is_insecure(realm.netloc))
+        if resp.status in (401, 403):
+            resp.close()
+            raise RegistryError(
+                f"token service of {self.domain} refused " + ("the stored login" if creds else "an anonymous request")
+                + f" for {self.repo}; check the name, or run `pycontain login {self.domain}`")
+        if resp.status != 200:
+            resp.close()
+            raise RegistryError(f"token service {realm.netloc} of {self.domain} answered HTTP {resp.status}")
+        data = resp.json()
+        token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"token service {realm.netloc} of {self.domain} answered without a token")
+        return token
+
+    def _fail(self, resp: Response, what: str) -> RegistryError:
+        try:
+            body = resp.read(64 << 10)
+        finally:
+            resp.close()
+        detail = ""
+        try:
+            errors = json.loads(body).get("errors") or []
+            detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict))
+        except (ValueError, AttributeError):
+            pass
+        if resp.status in (401, 403):
+            return RegistryError(
+                f"registry {self.domain} denied {what} (HTTP {resp.status}{': ' + detail if detail else ''}); "
+                f"run `pycontain login {self.domain}` with an account that may access {self.repo}")
+        return RegistryError(f"registry {self.domain}: {what} failed with HTTP {resp.status}"
+                             + (f" ({detail})" if detail else ""))
+
+    # -- the API --
+    def manifest(self, reference: str) -> tuple[bytes, str, str | None]:
+        """(bytes, media type, Docker-Content-Digest header) of a manifest; tries mirrors, then the registry."""
+        errors: list[str] = []
+        for i, endpoint in enumerate(self.endpoints):
+            self._use(endpoint)
+            try:
+                resp = self.request("GET", f"/v2/{self.repo}/manifests/{reference}", {"Accept": ACCEPT})
+            except _Unreachable as e:
+                errors += e.reasons
+                if i + 1 < len(self.endpoints):
+                    continue
+                raise _Unreachable(self.domain, "", reasons=errors) from None
+            except RegistryError:
+                if endpoint.mirror and i + 1 < len(self.endpoints):
+                    continue
+                raise
+            if resp.status == 404 and endpoint.mirror and i + 1 < len(self.endpoints):
+                resp.close()
+                continue
+            if resp.status == 404:
+                resp.close()
+                raise ImageNotFound(f"{self.repo}:{reference} was not found in registry {self.domain} "
+                                    "(check the name and tag)" if not reference.startswith("sha256:") else
+                                    f"{self.repo}@{reference} was not found in registry {self.domain}")
+            if resp.status != 200:
+                raise self._fail(resp, f"reading the manifest of {self.repo}:{reference}")
+            data = resp.read(MAX_MANIFEST_BYTES + 1)
+            resp.close()
+            if len(data) > MAX_MANIFEST_BYTES:
+                raise RegistryError(f"registry {self.domain}: manifest of {self.repo} is larger than 4 MiB")
+            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            return data, media_type, resp.headers.get("Docker-Content-Digest")
+        raise RegistryError(f"no endpoint for registry {self.domain}")  # pragma: no cover
+
+    def blob(self, digest: str) -> Response:
+        resp = self.request("GET", f"/v2/{self.repo}/blobs/{digest}")
+        if resp.status != 200:
+            raise self._fail(resp, f"downloading {digest[:19]} of {self.repo}")
+        return resp
+
+    def blob_exists(self, digest: str) -> bool:
+        resp = self.request("HEAD", f"/v2/{self.repo}/blobs/{digest}")
+        resp.read()
+        resp.close()
+        if resp.status in (200, 404):
+            return resp.status == 200
+        raise self._fail(resp, f"checking for blob {digest[:19]} in {self.repo}")
+
+    def upload_blob(self, digest: str, f: IO[bytes], size: int) -> None:
+        """Monolithic upload: POST opens a session, one PUT with the whole blob and its digest closes it."""
+        resp = self.request("POST", f"/v2/{self.repo}/blobs/uploads/", {"Content-Length": "0"}, b"")
+        if resp.status != 202 or not resp.headers.get("Location"):
+            raise self._fail(resp, f"starting an upload to {self.repo}")
+        resp.read()
+        resp.close()
+        location = urllib.parse.urljoin(f"{self.endpoint}/", resp.headers["Location"])
+        location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
+        resp = self.request("PUT", "", {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                            f, url=location)
+        if resp.status != 201:
+            raise self._fail(resp, f"uploading {digest[:19]} to {self.repo}")
+        resp.read()
+        resp.close()
+
+    def put_manifest(self, reference: str, data: bytes, media_type: str) -> str | None:
+        resp = self.request("PUT", f"/v2/{self.repo}/manifests/{reference}",
+                            {"Content-Type": media_type, "Content-Length": str(len(data))}, data)
+        if resp.status not in (200, 201):
+            raise self._fail(resp, f"publishing the manifest of {self.repo}:{reference}")
+        resp.read()
+        resp.close()
+        return resp.headers.get("Docker-Content-Digest")
+
+    def ping(self) -> None:
+        """GET /v2/ with credentials: what `login` uses to check them."""
+        for i, endpoint in enumerate(self.endpoints):
+            self._use(endpoint)
+            try:
+                resp = self.request("GET", "/v2/")
+            except _Unreachable:
+                if i + 1 < len(self.endpoints):
+                    continue
+                raise
+            resp.read()
+            resp.close()
+            if resp.status == 401:
+                raise RegistryError(f"registry {self.domain} refused the login; check user name and password")
+            if resp.status != 200:
+                raise self._fail(resp, "the login check")
+            return
+
+
+class _Unreachable(RegistryError):
+    """No answer from an endpoint (refused, timed out, name lookup or TLS handshake failed)."""
+
+    def __init__(self, domain: str, url: str, cause: BaseException | None = None,
+                 reasons: list[str] | None = None) -> None:
+        self.domain = domain
+        if cause is not None:
+            u = urllib.parse.urlsplit(url)
+            why = cause.strerror if isinstance(cause, OSError) and cause.strerror else (str(cause) or type(cause).__name__)
+            if isinstance(cause, socket.gaierror):
+                why = f"name lookup failed ({cause.strerror})"
+            reasons = [f"{u.scheme}://{u.netloc}: {why}"]
+        self.reasons = reasons or []
+        super().__init__(
+            f"cannot reach registry {domain} ({'; '.join(self.reasons)}); without network access bring the image "
+            "in with `pycontain load -i FILE` or `pycontain import TARBALL NAME`, or use --registry-mirror URL")
