@@ -67,7 +67,8 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "ps": ([(("-a", "--all"), "all", FLAG, "", "show stopped containers too"),
             (("-q", "--quiet"), "quiet", FLAG, "", "only ids")], "", "list containers"),
     "logs": ([(("-f", "--follow"), "follow", FLAG, "", "keep following the output"),
-              (("--tail", "-n"), "tail", VALUE, "N", "only the last N lines")], "CONTAINER", "show a container's output"),
+              (("--tail", "-n"), "tail", VALUE, "N", "only the last N lines")],
+             "CONTAINER", "show a container's output"),
     "top": ([], "CONTAINER", "list the processes of a container"),
     "stop": ([(("-t", "--time"), "time", VALUE, "SECONDS", "seconds to wait before SIGKILL (default 10)")],
              "CONTAINER...", "stop containers (SIGTERM, then SIGKILL)"),
@@ -82,8 +83,10 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
 # Commands defined in other modules, imported only when used (or for --help), so that the `run` path
 # never pays for them. Each module has COMMANDS (same shape as above) and HANDLERS.
 PLUGINS = {
-    "pycontain.images.commands": ("import", "images"),
+    "pycontain.images.commands": ("import", "images", "pull", "push", "rmi", "tag", "history", "save", "load",
+                                  "login", "logout", "image"),
     "pycontain.stats": ("stats", "update"),
+    "pycontain.network.commands": ("network", "port"),
 }
 # Commands whose options end at their first positional argument (the rest belongs to the container).
 STOP_AT_POSITIONAL = {"run", "create", "exec"}
@@ -132,7 +135,8 @@ def parse_options(spec: list[Any], args: list[str], command: str) -> tuple[dict[
             while j < len(arg):
                 name = "-" + arg[j]
                 if name not in by_name:
-                    raise UsageError(f"unknown flag {name} for `pycontain {command}` (see `pycontain {command} --help`)")
+                    raise UsageError(
+                        f"unknown flag {name} for `pycontain {command}` (see `pycontain {command} --help`)")
                 dest, kind = by_name[name]
                 if kind == FLAG:
                     opts[dest] = True

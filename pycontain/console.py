@@ -37,7 +37,7 @@ def relay(master: int, stdin: int | None, stdout: int) -> None:
     try:
         _pump(master, stdin, stdout)
     finally:
-        if saved is not None:
+        if saved is not None and stdin is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
             _signal.signal(_signal.SIGWINCH, previous)
 

@@ -65,7 +65,8 @@ def container(rec: state.Record) -> dict[str, Any]:
                    for m in cfg.mounts],
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(reversed(meta["layers"])), "UpperDir": f"{rec.storage}/upper",
-            "WorkDir": f"{rec.storage}/work", "MergedDir": f"{rec.storage}/rootfs (inside the container's mount namespace)",
+            "WorkDir": f"{rec.storage}/work",
+            "MergedDir": f"{rec.storage}/rootfs (inside the container's mount namespace)",
         }},
         "LogPath": rec.log_path,
         "Cgroup": {"Version": cg.version, "Paths": cg.dirs()},

@@ -12,6 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+_json: Any
 try:
     import _json
 except ImportError:  # pragma: no cover - every CPython ships it

@@ -27,7 +27,8 @@ from pycontain.errors import CommandNotExecutable, CommandNotFound, PycontainErr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, NoReturn
+    from collections.abc import Callable
+    from typing import NoReturn
 
 RUN_FLAGS = syscalls.CLONE_NEWPID | syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
 SIGKILL = 9

@@ -53,7 +53,7 @@ class _Undo:
     def __enter__(self) -> _Undo:
         return self
 
-    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         pending = exc
         while self._callbacks:
             fn, args = self._callbacks.pop()
@@ -65,7 +65,6 @@ class _Undo:
                 pending = cleanup_error
         if pending is not None and pending is not exc:
             raise pending
-        return False
 
 
 def _exit_stack() -> _Undo:
@@ -76,7 +75,7 @@ def _exit_stack() -> _Undo:
 
 def create(paths: Paths, cfg: ContainerConfig) -> tuple[Record, int]:
     """Resolve the image and write the container's record. Returns the record and its held lock fd."""
-    image = Store(paths).resolve(cfg.image)
+    image = Store(paths).resolve_or_pull(cfg.image)
     cid = os.urandom(32).hex()
     state.ensure_dirs(paths)
     rec = state.Record(paths, cid)
@@ -454,7 +453,7 @@ def _release_kernel_objects(rec: Record) -> None:
 
 def _network_of(rec: Record) -> dict[str, Any] | None:
     try:
-        return rec.meta().get("network")  # type: ignore[no-any-return]
+        return rec.meta().get("network")
     except (OSError, ValueError):
         return None
 

@@ -51,7 +51,7 @@ _backend: Any = None
 def _lib() -> Any:
     global _backend
     if _backend is None:
-        from pycontain import _native
+        from pycontain import _native  # type: ignore[attr-defined]
 
         _backend = _native.lib
     return _backend
@@ -75,7 +75,7 @@ def _errno() -> int:
     lib = _lib()
     if hasattr(lib, "errno"):  # fakes report their errno directly
         return int(lib.errno)
-    from pycontain import _native
+    from pycontain import _native  # type: ignore[attr-defined]
 
     return int(_native.ffi.errno)
 
@@ -138,7 +138,7 @@ def _null() -> Any:
     lib = _lib()
     if hasattr(lib, "errno"):
         return None
-    from pycontain import _native
+    from pycontain import _native  # type: ignore[attr-defined]
 
     return _native.ffi.NULL
 

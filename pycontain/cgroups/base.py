@@ -167,7 +167,7 @@ def orphans(live_ids: set[str]) -> list[Cgroup]:
     """Cgroups named for containers that no longer have a record."""
     found: set[str] = set()
     probe = for_container("")
-    for d in probe.roots():  # type: ignore[attr-defined]
+    for d in probe.roots():
         try:
             names = os.listdir(d)
         except OSError:
