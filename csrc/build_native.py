@@ -8,21 +8,11 @@ from cffi import FFI
 
 
 ffibuilder = FFI()
-ffibuilder.cdef(
-    """
-    typedef int... pid_t;
-    pid_t pc_clone(unsigned long flags);
-    int pc_unshare(int flags);
-    int pc_setns(int fd, int nstype);
-    int pc_pivot_root(const char *new_root, const char *put_old);
-    int pc_mount(const char *source, const char *target, const char *fstype,
-                 unsigned long flags, const char *data);
-    int pc_umount2(const char *target, int flags);
-    int pc_sethostname(const char *name, size_t len);
-    int pc_close_range(unsigned int first, unsigned int last, unsigned int flags);
-    int pc_cap_ambient_clear_all(void);
-    """
-)
+# The declarations are the header's own (cffi strips its comments); only the #include lines go, and
+# pid_t is declared as "some integer type" for cffi to size at compile time.
+with open("csrc/syscalls.h") as header:
+    declarations = "".join(line for line in header if not line.startswith("#"))
+ffibuilder.cdef("typedef int... pid_t;\n" + declarations)
 ffibuilder.set_source(
     "pycontain._native",
     '#include "syscalls.h"',

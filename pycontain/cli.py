@@ -25,6 +25,16 @@ if TYPE_CHECKING:
 FLAG, VALUE, MULTI = "flag", "value", "multi"
 
 # (names, dest, kind, metavar, help)
+# The resource limits, shared by `run`/`create` and `update`.
+LIMIT_OPTIONS = [
+    (("--pids-limit",), "pids_limit", VALUE, "N", "maximum number of processes (default 2048, -1: none)"),
+    (("-m", "--memory"), "memory", VALUE, "BYTES", "memory limit, e.g. 512m or 1g"),
+    (("--memory-swap",), "memory_swap", VALUE, "BYTES", "memory plus swap limit (-1: unlimited swap)"),
+    (("--memory-reservation",), "memory_reservation", VALUE, "BYTES", "soft memory limit"),
+    (("--cpus",), "cpus", VALUE, "N", "CPU quota in CPUs, e.g. 0.5"),
+    (("-c", "--cpu-shares"), "cpu_shares", VALUE, "N", "relative CPU weight (default 1024)"),
+    (("--cpuset-cpus",), "cpuset_cpus", VALUE, "LIST", "CPUs allowed, e.g. 0-1,3"),
+]
 RUN_OPTIONS = [
     (("-d", "--detach"), "detach", FLAG, "", "run in the background and print the container id"),
     (("-i", "--interactive"), "interactive", FLAG, "", "keep stdin open and connected"),
@@ -41,13 +51,7 @@ RUN_OPTIONS = [
     (("--read-only",), "read_only", FLAG, "", "mount the root filesystem read-only"),
     (("--network", "--net"), "network", VALUE, "MODE", "none (loopback only, default), host, or a network name"),
     (("-p", "--publish"), "publish", MULTI, "[IP:][HOST:]CTR[/udp]", "publish a container port on the host"),
-    (("--pids-limit",), "pids_limit", VALUE, "N", "maximum number of processes (default 2048, -1: none)"),
-    (("-m", "--memory"), "memory", VALUE, "BYTES", "memory limit, e.g. 512m or 1g"),
-    (("--memory-swap",), "memory_swap", VALUE, "BYTES", "memory plus swap limit (-1: unlimited swap)"),
-    (("--memory-reservation",), "memory_reservation", VALUE, "BYTES", "soft memory limit"),
-    (("--cpus",), "cpus", VALUE, "N", "CPU quota in CPUs, e.g. 0.5"),
-    (("-c", "--cpu-shares"), "cpu_shares", VALUE, "N", "relative CPU weight (default 1024)"),
-    (("--cpuset-cpus",), "cpuset_cpus", VALUE, "LIST", "CPUs allowed, e.g. 0-1,3"),
+    *LIMIT_OPTIONS,
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
 ]
 EXEC_OPTIONS = [
@@ -125,10 +129,7 @@ def parse_options(spec: list[Any], args: list[str], command: str) -> tuple[dict[
                 opts[dest] = value != "false"
                 continue
             if not eq:
-                if i >= len(args):
-                    raise UsageError(f"flag {name} needs a value")
-                value = args[i]
-                i += 1
+                value, i = _next_value(args, i, name)
             take(dest, kind, value)
         elif arg.startswith("-") and len(arg) > 1:
             j = 1
@@ -144,15 +145,19 @@ def parse_options(spec: list[Any], args: list[str], command: str) -> tuple[dict[
                     continue
                 value = arg[j + 1:].removeprefix("=")
                 if not value:
-                    if i >= len(args):
-                        raise UsageError(f"flag {name} needs a value")
-                    value = args[i]
-                    i += 1
+                    value, i = _next_value(args, i, name)
                 take(dest, kind, value)
                 break
         else:
             positionals.append(arg)
     return opts, positionals
+
+
+def _next_value(args: list[str], i: int, name: str) -> tuple[str, int]:
+    """The argument after a flag that takes a value, and the index after it."""
+    if i >= len(args):
+        raise UsageError(f"flag {name} needs a value")
+    return args[i], i + 1
 
 
 def usage(command: str | None = None) -> str:

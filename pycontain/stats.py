@@ -13,22 +13,14 @@ import time
 
 from pycontain import state
 from pycontain.cgroups import base as cgroups
-from pycontain.cli import FLAG, VALUE, _need, _table
+from pycontain.cli import FLAG, LIMIT_OPTIONS, _need, _table
 from pycontain.errors import ContainerStateError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-UPDATE_OPTIONS = [
-    (("-m", "--memory"), "memory", VALUE, "BYTES", "memory limit, e.g. 512m"),
-    (("--memory-swap",), "memory_swap", VALUE, "BYTES", "memory plus swap limit (-1: unlimited swap)"),
-    (("--memory-reservation",), "memory_reservation", VALUE, "BYTES", "soft memory limit"),
-    (("--cpus",), "cpus", VALUE, "N", "CPU quota in CPUs"),
-    (("-c", "--cpu-shares"), "cpu_shares", VALUE, "N", "relative CPU weight"),
-    (("--cpuset-cpus",), "cpuset_cpus", VALUE, "LIST", "CPUs allowed"),
-    (("--pids-limit",), "pids", VALUE, "N", "maximum number of processes (-1: none)"),
-]
+UPDATE_OPTIONS = LIMIT_OPTIONS
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "stats": ([(("--no-stream",), "no_stream", FLAG, "", "print one sample and exit"),
                (("-a", "--all"), "all", FLAG, "", "include stopped containers")],
@@ -117,7 +109,7 @@ def cmd_update(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     _need(pos, "a container")
-    changes = {k: v for k, v in opts.items() if v is not None}
+    changes = {("pids" if k == "pids_limit" else k): v for k, v in opts.items() if v is not None}
     if not changes:
         raise ContainerStateError("nothing to update: give at least one of " +
                                   ", ".join(o[0][-1] for o in UPDATE_OPTIONS))
