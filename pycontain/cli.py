@@ -51,6 +51,7 @@ RUN_OPTIONS = [
     (("--read-only",), "read_only", FLAG, "", "mount the root filesystem read-only"),
     (("--network", "--net"), "network", VALUE, "MODE", "none (loopback only, default), host, or a network name"),
     (("-p", "--publish"), "publish", MULTI, "[IP:][HOST:]CTR[/udp]", "publish a container port on the host"),
+    (("--pull",), "pull", VALUE, "POLICY", "missing (default): pull if absent; never; always"),
     *LIMIT_OPTIONS,
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
 ]
@@ -212,6 +213,7 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         network=c.validate_network(opts["network"] or "none"),
         mounts=tuple(c.parse_volume(v) for v in opts["volume"]),
         ports=tuple(c.parse_publish(p) for p in opts["publish"]),
+        pull=c.validate_pull(opts["pull"]),
         limits=limits,
     )
 
@@ -255,7 +257,7 @@ def cmd_create(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     opts["detach"] = True
-    rec, lock_fd = runtime.create(paths, _config_from(opts, pos))
+    rec, lock_fd = runtime.create(paths, _config_from(opts, pos), starting=False)
     os.close(lock_fd)
     print(rec.id)
     return 0
@@ -315,7 +317,7 @@ def _status_text(status: str, st: dict[str, Any]) -> str:
         return f"Exited ({st.get('exit_code')}) {_ago(st.get('finished_at', ''))} ago"
     if status == "dead":
         return "Dead (run `pycontain gc`)"
-    return "Created"
+    return "Starting" if status == "starting" else "Created"
 
 
 def _ago(stamp: str) -> str:

@@ -111,11 +111,13 @@ class Limits(Frozen):
 
 class ContainerConfig(Frozen):
     __slots__ = ("image", "command", "entrypoint", "name", "env", "workdir", "user", "hostname",
-                 "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports")
+                 "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports",
+                 "pull")
     _fields = {
         "image": "", "command": (), "entrypoint": None, "name": None, "env": (), "workdir": None,
         "user": None, "hostname": None, "interactive": False, "tty": False, "detach": False,
         "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(), "ports": (),
+        "pull": "missing",
     }
     image: str
     command: tuple[str, ...]
@@ -134,6 +136,7 @@ class ContainerConfig(Frozen):
     mounts: tuple[BindMount, ...]
     limits: Limits
     ports: tuple[PortMapping, ...]
+    pull: str
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
@@ -380,3 +383,14 @@ def validate_cpuset(text: str) -> str:
     except ValueError:
         raise UsageError(f"invalid --cpuset-cpus {text!r}: use CPU numbers from 0 to {ncpu - 1}, like 0-1,3") from None
     return text
+
+
+PULL_POLICIES = ("missing", "never", "always")
+
+
+def validate_pull(policy: str | None) -> str:
+    """--pull; PYCONTAIN_PULL sets the default (the test suite sets `never`: it must never go online)."""
+    value = policy or os.environ.get("PYCONTAIN_PULL") or "missing"
+    if value not in PULL_POLICIES:
+        raise UsageError(f"invalid --pull {value!r}: use missing, never or always")
+    return value

@@ -73,9 +73,13 @@ def _exit_stack() -> _Undo:
 
 # ---------------------------------------------------------------- create
 
-def create(paths: Paths, cfg: ContainerConfig) -> tuple[Record, int]:
-    """Resolve the image and write the container's record. Returns the record and its held lock fd."""
-    image = Store(paths).resolve_or_pull(cfg.image)
+def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[Record, int]:
+    """Resolve the image and write the container's record. Returns the record and its held lock fd.
+
+    starting=False is `pycontain create`: the record stays "created" until `start`. A record left
+    "starting" with no lock holder belongs to a `run` that was killed, which `gc` may finish off.
+    """
+    image = _image_for(Store(paths), cfg)
     cid = os.urandom(32).hex()
     state.ensure_dirs(paths)
     rec = state.Record(paths, cid)
@@ -96,7 +100,8 @@ def create(paths: Paths, cfg: ContainerConfig) -> tuple[Record, int]:
             "etc_files": etc_files, "network": net,
         }
         state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
-        state.atomic_write_json(f"{rec.dir}/state.json", {"status": "created"}, durable=False)
+        state.atomic_write_json(f"{rec.dir}/state.json", {"status": "starting" if starting else "created"},
+                                durable=False)
     except BaseException:
         if "net" in locals():
             network.release(paths, net, cid)
@@ -107,6 +112,17 @@ def create(paths: Paths, cfg: ContainerConfig) -> tuple[Record, int]:
         raise
     explain.say(f"record {rec.dir} (name {name}); image {image.ref} with {len(image.layers)} layer(s)")
     return rec, lock_fd
+
+
+def _image_for(store: Store, cfg: ContainerConfig) -> Any:
+    """--pull missing (pull only when absent, as Docker does), never, or always."""
+    if cfg.pull == "never":
+        return store.resolve(cfg.image)
+    if cfg.pull == "always":
+        from pycontain.images.pull import pull_for_run
+
+        return pull_for_run(store, cfg.image)
+    return store.resolve_or_pull(cfg.image)
 
 
 # ---------------------------------------------------------------- run / start
@@ -486,10 +502,10 @@ def gc(paths: Paths) -> list[str]:
             continue
         try:
             status = rec.state().get("status")
-            if status == "running" or cgroups.for_container(rec.id).exists():
+            if status in ("running", "starting") or cgroups.for_container(rec.id).exists():
                 _finish_dead(rec)
                 done.append(f"stopped orphaned container {rec.short_id}")
-            if rec.config.remove:
+            if rec.config.remove and status != "created":  # `create --rm` waits for its `start`
                 _remove(rec)
                 done.append(f"removed container {rec.short_id} (--rm)")
             else:

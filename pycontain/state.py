@@ -158,9 +158,9 @@ class Record:
         return False
 
     def status(self) -> str:
-        """created | running | exited | dead (its supervisor was killed; `gc` cleans it)."""
+        """created | starting | running | exited | dead (its supervisor was killed; `gc` cleans it)."""
         st = self.state().get("status", "created")
-        if st in ("running", "creating") and not self.is_locked():
+        if st in ("running", "starting") and not self.is_locked():
             return "dead"
         return str(st)
 

@@ -1,0 +1,11 @@
+"""Settings for the whole suite.
+
+Network safety: `run` pulls a missing image from its registry, as Docker does. No test may ever send
+traffic beyond 127.0.0.0/8 (not even a DNS lookup of a public registry), so every pycontain the suite
+starts inherits PYCONTAIN_PULL=never; the image tests that pull from their own loopback registry say so
+explicitly.
+"""
+
+import os
+
+os.environ["PYCONTAIN_PULL"] = "never"
