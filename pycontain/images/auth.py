@@ -18,9 +18,9 @@ same `{"auths": {host: {"auth": base64}}}` shape Docker uses) and then from the 
 from __future__ import annotations
 
 import base64
-import json
 import os
 
+from pycontain import jsonfast
 from pycontain.errors import RegistryError, UsageError
 from pycontain.state import Paths
 
@@ -56,7 +56,7 @@ def _decode(entry: object) -> tuple[str, str] | None:
 def _read_auths(path: str) -> dict[str, object]:
     try:
         with open(path, "rb") as f:
-            data = json.loads(f.read())
+            data = jsonfast.loads(f.read())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:

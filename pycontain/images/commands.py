@@ -1,22 +1,63 @@
-"""Image commands: import, images (and, as the image issue lands, pull, push, save, load, rmi, tag, ...).
+"""Image commands: import, images, pull, push, rmi, tag, history, save, load, login, logout, image.
 
 cli.py loads this module only when one of these commands runs (see cli.PLUGINS), so `pycontain run`
 never imports it. COMMANDS has the same shape as cli.COMMANDS; HANDLERS maps a name to its function.
+Progress and status lines go to stderr; stdout carries only what a script wants (ids, names, tables).
 """
 
 from __future__ import annotations
 
-from pycontain.cli import FLAG, MULTI, _ago, _need, _table
+import os
+import sys
+
+from pycontain.cli import FLAG, MULTI, VALUE, _ago, _need, _table
+from pycontain.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+QUIET = (("-q", "--quiet"), "quiet", FLAG, "", "no progress output")
+INSECURE = (("--insecure-registry",), "insecure", MULTI, "HOST[:PORT]",
+            "allow plain HTTP / unverified TLS for this registry (loopback always is)")
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "import": ([(("-c", "--change"), "change", MULTI, "INSTR", "set CMD, ENTRYPOINT, ENV, WORKDIR or USER")],
                "TARBALL NAME[:TAG]", "make a one-layer image from a root filesystem tarball"),
-    "images": ([(("-q", "--quiet"), "quiet", FLAG, "", "only ids")], "", "list images"),
+    "images": ([(("-q", "--quiet"), "quiet", FLAG, "", "only ids"),
+                (("-a", "--all"), "all", FLAG, "", "accepted for Docker compatibility (no intermediate images)"),
+                (("--digests",), "digests", FLAG, "", "show repository digests"),
+                (("--no-trunc",), "no_trunc", FLAG, "", "full image ids")], "[REPOSITORY[:TAG]]", "list images"),
+    "pull": ([QUIET, (("--platform",), "platform", VALUE, "OS/ARCH[/VARIANT]", "from a multi-platform image, "
+                      "take this one (default: this host's, linux/amd64 here)"),
+              (("--registry-mirror",), "mirror", MULTI, "URL", "try this Docker Hub mirror first"), INSECURE],
+             "NAME[:TAG|@DIGEST]", "download an image from a registry"),
+    "push": ([QUIET, INSECURE], "NAME[:TAG]", "upload an image to a registry"),
+    "rmi": ([(("-f", "--force"), "force", FLAG, "", "remove even if a stopped container uses it, or several tags")],
+            "IMAGE...", "remove images"),
+    "tag": ([], "SOURCE TARGET", "give an image another name"),
+    "history": ([(("-q", "--quiet"), "quiet", FLAG, "", "only ids"),
+                 (("--no-trunc",), "no_trunc", FLAG, "", "do not shorten the commands")], "IMAGE",
+                "show how an image's layers were made"),
+    "save": ([(("-o", "--output"), "output", VALUE, "FILE", "write to FILE instead of stdout")], "IMAGE...",
+             "write images to a docker-archive tar"),
+    "load": ([(("-i", "--input"), "input", VALUE, "FILE", "read FILE instead of stdin"), QUIET], "",
+             "load images from a docker-archive tar (docker save, skopeo)"),
+    "login": ([(("-u", "--username"), "username", VALUE, "USER", "user name"),
+               (("-p", "--password"), "password", VALUE, "PASSWORD", "password (prefer --password-stdin)"),
+               (("--password-stdin",), "password_stdin", FLAG, "", "read the password from stdin"), INSECURE],
+              "[REGISTRY]", "store credentials for a registry (root-only file)"),
+    "logout": ([], "[REGISTRY]", "forget the credentials for a registry"),
+    "image": ([(("-a", "--all"), "all", FLAG, "", "prune: every image no container uses, not only untagged"),
+               (("-f", "--force"), "force", FLAG, "", "prune: do not ask; rm: as rmi -f"),
+               (("-q", "--quiet"), "quiet", FLAG, "", "ls: only ids")],
+              "prune|ls|rm [ARG...]", "manage images (prune, ls, rm)"),
 }
+
+
+def _settings(opts: dict[str, Any]) -> Any:
+    from pycontain.images.registry import Settings
+
+    return Settings(mirrors=opts.get("mirror") or (), insecure=opts.get("insecure") or ())
 
 
 def cmd_import(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -28,17 +69,32 @@ def cmd_import(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
 
 def cmd_images(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images import reference
     from pycontain.images.store import Store
 
-    rows = []
-    for repo, tag, config, size in Store(paths).images():
-        image_id = config["id"].split(":", 1)[1][:12]
-        if opts["quiet"]:
-            print(image_id)
+    store = Store(paths)
+    want = reference.parse(pos[0]) if pos else None
+    rows, seen = [], set()
+    for repo, tag, config, size in store.images():
+        if want is not None and (repo != want.familiar_repository or (":" in pos[0] and tag != want.tag)):
             continue
-        rows.append([repo, tag, image_id, _ago(config.get("created", "")) + " ago", _size(size)])
+        image_id = config["id"] if opts["no_trunc"] else config["id"].split(":", 1)[1][:12]
+        if opts["quiet"]:
+            if image_id not in seen:
+                print(image_id)
+            seen.add(image_id)
+            continue
+        row = [repo, tag, image_id, _ago(config.get("created", "")) + " ago", _size(size)]
+        if opts["digests"]:
+            digests = [d for d in store.meta(config["id"]).get("repo_digests", [])
+                       if reference.parse(d).familiar_repository == repo]
+            row.insert(2, digests[0].split("@", 1)[1] if digests else "<none>")
+        rows.append(row)
     if not opts["quiet"]:
-        _table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], rows)
+        header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
+        if opts["digests"]:
+            header.insert(2, "DIGEST")
+        _table(header, rows)
     return 0
 
 
@@ -50,4 +106,192 @@ def _size(n: int) -> str:
     return f"{n}"
 
 
-HANDLERS = {"import": cmd_import, "images": cmd_images}
+def cmd_pull(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images.progress import Progress
+    from pycontain.images.pull import Puller
+
+    _need(pos, "an image name", exactly=1)
+    puller = Puller(paths, _settings(opts), Progress(quiet=opts["quiet"]), platform=opts["platform"])
+    _, ref = puller.pull(pos[0])
+    print(str(ref))
+    return 0
+
+
+def cmd_push(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images.progress import Progress
+    from pycontain.images.push import push
+
+    _need(pos, "an image name", exactly=1)
+    digest = push(paths, pos[0], _settings(opts), Progress(quiet=opts["quiet"]))
+    print(digest)
+    return 0
+
+
+def cmd_rmi(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.errors import PycontainError
+    from pycontain.images.remove import rmi
+
+    _need(pos, "an image")
+    code = 0
+    for name in pos:
+        try:
+            for line in rmi(paths, [name], opts["force"]):
+                print(line)
+        except PycontainError as e:
+            print(f"pycontain: {e}", file=sys.stderr)
+            code = e.exit_code
+    return code
+
+
+def cmd_tag(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images import reference
+    from pycontain.images.store import Store
+
+    _need(pos, "SOURCE TARGET", exactly=2)
+    store = Store(paths)
+    image = store.resolve(pos[0])
+    target = reference.parse(pos[1])
+    if target.digest:
+        raise UsageError(f"cannot tag with a digest ({pos[1]}): a digest names content, use a tag")
+    store.write_meta(image.id)  # make sure the image is known even if it was only digest-referenced
+    store.tag(target, image.id)
+    return 0
+
+
+def cmd_history(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images.store import Store
+
+    _need(pos, "an image", exactly=1)
+    store = Store(paths)
+    image = store.resolve(pos[0])
+    diff_ids = list(image.config.get("rootfs", {}).get("diff_ids", []))
+    rows = []
+    history = image.config.get("history") or [{} for _ in diff_ids]
+    layer_index = len(diff_ids) - 1
+    for i, entry in enumerate(reversed(history)):
+        empty = bool(entry.get("empty_layer"))
+        size = 0
+        if not empty and layer_index >= 0:
+            size = store.layer_info(diff_ids[layer_index]).get("size", 0)
+            layer_index -= 1
+        shown_id = (image.id if opts["no_trunc"] else image.short_id) if i == 0 else "<missing>"
+        if opts["quiet"]:
+            print(shown_id)
+            continue
+        created_by = str(entry.get("created_by", ""))
+        if not opts["no_trunc"] and len(created_by) > 45:
+            created_by = created_by[:44] + "…"
+        rows.append([shown_id, (_ago(entry.get("created", "")) + " ago") if entry.get("created") else "",
+                     created_by, _size(int(size)), str(entry.get("comment", ""))])
+    if not opts["quiet"]:
+        _table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+    return 0
+
+
+def cmd_save(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images.archive import save
+
+    _need(pos, "an image")
+    if opts["output"]:
+        save(paths, pos, opts["output"])
+        return 0
+    if os.isatty(1):
+        raise UsageError("refusing to write a tar archive to a terminal: use -o FILE or redirect stdout")
+    save(paths, pos, None)
+    return 0
+
+
+def cmd_load(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images.archive import load
+
+    if pos:
+        raise UsageError("load takes no arguments: use -i FILE (or stdin)")
+    if not opts["input"] and os.isatty(0):
+        raise UsageError("nothing to load: use -i FILE or pipe an archive into stdin")
+    for line in load(paths, opts["input"]):
+        print(f"Loaded image: {line}")
+    return 0
+
+
+def cmd_login(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images import auth
+    from pycontain.images.registry import Registry
+
+    if len(pos) > 1:
+        raise UsageError("usage: pycontain login [OPTIONS] [REGISTRY]")
+    domain = _registry_domain(pos[0] if pos else "docker.io")
+    user = opts["username"]
+    password = opts["password"]
+    if opts["password_stdin"]:
+        if password is not None:
+            raise UsageError("use either --password or --password-stdin, not both")
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not user:
+        if not os.isatty(0):
+            raise UsageError("a user name is needed: pycontain login -u USER --password-stdin REGISTRY")
+        user = input("Username: ").strip()
+    if password is None:
+        if not os.isatty(0):
+            raise UsageError("a password is needed: pass it on stdin with --password-stdin")
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    if not user or not password:
+        raise UsageError("user name and password must not be empty")
+    probe = Registry(paths, domain, "", _settings(opts))
+    probe._creds = (user, password)
+    probe.ping()
+    auth.store_credentials(paths, domain, user, password)
+    print(f"Login Succeeded ({domain}; credentials in {auth.auth_file(paths)}, readable by root only)",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_logout(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images import auth
+
+    if len(pos) > 1:
+        raise UsageError("usage: pycontain logout [REGISTRY]")
+    domain = _registry_domain(pos[0] if pos else "docker.io")
+    auth.store_credentials(paths, domain, "", None)
+    print(f"Removing login credentials for {domain}", file=sys.stderr)
+    return 0
+
+
+def _registry_domain(text: str) -> str:
+    from pycontain.images import reference
+
+    host = text.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
+    if host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
+        return "docker.io"
+    if not host or not reference._is_domain(host):
+        raise UsageError(f"invalid registry {text!r}: expected HOST[:PORT]")
+    return host
+
+
+def cmd_image(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain.images.remove import prune
+
+    if not pos:
+        raise UsageError("usage: pycontain image prune [-a] | ls [-q] | rm [-f] IMAGE...")
+    sub, rest = pos[0], pos[1:]
+    if sub == "prune":
+        if rest:
+            raise UsageError("image prune takes no arguments")
+        lines = prune(paths, opts["all"])
+        for line in lines:
+            print(line)
+        if not lines:
+            print("Nothing to remove", file=sys.stderr)
+        return 0
+    if sub in ("ls", "list"):
+        return cmd_images(paths, {"quiet": opts["quiet"], "all": opts["all"], "digests": False,
+                                  "no_trunc": False}, rest)
+    if sub in ("rm", "remove"):
+        return cmd_rmi(paths, {"force": opts["force"]}, rest)
+    raise UsageError(f"unknown image subcommand {sub!r}: use prune, ls or rm")
+
+
+HANDLERS = {"import": cmd_import, "images": cmd_images, "pull": cmd_pull, "push": cmd_push, "rmi": cmd_rmi,
+            "tag": cmd_tag, "history": cmd_history, "save": cmd_save, "load": cmd_load, "login": cmd_login,
+            "logout": cmd_logout, "image": cmd_image}

@@ -1,4 +1,4 @@
-"""A client for the OCI Distribution API (Registry HTTP API v2), on the standard library's http.client.
+"""A client for the OCI Distribution API (Registry HTTP API v2).
 
     GET  /v2/<repo>/manifests/<tag|digest>    a manifest, or a manifest list / OCI index of them
     GET  /v2/<repo>/blobs/<digest>            a layer or config (often a redirect to a CDN)
@@ -6,15 +6,17 @@
     POST /v2/<repo>/blobs/uploads/            start an upload; PUT <Location>?digest=... finishes it
     PUT  /v2/<repo>/manifests/<tag>           publish a manifest
 
-Why http.client and not requests/httpx: the protocol needs a handful of requests, streamed bodies and
-manual redirects (the Authorization header must not follow a redirect to a CDN), all of which
-http.client does; a dependency would add import time and a supply-chain link for no new capability.
+Why no HTTP library (requests, httpx): the protocol needs a handful of requests, streamed bodies and
+manual redirects (the Authorization header must not follow a redirect to a CDN). images/http.py does
+that in a page, and even the standard library's http.client costs more import time than a whole
+up-to-date `pull` may take.
 
 Plain HTTP is used only where Docker allows it: registries on loopback addresses and those named by
-`--insecure-registry` (or PYCONTAIN_INSECURE_REGISTRIES, or the config file). For those HTTPS is tried
-first without certificate checks, then plain HTTP, as Docker does. Docker Hub pulls may go through
-mirrors (`--registry-mirror`, PYCONTAIN_REGISTRY_MIRRORS, the config file's "registry-mirrors"), tried in
-order before the registry itself.
+`--insecure-registry` (or PYCONTAIN_INSECURE_REGISTRIES, or the config file). For the named ones HTTPS
+is tried first without certificate checks, then plain HTTP, as Docker does; for loopback plain HTTP
+comes first, since that traffic never leaves the host and a local registry usually speaks it.
+Docker Hub pulls may go through mirrors (`--registry-mirror`, PYCONTAIN_REGISTRY_MIRRORS, the config
+file's "registry-mirrors"), tried in order before the registry itself.
 
 The config file is `/etc/pycontain/registries.json` (or $PYCONTAIN_REGISTRIES_CONFIG), in the shape of
 Docker's daemon.json: {"registry-mirrors": ["https://mirror.example"], "insecure-registries": ["host:5000"]}.
@@ -22,18 +24,17 @@ Docker's daemon.json: {"registry-mirrors": ["https://mirror.example"], "insecure
 
 from __future__ import annotations
 
-import http.client
-import ipaddress
-import json
 import os
 import socket
-import ssl
-import urllib.parse
-from typing import IO, Any
 
+from pycontain import jsonfast
 from pycontain.errors import ImageNotFound, RegistryError
-from pycontain.images import auth
+from pycontain.images import auth, http
 from pycontain.state import Paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -60,7 +61,11 @@ class Settings:
         self.mirrors = [*mirrors, *env_mirrors, *conf.get("registry-mirrors", [])]
         self.insecure = {*insecure, *env_insecure, *conf.get("insecure-registries", [])}
         for m in self.mirrors:
-            if urllib.parse.urlsplit(m).scheme not in ("http", "https") or not urllib.parse.urlsplit(m).netloc:
+            try:
+                ok = bool(http.split_url(m)[1])
+            except ValueError:
+                ok = False
+            if not ok:
                 raise RegistryError(f"invalid registry mirror {m!r}: expected a URL like https://mirror.example:5000")
 
     def is_insecure(self, netloc: str) -> bool:
@@ -76,7 +81,7 @@ def _config_file() -> dict[str, list[str]]:
     path = os.environ.get("PYCONTAIN_REGISTRIES_CONFIG", CONFIG_FILE)
     try:
         with open(path, "rb") as f:
-            data = json.loads(f.read())
+            data = jsonfast.loads(f.read())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
@@ -99,12 +104,11 @@ def _host_of(netloc: str) -> str:
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """localhost, 127.0.0.0/8 or ::1 (by hand: the ipaddress module costs milliseconds to import)."""
+    if host in ("localhost", "::1"):
         return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    parts = host.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
 class Endpoint:
@@ -120,33 +124,48 @@ class Endpoint:
 
 
 class Response:
-    """A response whose body is streamed; close() it (or read it to the end) when done."""
+    """A response whose body is streamed; close() it when done."""
 
-    def __init__(self, resp: http.client.HTTPResponse, conn: http.client.HTTPConnection, url: str) -> None:
+    def __init__(self, resp: http.Response, url: str) -> None:
         self.status = resp.status
         self.headers = resp.headers
         self.url = url
-        self._resp, self._conn = resp, conn
+        self._resp = resp
 
     def read(self, n: int = -1) -> bytes:
-        return self._resp.read() if n < 0 else self._resp.read(n)
+        return self._resp.read(n)
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
         self._resp.close()
-        self._conn.close()
 
     def json(self, limit: int = MAX_MANIFEST_BYTES) -> Any:
-        data = self._resp.read(limit + 1)
-        self.close()
-        if len(data) > limit:
-            raise RegistryError(f"{self.url} answered more than {limit >> 20} MiB where JSON was expected")
+        data = self._read_limited(limit)
         try:
-            return json.loads(data)
+            return jsonfast.loads(data)
         except ValueError:
             raise RegistryError(f"{self.url} answered something that is not JSON") from None
+
+    def body(self, limit: int) -> bytes:
+        """The whole body (at most limit bytes, else RegistryError), then close."""
+        return self._read_limited(limit)
+
+    def _read_limited(self, limit: int) -> bytes:
+        out, total = [], 0
+        try:
+            while chunk := self._resp.read(1 << 16):
+                out.append(chunk)
+                total += len(chunk)
+                if total > limit:
+                    raise RegistryError(f"{self.url} answered more than {limit >> 10} kB where a small document "
+                                        "was expected")
+        except OSError as e:
+            raise RegistryError(f"reading from {self.url} failed: {e}") from None
+        finally:
+            self.close()
+        return b"".join(out)
 
 
 class Registry:
@@ -163,11 +182,14 @@ class Registry:
         out = []
         if self.domain == "docker.io" and not self.push:
             for m in self.settings.mirrors:
-                u = urllib.parse.urlsplit(m)
-                out.append(Endpoint(u.scheme, u.netloc, u.path.rstrip("/"), mirror=True,
-                                    verify=not self.settings.is_insecure(u.netloc)))
+                scheme, netloc, path = http.split_url(m)
+                out.append(Endpoint(scheme, netloc, path.split("?")[0].rstrip("/"), mirror=True,
+                                    verify=not self.settings.is_insecure(netloc)))
         netloc = DOCKER_HUB if self.domain == "docker.io" else self.domain
-        if self.settings.is_insecure(netloc):
+        if _is_loopback(_host_of(netloc)):
+            # Traffic that never leaves the host: plain HTTP first (what a local registry usually speaks).
+            out += [Endpoint("http", netloc), Endpoint("https", netloc, verify=False)]
+        elif self.settings.is_insecure(netloc):
             out += [Endpoint("https", netloc, verify=False), Endpoint("http", netloc)]
         else:
             out.append(Endpoint("https", netloc))
@@ -175,6 +197,8 @@ class Registry:
 
     @property
     def scope(self) -> str:
+        if not self.repo:
+            return ""  # `login`: a token for no repository proves the credentials
         return f"repository:{self.repo}:{'pull,push' if self.push else 'pull'}"
 
     @property
@@ -189,27 +213,10 @@ class Registry:
             self._auth_header = None  # a mirror's token means nothing to the registry, and vice versa
         self.endpoint = endpoint
 
-    def _connect(self, scheme: str, netloc: str, verify: bool) -> http.client.HTTPConnection:
-        if scheme == "https":
-            ctx = ssl.create_default_context()
-            if not verify:
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            return http.client.HTTPSConnection(netloc, timeout=TIMEOUT, context=ctx)
-        return http.client.HTTPConnection(netloc, timeout=TIMEOUT)
-
     def _send(self, method: str, url: str, headers: dict[str, str], body: IO[bytes] | bytes | None,
               verify: bool) -> Response:
-        u = urllib.parse.urlsplit(url)
-        conn = self._connect(u.scheme, u.netloc, verify)
-        target = u.path + (f"?{u.query}" if u.query else "")
-        try:
-            conn.request(method, target, body=body, headers={"User-Agent": USER_AGENT, **headers})
-            resp = conn.getresponse()
-        except BaseException:
-            conn.close()
-            raise
-        return Response(resp, conn, url)
+        resp = http.request(method, url, {"User-Agent": USER_AGENT, **headers}, body, verify, TIMEOUT)
+        return Response(resp, url)
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: IO[bytes] | bytes | None = None, url: str | None = None) -> Response:
@@ -219,25 +226,24 @@ class Registry:
         verify = self.endpoint.verify
         for _ in range(6):
             h = dict(headers)
-            same_host = urllib.parse.urlsplit(url).netloc == self.endpoint.netloc
+            same_host = http.split_url(url)[1] == self.endpoint.netloc
             if self._auth_header and same_host:
                 h["Authorization"] = self._auth_header
             if hasattr(body, "seek"):
                 body.seek(0)  # type: ignore[union-attr]
             resp = self._send_or_explain(method, url, h, body, verify)
             if resp.status == 401 and same_host and "Authorization" not in h:
-                challenge = resp.headers.get("WWW-Authenticate", "")
-                resp.read()
+                challenge = resp.headers.get("WWW-Authenticate") or ""
                 resp.close()
                 self._authenticate(challenge)
                 continue
             if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
                 # Blob downloads are redirected to storage (S3, a CDN); our credentials stay behind.
-                url = urllib.parse.urljoin(url, resp.headers["Location"])
+                url = http.join_url(url, resp.headers["Location"])
                 resp.close()
                 if resp.status == 303:
                     method, body = "GET", None
-                verify = verify or urllib.parse.urlsplit(url).netloc != self.endpoint.netloc
+                verify = verify or http.split_url(url)[1] != self.endpoint.netloc
                 continue
             return resp
         raise RegistryError(f"registry {self.domain}: too many redirects or auth rounds for {path}")
@@ -246,13 +252,14 @@ class Registry:
                          body: IO[bytes] | bytes | None, verify: bool) -> Response:
         try:
             return self._send(method, url, headers, body, verify)
-        except ssl.SSLCertVerificationError as e:
+        except OSError as e:
+            if type(e).__name__ != "SSLCertVerificationError":
+                raise _Unreachable(self.domain, url, e) from None
             raise RegistryError(
-                f"registry {self.domain}: TLS certificate of {urllib.parse.urlsplit(url).netloc} not trusted "
-                f"({e.verify_message}); if you trust this registry, use --insecure-registry {self.domain}"
+                f"registry {self.domain}: TLS certificate of {http.split_url(url)[1]} not trusted "
+                f"({getattr(e, 'verify_message', e)}); if you trust this registry, "
+                f"use --insecure-registry {self.domain}"
             ) from None
-        except (OSError, http.client.HTTPException) as e:
-            raise _Unreachable(self.domain, url, e) from None
 
     def _authenticate(self, challenge: str) -> None:
         scheme, params = auth.parse_challenge(challenge)
@@ -268,22 +275,24 @@ class Registry:
         self._auth_header = "Bearer " + self._fetch_token(params, creds)
 
     def _fetch_token(self, params: dict[str, str], creds: tuple[str, str] | None) -> str:
-        realm = urllib.parse.urlsplit(params["realm"])
-        if realm.scheme not in ("http", "https") or not realm.netloc:
-            raise RegistryError(f"registry {self.domain} named an invalid token service {params['realm']!r}")
-        if realm.scheme == "http" and not self.settings.is_insecure(realm.netloc):
+        try:
+            realm_scheme, realm_netloc, realm_path = http.split_url(params["realm"])
+        except ValueError:
+            raise RegistryError(f"registry {self.domain} named an invalid token service {params['realm']!r}") from None
+        if realm_scheme == "http" and not self.settings.is_insecure(realm_netloc):
             raise RegistryError(
                 f"registry {self.domain} wants tokens from plain-HTTP {params['realm']}; allow it with "
-                f"--insecure-registry {realm.netloc} if you trust the network")
-        scopes = [self.scope] + [s for s in params.get("scope", "").split(" ") if s and s != self.scope]
+                f"--insecure-registry {realm_netloc} if you trust the network")
+        scopes = [s for s in [self.scope, *params.get("scope", "").split(" ")] if s]
+        scopes = list(dict.fromkeys(scopes))
         query = [("scope", s) for s in scopes]
         if "service" in params:
             query.insert(0, ("service", params["service"]))
         if creds:
             query.append(("account", creds[0]))
-        url = params["realm"] + ("&" if realm.query else "?") + urllib.parse.urlencode(query)
+        url = params["realm"] + ("&" if "?" in realm_path else "?") + http.urlencode(query)
         headers = {"Authorization": auth.basic_header(creds)} if creds else {}
-        resp = self._send_or_explain("GET", url, headers, None, not self.settings.is_insecure(realm.netloc))
+        resp = self._send_or_explain("GET", url, headers, None, not self.settings.is_insecure(realm_netloc))
         if resp.status in (401, 403):
             resp.close()
             raise RegistryError(
@@ -291,21 +300,21 @@ class Registry:
                 + f" for {self.repo}; check the name, or run `pycontain login {self.domain}`")
         if resp.status != 200:
             resp.close()
-            raise RegistryError(f"token service {realm.netloc} of {self.domain} answered HTTP {resp.status}")
+            raise RegistryError(f"token service {realm_netloc} of {self.domain} answered HTTP {resp.status}")
         data = resp.json()
         token = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
-            raise RegistryError(f"token service {realm.netloc} of {self.domain} answered without a token")
+            raise RegistryError(f"token service {realm_netloc} of {self.domain} answered without a token")
         return token
 
     def _fail(self, resp: Response, what: str) -> RegistryError:
         try:
-            body = resp.read(64 << 10)
-        finally:
-            resp.close()
+            body = resp.body(64 << 10)
+        except RegistryError:
+            body = b""
         detail = ""
         try:
-            errors = json.loads(body).get("errors") or []
+            errors = jsonfast.loads(body).get("errors") or []
             detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict))
         except (ValueError, AttributeError):
             pass
@@ -343,11 +352,8 @@ class Registry:
                                     f"{self.repo}@{reference} was not found in registry {self.domain}")
             if resp.status != 200:
                 raise self._fail(resp, f"reading the manifest of {self.repo}:{reference}")
-            data = resp.read(MAX_MANIFEST_BYTES + 1)
-            resp.close()
-            if len(data) > MAX_MANIFEST_BYTES:
-                raise RegistryError(f"registry {self.domain}: manifest of {self.repo} is larger than 4 MiB")
-            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            data = resp.body(MAX_MANIFEST_BYTES)
+            media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
             return data, media_type, resp.headers.get("Docker-Content-Digest")
         raise RegistryError(f"no endpoint for registry {self.domain}")  # pragma: no cover
 
@@ -359,7 +365,6 @@ class Registry:
 
     def blob_exists(self, digest: str) -> bool:
         resp = self.request("HEAD", f"/v2/{self.repo}/blobs/{digest}")
-        resp.read()
         resp.close()
         if resp.status in (200, 404):
             return resp.status == 200
@@ -370,15 +375,13 @@ class Registry:
         resp = self.request("POST", f"/v2/{self.repo}/blobs/uploads/", {"Content-Length": "0"}, b"")
         if resp.status != 202 or not resp.headers.get("Location"):
             raise self._fail(resp, f"starting an upload to {self.repo}")
-        resp.read()
         resp.close()
-        location = urllib.parse.urljoin(f"{self.endpoint}/", resp.headers["Location"])
-        location += ("&" if "?" in location else "?") + urllib.parse.urlencode({"digest": digest})
+        location = http.join_url(f"{self.endpoint}/v2/", resp.headers["Location"])
+        location += ("&" if "?" in location else "?") + http.urlencode([("digest", digest)])
         resp = self.request("PUT", "", {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
                             f, url=location)
         if resp.status != 201:
             raise self._fail(resp, f"uploading {digest[:19]} to {self.repo}")
-        resp.read()
         resp.close()
 
     def put_manifest(self, reference: str, data: bytes, media_type: str) -> str | None:
@@ -386,27 +389,32 @@ class Registry:
                             {"Content-Type": media_type, "Content-Length": str(len(data))}, data)
         if resp.status not in (200, 201):
             raise self._fail(resp, f"publishing the manifest of {self.repo}:{reference}")
-        resp.read()
         resp.close()
         return resp.headers.get("Docker-Content-Digest")
 
-    def ping(self) -> None:
-        """GET /v2/ with credentials: what `login` uses to check them."""
+    def ping_endpoints(self) -> int:
+        """GET /v2/ (authenticating if challenged) on each endpoint until one answers; its status."""
+        reasons: list[str] = []
         for i, endpoint in enumerate(self.endpoints):
             self._use(endpoint)
             try:
                 resp = self.request("GET", "/v2/")
-            except _Unreachable:
+            except _Unreachable as e:
+                reasons += e.reasons
                 if i + 1 < len(self.endpoints):
                     continue
-                raise
-            resp.read()
+                raise _Unreachable(self.domain, "", reasons=reasons) from None
             resp.close()
-            if resp.status == 401:
-                raise RegistryError(f"registry {self.domain} refused the login; check user name and password")
-            if resp.status != 200:
-                raise self._fail(resp, "the login check")
-            return
+            return resp.status
+        raise RegistryError(f"no endpoint for registry {self.domain}")  # pragma: no cover
+
+    def ping(self) -> None:
+        """What `login` uses to check credentials before storing them."""
+        status = self.ping_endpoints()
+        if status in (401, 403):
+            raise RegistryError(f"registry {self.domain} refused the login; check user name and password")
+        if status != 200:
+            raise RegistryError(f"registry {self.domain} answered HTTP {status} to the login check")
 
 
 class _Unreachable(RegistryError):
@@ -416,11 +424,13 @@ class _Unreachable(RegistryError):
                  reasons: list[str] | None = None) -> None:
         self.domain = domain
         if cause is not None:
-            u = urllib.parse.urlsplit(url)
-            why = cause.strerror if isinstance(cause, OSError) and cause.strerror else (str(cause) or type(cause).__name__)
+            scheme, netloc, _ = http.split_url(url)
+            why = str(cause) or type(cause).__name__
+            if isinstance(cause, OSError) and cause.strerror:
+                why = cause.strerror
             if isinstance(cause, socket.gaierror):
                 why = f"name lookup failed ({cause.strerror})"
-            reasons = [f"{u.scheme}://{u.netloc}: {why}"]
+            reasons = [f"{scheme}://{netloc}: {why}"]
         self.reasons = reasons or []
         super().__init__(
             f"cannot reach registry {domain} ({'; '.join(self.reasons)}); without network access bring the image "

@@ -1,0 +1,200 @@
+"""`save` and `load`: images as a docker-archive tar, the format of `docker save` and `skopeo copy docker-archive:`.
+
+    manifest.json            [{"Config": "<config hex>.json", "RepoTags": ["alpine:3.20"],
+                               "Layers": ["<diff id hex>/layer.tar", ...]}, ...]
+    <config hex>.json        the image config, byte for byte (its sha256 is the image id)
+    <diff id hex>/layer.tar  each layer uncompressed (its sha256 is the config's diff_id)
+
+`load` reads what `save` writes and what skopeo writes (layers named `<hex>.tar`, possibly compressed).
+Nothing from the archive is extracted to disk by name: manifest.json is the index, each layer is read as
+a stream and goes through the same verified, untrusted-input unpacking as a pulled layer.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+
+from pycontain import jsonfast
+from pycontain.errors import ImageError, UsageError
+from pycontain.images import reference
+from pycontain.images.store import Store, decompressor
+from pycontain.state import Paths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+    from pycontain.images.store import Reader
+
+MAX_JSON_BYTES = 8 << 20
+
+
+def _layer_stream(store: Store, diff_id: str) -> tuple[Reader, Any, IO[bytes]]:
+    info = store.layer_info(diff_id)
+    blob = info.get("blob")
+    if not isinstance(blob, str) or not store.has_blob(blob):
+        raise ImageError(f"layer {diff_id[7:19]} has no stored tarball (unpacked by an older pycontain); "
+                         "pull, load or import the image again before saving it")
+    f = open(store.blob_path(blob), "rb")
+    plain, proc = decompressor(str(info.get("compression", "none")), f)
+    return plain, proc, f
+
+
+def _diff_size(store: Store, diff_id: str) -> int:
+    size = store.layer_info(diff_id).get("diff_size")
+    if isinstance(size, int):
+        return size
+    plain, proc, f = _layer_stream(store, diff_id)  # an older layer record: count it once
+    total = 0
+    with f:
+        while chunk := plain.read(1 << 20):
+            total += len(chunk)
+    if proc is not None:
+        proc.wait()
+    return total
+
+
+def save(paths: Paths, names: list[str], output: str | None) -> None:
+    store = Store(paths)
+    entries: dict[str, dict[str, Any]] = {}
+    for name in names:
+        image = store.resolve(name)
+        entry = entries.setdefault(image.id, {"Config": f"{image.id[7:]}.json", "RepoTags": [],
+                                              "Layers": [f"{d[7:]}/layer.tar" for d in
+                                                         image.config.get("rootfs", {}).get("diff_ids", [])]})
+        try:
+            ref = reference.parse(name)
+        except UsageError:
+            ref = None
+        if ref is not None and ref.tag and str(ref) in store.refs():
+            entry["RepoTags"].append(ref.familiar)
+    if output is None:
+        _write(store, entries, sys.stdout.buffer, "w|")
+        sys.stdout.flush()
+        return
+    tmp = f"{output}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            _write(store, entries, f, "w")
+        os.rename(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
+    import io
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), 0o644
+    tf.addfile(info, io.BytesIO(data))
+
+
+def _write(store: Store, entries: dict[str, dict[str, Any]], out: IO[bytes], mode: str) -> None:
+    written: set[str] = set()
+    with tarfile.open(fileobj=out, mode=mode, format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+        for image_id, entry in entries.items():
+            _add_bytes(tf, entry["Config"], store.blob(image_id))
+            for layer in entry["Layers"]:
+                if layer in written:
+                    continue
+                written.add(layer)
+                diff_id = "sha256:" + layer.split("/", 1)[0]
+                info = tarfile.TarInfo(layer)
+                info.size, info.mode = _diff_size(store, diff_id), 0o644
+                plain, proc, f = _layer_stream(store, diff_id)
+                with f:
+                    tf.addfile(info, plain)
+                if proc is not None:
+                    proc.wait()
+        _add_bytes(tf, "manifest.json", jsonfast.dumps(list(entries.values())).encode())
+
+
+def load(paths: Paths, path: str | None) -> list[str]:
+    """Load every image in a docker-archive; returns the names (or ids) loaded."""
+    store = Store(paths)
+    if path is None:
+        store._ensure()
+        # tarfile needs to seek (manifest.json may come last): spool stdin next to the store.
+        with tempfile.NamedTemporaryFile(dir=store.root, prefix=f".tmp-{os.getpid()}-") as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
+            spool.flush()
+            return _load(store, spool.name, "stdin")
+    return _load(store, path, path)
+
+
+def _member(tf: tarfile.TarFile, name: str, what: str) -> IO[bytes]:
+    try:
+        f = tf.extractfile(name.removeprefix("./"))
+    except KeyError:
+        f = None
+    if f is None:
+        raise ImageError(f"{what} names {name!r}, which is not a file in the archive; the archive is damaged")
+    return f
+
+
+def _read_json(tf: tarfile.TarFile, name: str, what: str) -> tuple[bytes, Any]:
+    data = _member(tf, name, what).read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise ImageError(f"{name} in {what} is larger than {MAX_JSON_BYTES >> 20} MiB; refusing it")
+    try:
+        return data, jsonfast.loads(data)
+    except ValueError:
+        raise ImageError(f"{name} in {what} is not valid JSON") from None
+
+
+def _load(store: Store, path: str, what: str) -> list[str]:
+    try:
+        tf = tarfile.open(path, "r:")
+    except FileNotFoundError:
+        raise UsageError(f"cannot read {path}: no such file") from None
+    except (tarfile.TarError, OSError) as e:
+        raise ImageError(f"{what} is not a tar archive ({e}); `pycontain load` reads `docker save` output") from None
+    loaded: list[str] = []
+    gc_fd = store.lock("gc", shared=True)
+    try:
+        with tf:
+            _, manifest = _read_json(tf, "manifest.json", f"archive {what}")
+            if not isinstance(manifest, list) or not manifest:
+                raise ImageError(f"manifest.json in {what} lists no images")
+            for entry in manifest:
+                loaded += _load_image(store, tf, entry, what)
+    finally:
+        os.close(gc_fd)
+    return loaded
+
+
+def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str) -> list[str]:
+    if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
+            or not isinstance(entry.get("Layers"), list):
+        raise ImageError(f"manifest.json in {what} has an entry without Config or Layers")
+    config_bytes, config = _read_json(tf, entry["Config"], f"archive {what}")
+    diff_ids = config.get("rootfs", {}).get("diff_ids", []) if isinstance(config, dict) else None
+    if not isinstance(diff_ids, list) or len(diff_ids) != len(entry["Layers"]):
+        raise ImageError(f"the config of an image in {what} lists {len(diff_ids or [])} layers, its manifest "
+                         f"{len(entry['Layers'])}; the archive is damaged")
+    for layer, diff_id in zip(entry["Layers"], diff_ids):
+        if not isinstance(layer, str) or not isinstance(diff_id, str) or not reference._is_digest(diff_id):
+            raise ImageError(f"an image in {what} has an invalid layer entry {layer!r}")
+        if store.has_layer(diff_id):
+            continue
+        lock_fd = store.lock(diff_id[7:])
+        try:
+            if not store.has_layer(diff_id):
+                store.add_layer(_member(tf, layer, f"manifest.json of {what}"), expect_diff_id=diff_id,
+                                what=f"layer {layer}")
+        finally:
+            os.close(lock_fd)
+    image_id = store.put_blob(config_bytes)
+    store.write_meta(image_id)
+    names = []
+    for tag in entry.get("RepoTags") or []:
+        ref = reference.parse(str(tag))
+        store.tag(ref, image_id)
+        names.append(ref.familiar)
+    return names or [image_id]
