@@ -17,13 +17,12 @@ def describe(paths: state.Paths, ref: str) -> dict[str, Any]:
         pass
     from pycontain.images.store import Store
 
+    store = Store(paths)
     try:
-        image = Store(paths).resolve(ref)
+        image = store.resolve(ref)
     except (ImageNotFound, UsageError):
         raise ContainerNotFound(f"no such container or image: {ref}") from None
-    return {"Id": image.id, "RepoTags": [image.ref], "Config": image.config.get("config", {}),
-            "Created": image.config.get("created"), "RootFS": image.config.get("rootfs"),
-            "History": image.config.get("history", []), "LayerDirs": list(image.layers)}
+    return store.inspect(image)
 
 
 def container(rec: state.Record) -> dict[str, Any]:
