@@ -300,8 +300,13 @@ def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             continue
         command = " ".join(meta["resolved"]["argv"])
         command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
+        ports = ""
+        if meta.get("network"):
+            from pycontain.network import bridged
+
+            ports = bridged.ports_text(meta["network"])
         rows.append([rec.short_id, meta["image"], command, _ago(meta["created"]) + " ago",
-                     _status_text(status, st), "", meta["name"]])
+                     _status_text(status, st), ports, meta["name"]])
     if opts["quiet"]:
         for row in rows:
             print(row[0])

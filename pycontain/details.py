@@ -27,6 +27,7 @@ def describe(paths: state.Paths, ref: str) -> dict[str, Any]:
 
 def container(rec: state.Record) -> dict[str, Any]:
     from pycontain.cgroups import base as cgroups
+    from pycontain.network import bridged
 
     meta, st, cfg = rec.meta(), rec.state(), rec.config
     status = rec.status()
@@ -67,6 +68,7 @@ def container(rec: state.Record) -> dict[str, Any]:
             "WorkDir": f"{rec.storage}/work",
             "MergedDir": f"{rec.storage}/rootfs (inside the container's mount namespace)",
         }},
+        "NetworkSettings": bridged.describe(meta.get("network")),
         "LogPath": rec.log_path,
         "Cgroup": {"Version": cg.version, "Paths": cg.dirs()},
     }

@@ -40,5 +40,48 @@ def resolv_conf(host_resolv: str) -> str:
     return "\n".join(kept) + "\n" if kept else ""
 
 
+# When the host's resolv.conf names only a loopback stub (systemd-resolved's 127.0.0.53, dnsmasq's
+# 127.0.0.1) the stub is unreachable from a container's network namespace. systemd-resolved writes the
+# servers it forwards to in this file; without it, bridge containers get Docker's fallback servers.
+UPSTREAM_FILES = ("/run/systemd/resolve/resolv.conf",)
+FALLBACK_NAMESERVERS = ("8.8.8.8", "8.8.4.4")
+
+
+def bridge_resolv_conf(host_resolv: str = "/etc/resolv.conf") -> str:
+    """resolv.conf for a container on a bridge: the host's, with a loopback stub replaced by what it
+    forwards to (if discoverable), else by FALLBACK_NAMESERVERS."""
+    text = resolv_conf(host_resolv)
+    if _nameservers(text):
+        return text
+    for upstream in UPSTREAM_FILES:
+        forwarded = resolv_conf(upstream)
+        if _nameservers(forwarded):
+            return forwarded
+    return text + "".join(f"nameserver {ns}\n" for ns in FALLBACK_NAMESERVERS)
+
+
+def _nameservers(text: str) -> list[str]:
+    return [ln.split()[1] for ln in text.splitlines() if ln.split()[:1] == ["nameserver"] and len(ln.split()) > 1]
+
+
+def hosts_text(entries: list[tuple[str, list[str]]]) -> str:
+    """/etc/hosts for a bridge container: localhost, then one line per (address, names)."""
+    lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"]
+    lines += [f"{addr}\t{' '.join(dict.fromkeys(n for n in names if n))}" for addr, names in entries]
+    return "\n".join(lines) + "\n"
+
+
+def rewrite_in_place(path: str, text: str) -> None:
+    """Replace a file's content keeping its inode: it is bind-mounted into running containers, and a
+    rename would leave them looking at the old file. Callers serialise writers with a lock."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        data = text.encode()
+        os.write(fd, data)
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
 def _is_loopback(addr: list[str]) -> bool:
     return bool(addr) and (addr[0].startswith("127.") or addr[0] == "::1")

@@ -1,0 +1,220 @@
+"""Bridge networking behind the hooks in network/__init__.py: a container on a network gets
+
+    prepare  (create)   an address leased from the network's subnet (ipam.py), its host ports
+                        (-p), /etc/hosts and /etc/resolv.conf                       no netlink, no nft
+    attach   (start)    bridge on first use (bridge.py), veth pair with eth0 made inside the
+                        container's netns, address + default route (veth.py), DNAT for -p (nat.py)
+    detach   (exit)     the DNAT rules; the veth pair goes with the container's netns by itself
+    release  (rm)       the address lease, the host ports, its line in the network's hosts file
+    gc                  leases, ports, rules and veths of containers that no longer exist
+
+On a user network (`network create`), every member's /etc/hosts is one shared file, rewritten in
+place under the network's lock whenever a member joins or leaves, so containers reach each other by
+name without a DNS server. The default network, like Docker's default bridge, does not do that.
+
+pyroute2 is imported only inside attach/gc/network commands: it costs 125-160 ms here, paid only by
+containers that actually get a bridge.
+
+All of this is per network namespace: the bridge, the nft table and the leases describe one host
+network stack, so one state root per network namespace (the tests give every root its own netns).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pycontain import explain, state
+from pycontain.network import dns, ipam, nat, veth
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pycontain.config import ContainerConfig
+    from pycontain.state import Paths
+
+
+# ---------------------------------------------------------------- hooks
+
+def prepare(paths: Paths, cid: str, name: str, hostname: str, cfg: ContainerConfig) -> dict[str, Any]:
+    net = ipam.load_or_create_default(paths, cfg.network)
+    shared = _shared_hosts(net)
+    address = ipam.allocate(paths, net, cid, name, hostname,
+                            on_change=(lambda leases: _write_shared_hosts(paths, net, leases)) if shared else None)
+    try:
+        ports = ipam.reserve_ports(paths, cid, [p.to_json() for p in cfg.ports]) if cfg.ports else []
+        etc = f"{paths.storage_dir(cid)}/etc"
+        resolv = f"{etc}/resolv.conf.bridge"
+        with open(resolv, "w") as f:
+            f.write(dns.bridge_resolv_conf())
+        if shared:
+            hosts = f"{ipam.net_dir(paths, net['name'])}/hosts"
+        else:
+            hosts = f"{etc}/hosts.bridge"
+            with open(hosts, "w") as f:
+                f.write(dns.hosts_text([(address, [hostname, name])]))
+    except BaseException:
+        release(paths, {"network": net["name"], "shared_hosts": shared}, cid)
+        raise
+    explain.say(f"IPAM: {address}/{net['prefixlen']} on network {net['name']} ({net['subnet']}) "
+                f"leased to {cid[:12]}")
+    return {
+        "id": cid, "network": net["name"], "network_id": net["id"], "bridge": net["bridge"],
+        "subnet": net["subnet"], "gateway": net["gateway"], "address": address, "prefixlen": net["prefixlen"],
+        "mac": _mac(address), "veth": veth.host_name(cid), "ports": ports, "shared_hosts": shared,
+        "etc_files": {"/etc/hosts": hosts, "/etc/resolv.conf": resolv},
+    }
+
+
+def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
+    from pyroute2 import IPRoute
+
+    from pycontain.network import bridge
+
+    info = ipam.load(paths, net["network"])
+    ipr = IPRoute()
+    try:
+        with ipam.network_lock(paths, info["name"]):
+            index, created = bridge.ensure(ipr, info)
+            if created:
+                nat.setup_network(info)
+        nat.sysctl("ipv4/ip_forward", "1", "the host routes between the bridge and its other interfaces "
+                   "(needed for outbound NAT and published ports)")
+        veth.create(ipr, net["id"], pid, index, net["mac"])
+    finally:
+        ipr.close()
+    veth.configure_inside(pid, net["address"], int(net["prefixlen"]), net["gateway"])
+    ports = net.get("ports") or []
+    if ports:
+        if any(not p.get("host_ip") or p["host_ip"].startswith("127.") for p in ports):
+            nat.sysctl(f"ipv4/conf/{net['bridge']}/route_localnet", "1",
+                       f"packets from 127.0.0.1 may be routed to {net['bridge']} (published ports on localhost)")
+        nat.add_ports(net["id"], net["address"], ports)
+
+
+def detach(paths: Paths, net: dict[str, Any], cid: str) -> None:
+    """The per-run objects: only the DNAT rules need it (eth0 and its peer die with the netns)."""
+    if net.get("ports"):
+        nat.remove_ports(cid)
+
+
+def release(paths: Paths, net: dict[str, Any], cid: str) -> None:
+    name = net["network"]
+    on_change = None
+    if net.get("shared_hosts"):
+        try:
+            info = ipam.load(paths, name)
+            on_change = lambda leases: _write_shared_hosts(paths, info, leases)  # noqa: E731
+        except ipam.NetworkNotFound:
+            return
+    ipam.release(paths, name, {cid}, on_change=on_change)
+    if net.get("ports"):
+        ipam.release_ports(paths, {cid})
+
+
+def gc(paths: Paths, live_ids: set[str]) -> list[str]:
+    """Leases, host ports, nft rules and veths of containers that no longer exist (or no longer run)."""
+    locked_cache: dict[str, bool] = {}
+
+    def running(cid: str) -> bool:  # a supervisor holds it (also true while it is being created)
+        if cid not in locked_cache:
+            locked_cache[cid] = state.Record(paths, cid).is_locked()
+        return locked_cache[cid]
+
+    done = []
+    for name in ipam.names(paths):
+        info = ipam.load(paths, name)
+        gone = {lease["id"] for lease in ipam.leases(paths, name).values()
+                if lease["id"] not in live_ids and not running(lease["id"])}
+        if gone:
+            on_change = (lambda leases, info=info: _write_shared_hosts(paths, info, leases)) \
+                if _shared_hosts(info) else None
+            for addr in ipam.release(paths, name, gone, on_change=on_change):
+                done.append(f"released address {addr} on network {name}")
+    stale_ports = {cid for cid in ipam.port_owners(paths).values() if cid not in live_ids and not running(cid)}
+    for key in ipam.release_ports(paths, stale_ports):
+        done.append(f"released host port {key}")
+    rules = nat.rules_by_container() if os.path.exists(f"{ipam.root(paths)}") else {}
+    stale_rules = [r for cid, rs in rules.items() if not running(cid) for r in rs]
+    if stale_rules:
+        nat.delete_rules(stale_rules)
+        done += [f"removed nft rule {chain}/{handle} of container {cid[:12]}"
+                 for cid, rs in rules.items() if not running(cid) for chain, handle in rs]
+    done += _gc_veths(paths)
+    return done
+
+
+def _gc_veths(paths: Paths) -> list[str]:
+    links = [n for n in veth.host_links() if n.startswith(veth.PREFIX) and len(n) == 14
+             and all(c in "0123456789abcdef" for c in n[2:])]
+    if not links:
+        return []
+    try:
+        ids = os.listdir(paths.containers)
+    except FileNotFoundError:
+        ids = []
+    live_short = {cid[:12] for cid in ids if state.Record(paths, cid).is_locked()}
+    stale = [n for n in links if n[2:] not in live_short]
+    if not stale:
+        return []
+    from pyroute2 import IPRoute
+
+    done = []
+    with IPRoute() as ipr:
+        for name in stale:
+            if veth.delete(ipr, name):
+                done.append(f"removed veth {name}")
+    # A veth whose container just died may be in the kernel's asynchronous netns cleanup: give it
+    # a moment so that "gc finished" means "gone".
+    import time
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and set(stale) & set(veth.host_links()):
+        time.sleep(0.02)
+    return done
+
+
+# ---------------------------------------------------------------- inspect / ps / port
+
+def describe(net: dict[str, Any] | None) -> dict[str, Any]:
+    """Docker-shaped NetworkSettings for `inspect`."""
+    if not net:
+        return {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "Ports": {}, "Networks": {}}
+    ports: dict[str, list[dict[str, str]]] = {}
+    for p in net.get("ports") or []:
+        ports.setdefault(f"{p['container_port']}/{p['protocol']}", []).append(
+            {"HostIp": p.get("host_ip") or "0.0.0.0", "HostPort": str(p["host_port"])})
+    endpoint = {"NetworkID": net.get("network_id", ""), "IPAddress": net["address"], "IPPrefixLen": net["prefixlen"],
+                "Gateway": net["gateway"], "MacAddress": net["mac"]}
+    return {"Bridge": net["bridge"], "IPAddress": net["address"], "IPPrefixLen": net["prefixlen"],
+            "Gateway": net["gateway"], "MacAddress": net["mac"], "Ports": ports,
+            "Networks": {net["network"]: endpoint}}
+
+
+def port_lines(net: dict[str, Any] | None) -> list[str]:
+    """`pycontain port`: '80/tcp -> 0.0.0.0:8080'."""
+    return [f"{p['container_port']}/{p['protocol']} -> {p.get('host_ip') or '0.0.0.0'}:{p['host_port']}"
+            for p in (net or {}).get("ports") or []]
+
+
+def ports_text(net: dict[str, Any] | None) -> str:
+    """The PORTS column of `ps`: '0.0.0.0:8080->80/tcp, 0.0.0.0:32768->53/udp'."""
+    return ", ".join(f"{p.get('host_ip') or '0.0.0.0'}:{p['host_port']}->{p['container_port']}/{p['protocol']}"
+                     for p in (net or {}).get("ports") or [])
+
+
+# ---------------------------------------------------------------- helpers
+
+def _mac(address: str) -> str:
+    return "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
+
+
+def _shared_hosts(net: dict[str, Any]) -> bool:
+    return bool(net["name"] != ipam.DEFAULT_NETWORK)
+
+
+def _write_shared_hosts(paths: Paths, net: dict[str, Any], leases: dict[str, dict[str, str]]) -> None:
+    """Every member by container name and hostname; called under the network's lock."""
+    entries = [(addr, [lease.get("name", ""), lease.get("hostname", "")])
+               for addr, lease in sorted(leases.items(), key=lambda kv: ipam.ip_to_int(kv[0]))]
+    dns.rewrite_in_place(f"{ipam.net_dir(paths, net['name'])}/hosts", dns.hosts_text(entries))

@@ -1,0 +1,329 @@
+"""IP address management: networks, address leases and published host ports, in flock'd files.
+
+    {state}/networks/lock                 global lock: creating/removing networks, host port table
+    {state}/networks/ports.json           "tcp/8080" -> container id (a host port is published once)
+    {state}/networks/NAME/network.json    name, subnet, gateway, bridge (written once)
+    {state}/networks/NAME/lock            this network's lock: its leases and its hosts file
+    {state}/networks/NAME/leases.json     {"last": "10.88.0.7", "leases": {"10.88.0.2": {id, name, hostname}}}
+    {state}/networks/NAME/hosts           user networks: every member's name and address (see dns.py)
+
+Every read-modify-write happens under an exclusive flock and ends in an atomic rename, so N parallel
+`run`s never hand out one address twice. Addresses are handed out round-robin after the last one
+given, so a released address is not reused at once (stale ARP entries in other containers).
+Plain integers and `_socket.inet_aton`: `import ipaddress` costs several ms on the start path.
+"""
+
+from __future__ import annotations
+
+import _socket
+import fcntl
+import os
+
+from pycontain import state
+from pycontain.errors import PycontainError, UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pycontain.state import Paths
+
+DEFAULT_NETWORK = "pycontain"
+DEFAULT_BRIDGE = "pycontain0"
+# Candidate subnets for networks created without --subnet, in order (Podman's and Docker's choices).
+CANDIDATES = ([f"10.{n}.0.0/16" for n in range(88, 100)] + [f"172.{n}.0.0/16" for n in range(17, 32)]
+              + [f"192.168.{n}.0/24" for n in range(200, 256)])
+
+
+class NetworkNotFound(PycontainError):
+    pass
+
+
+class NetworkInUse(PycontainError):
+    pass
+
+
+# ---------------------------------------------------------------- addresses as integers
+
+def ip_to_int(text: str) -> int:
+    try:
+        return int.from_bytes(_socket.inet_aton(text), "big") if text.count(".") == 3 else -1
+    except OSError:
+        return -1
+
+
+def int_to_ip(value: int) -> str:
+    return _socket.inet_ntoa(value.to_bytes(4, "big"))
+
+
+def parse_cidr(text: str) -> tuple[int, int]:
+    """'10.88.0.0/16' -> (network as int, prefix length); host bits must be zero."""
+    addr, sep, plen = text.partition("/")
+    base = ip_to_int(addr)
+    if not sep or base < 0 or not plen.isdigit() or not 8 <= int(plen) <= 30:
+        raise UsageError(f"invalid subnet {text!r}: expected an IPv4 CIDR like 10.90.0.0/16 (prefix 8 to 30)")
+    prefix = int(plen)
+    if base & ~_mask(prefix) & 0xFFFFFFFF:
+        raise UsageError(f"invalid subnet {text!r}: host bits are set (did you mean "
+                         f"{int_to_ip(base & _mask(prefix))}/{prefix}?)")
+    return base, prefix
+
+
+def _mask(prefix: int) -> int:
+    return (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF
+
+
+def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    shorter = min(a[1], b[1])
+    return (a[0] & _mask(shorter)) == (b[0] & _mask(shorter))
+
+
+def host_routes() -> list[tuple[int, int]]:
+    """Every IPv4 route of this network namespace's main table except the default route.
+
+    /proc/self/net/route follows the caller's network namespace (unlike /sys/class/net, which
+    follows the sysfs mount), and needs no netlink.
+    """
+    out = []
+    try:
+        with open("/proc/self/net/route") as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                dest, mask = int(fields[1], 16), int(fields[7], 16)
+                prefix = bin(mask).count("1")
+                if prefix:  # the default route overlaps everything by definition
+                    # the file is in host byte order (little-endian on every machine we run on)
+                    out.append((int.from_bytes(dest.to_bytes(4, "little"), "big"), prefix))
+    except (OSError, StopIteration, ValueError, IndexError):
+        pass
+    return out
+
+
+# ---------------------------------------------------------------- locking and files
+
+class Locked:
+    """`with Locked(path):` an exclusive flock for the block (the lock file is created if missing)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> Locked:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def root(paths: Paths) -> str:
+    return f"{paths.state}/networks"
+
+
+def net_dir(paths: Paths, name: str) -> str:
+    return f"{root(paths)}/{name}"
+
+
+def global_lock(paths: Paths) -> Locked:
+    os.makedirs(root(paths), 0o700, exist_ok=True)
+    return Locked(f"{root(paths)}/lock")
+
+
+def network_lock(paths: Paths, name: str) -> Locked:
+    return Locked(f"{net_dir(paths, name)}/lock")
+
+
+def _read(path: str, default: Any) -> Any:
+    try:
+        return state.read_json(path)
+    except FileNotFoundError:
+        return default
+
+
+# ---------------------------------------------------------------- networks
+
+def load(paths: Paths, name: str) -> dict[str, Any]:
+    try:
+        return dict(state.read_json(f"{net_dir(paths, name)}/network.json"))
+    except (FileNotFoundError, NotADirectoryError):
+        raise NetworkNotFound(f"no such network: {name} (create it with `pycontain network create {name}`)") from None
+
+
+def names(paths: Paths) -> list[str]:
+    try:
+        entries = sorted(os.listdir(root(paths)))
+    except FileNotFoundError:
+        return []
+    return [n for n in entries if os.path.exists(f"{root(paths)}/{n}/network.json")]
+
+
+def create(paths: Paths, name: str, subnet: str | None = None) -> dict[str, Any]:
+    """Record a network: a subnet that overlaps no host route and no other network, its gateway (.1)."""
+    with global_lock(paths):
+        if os.path.exists(f"{net_dir(paths, name)}/network.json"):
+            raise UsageError(f"network {name} already exists")
+        return _create_locked(paths, name, subnet)
+
+
+def _create_locked(paths: Paths, name: str, subnet: str | None) -> dict[str, Any]:
+    taken = host_routes()
+    for other in names(paths):
+        taken.append(parse_cidr(load(paths, other)["subnet"]))
+    wanted: tuple[int, int] | None
+    if subnet is not None:
+        wanted = parse_cidr(subnet)
+        clash = next((t for t in taken if overlaps(wanted, t)), None)
+        if clash is not None:
+            raise UsageError(f"subnet {subnet} overlaps {int_to_ip(clash[0])}/{clash[1]}, already routed on this "
+                             "host or used by another network; choose another --subnet")
+    else:
+        # The first candidate is kept for the default network, as Docker keeps 172.17/16 for its bridge.
+        candidates = CANDIDATES if name == DEFAULT_NETWORK else CANDIDATES[1:]
+        wanted = next((c for c in map(parse_cidr, candidates) if not any(overlaps(c, t) for t in taken)), None)
+    if wanted is None:
+        raise PycontainError("no free subnet left for a new network: pass one with --subnet")
+    base, prefix = wanted
+    net_id = os.urandom(32).hex()
+    net = {
+        "name": name, "id": net_id, "subnet": f"{int_to_ip(base)}/{prefix}", "gateway": int_to_ip(base + 1),
+        "prefixlen": prefix, "created": state.now(),
+        # IFNAMSIZ is 16 with the NUL: at most 15 characters.
+        "bridge": DEFAULT_BRIDGE if name == DEFAULT_NETWORK else f"pcbr{net_id[:11]}",
+    }
+    os.makedirs(net_dir(paths, name), 0o700, exist_ok=True)
+    state.atomic_write_json(f"{net_dir(paths, name)}/network.json", net, durable=False)
+    return net
+
+
+def load_or_create_default(paths: Paths, name: str) -> dict[str, Any]:
+    """The network a container joins; the default one is created on first use."""
+    try:
+        return load(paths, name)
+    except NetworkNotFound:
+        if name != DEFAULT_NETWORK:
+            raise
+    with global_lock(paths):
+        if os.path.exists(f"{net_dir(paths, name)}/network.json"):
+            return load(paths, name)
+        return _create_locked(paths, name, None)
+
+
+def remove(paths: Paths, name: str) -> dict[str, Any]:
+    """Forget a network with no members; returns what it was (the caller deletes its bridge and rules)."""
+    with global_lock(paths):
+        net = load(paths, name)
+        with network_lock(paths, name):
+            users = leases(paths, name)
+            if users:
+                who = ", ".join(sorted(u["name"] for u in users.values()))
+                raise NetworkInUse(f"network {name} is in use by {len(users)} container(s) ({who}); "
+                                   "remove them first")
+            state.rmtree(net_dir(paths, name))
+    return net
+
+
+def leases(paths: Paths, name: str) -> dict[str, dict[str, str]]:
+    return dict(_read(f"{net_dir(paths, name)}/leases.json", {}).get("leases", {}))
+
+
+# ---------------------------------------------------------------- leases
+
+def allocate(paths: Paths, net: dict[str, Any], cid: str, name: str, hostname: str,
+             on_change: Any = None) -> str:
+    """Lease the next free address in net's subnet to cid; on_change(leases) runs under the same lock."""
+    base, prefix = parse_cidr(net["subnet"])
+    first, last = base + 2, base + (1 << (32 - prefix)) - 2  # .0 network, .1 gateway, last broadcast
+    path = f"{net_dir(paths, net['name'])}/leases.json"
+    with network_lock(paths, net["name"]):
+        data = _read(path, {"last": None, "leases": {}})
+        used = data["leases"]
+        start = ip_to_int(data["last"]) + 1 if data.get("last") else first
+        size = last - first + 1
+        for i in range(size):
+            candidate = first + (start - first + i) % size
+            addr = int_to_ip(candidate)
+            if addr not in used:
+                break
+        else:
+            raise PycontainError(f"network {net['name']} ({net['subnet']}) has no free address left")
+        used[addr] = {"id": cid, "name": name, "hostname": hostname}
+        data["last"] = addr
+        state.atomic_write_json(path, data, durable=False)
+        if on_change is not None:
+            on_change(used)
+    return addr
+
+
+def release(paths: Paths, net_name: str, cids: set[str], on_change: Any = None) -> list[str]:
+    """Drop every lease held by one of cids; returns the addresses freed."""
+    path = f"{net_dir(paths, net_name)}/leases.json"
+    if not os.path.exists(path):
+        return []
+    with network_lock(paths, net_name):
+        data = _read(path, {"last": None, "leases": {}})
+        freed = [a for a, lease in data["leases"].items() if lease.get("id") in cids]
+        if freed:
+            for a in freed:
+                del data["leases"][a]
+            state.atomic_write_json(path, data, durable=False)
+            if on_change is not None:
+                on_change(data["leases"])
+    return freed
+
+
+# ---------------------------------------------------------------- host ports
+
+def reserve_ports(paths: Paths, cid: str, mappings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Claim each mapping's host port for cid; host_port 0 gets a free port from the kernel."""
+    path = f"{root(paths)}/ports.json"
+    out = []
+    with global_lock(paths):
+        table = _read(path, {})
+        for m in mappings:
+            m = dict(m)
+            if not m["host_port"]:
+                m["host_port"] = _free_port(m["protocol"], table)
+            key = f"{m['protocol']}/{m['host_port']}"
+            owner = table.get(key)
+            if owner is not None and owner != cid:
+                raise UsageError(f"host port {m['host_port']}/{m['protocol']} is already published by container "
+                                 f"{owner[:12]}; choose another -p")
+            table[key] = cid
+            out.append(m)
+        state.atomic_write_json(path, table, durable=False)
+    return out
+
+
+def release_ports(paths: Paths, cids: set[str]) -> list[str]:
+    path = f"{root(paths)}/ports.json"
+    if not os.path.exists(path):
+        return []
+    with global_lock(paths):
+        table = _read(path, {})
+        freed = [k for k, owner in table.items() if owner in cids]
+        for k in freed:
+            del table[k]
+        if freed:
+            state.atomic_write_json(path, table, durable=False)
+    return freed
+
+
+def port_owners(paths: Paths) -> dict[str, str]:
+    return dict(_read(f"{root(paths)}/ports.json", {}))
+
+
+def _free_port(protocol: str, table: dict[str, str]) -> int:
+    """A port from the kernel's ephemeral range that nothing listens on now and no container publishes."""
+    kind = _socket.SOCK_STREAM if protocol == "tcp" else _socket.SOCK_DGRAM
+    for _ in range(64):
+        s = _socket.socket(_socket.AF_INET, kind)
+        try:
+            s.bind(("0.0.0.0", 0))
+            port = int(s.getsockname()[1])
+        finally:
+            s.close()
+        if f"{protocol}/{port}" not in table:
+            return port
+    raise PycontainError("could not find a free host port")

@@ -1,0 +1,207 @@
+"""NAT and isolation with nftables, in pycontain's own table `ip pycontain` only.
+
+Every change is one `nft -j -f -` transaction (JSON in, all-or-nothing), so a failure never leaves
+half a rule set, and no other table is read or written. The table holds:
+
+    prerouting  nat, hook prerouting (dstnat)  -p: DNAT for traffic arriving from elsewhere
+    output      nat, hook output (dstnat)      -p: DNAT for connections made on the host itself,
+                                               including to 127.0.0.1 (route_localnet on the bridge)
+    N-post      nat, hook postrouting (srcnat) per network: masquerade outbound traffic from the
+                                               subnet; masquerade DNAT'd traffic that came from
+                                               127.0.0.0/8 or from the subnet itself (hairpin)
+    N-fwd       filter, hook forward           per network: into the bridge only replies, DNAT'd
+                                               (published) traffic and the network's own traffic
+    N-in        filter, hook input             per network: the host is reachable from the bridge
+                                               only at the gateway address
+
+Rules for published ports carry the container id as their comment, so `gc` finds a killed
+container's rules without any other record. Network chains are named after the network.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pycontain import explain, jsonfast
+from pycontain.errors import PycontainError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+FAMILY = "ip"
+TABLE = "pycontain"
+NFT = "nft"
+
+
+class NftError(PycontainError):
+    pass
+
+
+def _table() -> dict[str, Any]:
+    return {"add": {"table": {"family": FAMILY, "name": TABLE}}}
+
+
+def _chain(name: str, kind: str, hook: str, prio: int) -> dict[str, Any]:
+    return {"add": {"chain": {"family": FAMILY, "table": TABLE, "name": name, "type": kind, "hook": hook,
+                              "prio": prio, "policy": "accept"}}}
+
+
+def _rule(chain: str, expr: list[dict[str, Any]], comment: str) -> dict[str, Any]:
+    return {"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain, "expr": expr, "comment": comment}}}
+
+
+def _match(left: Any, right: Any, op: str = "==") -> dict[str, Any]:
+    return {"match": {"op": op, "left": left, "right": right}}
+
+
+def _meta(key: str) -> dict[str, Any]:
+    return {"meta": {"key": key}}
+
+
+def _payload(protocol: str, field: str) -> dict[str, Any]:
+    return {"payload": {"protocol": protocol, "field": field}}
+
+
+def _prefix(cidr: str) -> dict[str, Any]:
+    addr, _, plen = cidr.partition("/")
+    return {"prefix": {"addr": addr, "len": int(plen)}}
+
+
+LOCAL_DADDR = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+ACCEPT: dict[str, Any] = {"accept": None}
+DROP: dict[str, Any] = {"drop": None}
+
+
+def run(commands: list[dict[str, Any]], args: tuple[str, ...] = ()) -> str:
+    """One nft transaction. Returns nft's stdout (JSON when listing)."""
+    import subprocess
+
+    text = jsonfast.dumps({"nftables": commands}) if commands else None
+    try:
+        res = subprocess.run([NFT, "-j", *args, *(("-f", "-") if text is not None else ())], input=text,
+                             capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise NftError("nft is not installed: install the nftables package (apt-get install nftables)") from None
+    if res.returncode != 0:
+        raise NftError(f"nft failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
+    return res.stdout
+
+
+# ---------------------------------------------------------------- networks
+
+def network_chains(net: dict[str, Any]) -> tuple[str, str, str]:
+    n = net["name"]
+    return f"{n}-post", f"{n}-fwd", f"{n}-in"
+
+
+def setup_network(net: dict[str, Any]) -> None:
+    """(Re)write one network's chains: add (a no-op if present), flush, fill — one transaction."""
+    br, subnet, gw = net["bridge"], net["subnet"], net["gateway"]
+    post, fwd, inp = network_chains(net)
+    tag = f"network {net['name']}"
+    oif_br, iif_br = _match(_meta("oifname"), br), _match(_meta("iifname"), br)
+    from_subnet = _match(_payload("ip", "saddr"), _prefix(subnet))
+    dnat = _match({"ct": {"key": "status"}}, "dnat", op="in")
+    cmds = [_table(), _chain(post, "nat", "postrouting", 100), _chain(fwd, "filter", "forward", 0),
+            _chain(inp, "filter", "input", 0)]
+    cmds += [{"flush": {"chain": {"family": FAMILY, "table": TABLE, "name": c}}} for c in (post, fwd, inp)]
+    cmds += [
+        # Outbound: the subnet leaves through the host's address.
+        _rule(post, [from_subnet, _match(_meta("oifname"), br, "!="), {"masquerade": None}], tag),
+        # 127.0.0.1:HOSTPORT -> container: the source must become the gateway, or the reply would be
+        # addressed to the container's own loopback.
+        _rule(post, [oif_br, _match(_payload("ip", "saddr"), _prefix("127.0.0.0/8")), {"masquerade": None}], tag),
+        # Hairpin: a container reaching a published port of its own network must see the reply come
+        # back through the host, or conntrack on the host never sees it.
+        _rule(post, [oif_br, from_subnet, dnat, {"masquerade": None}], tag),
+        _rule(fwd, [oif_br, _match({"ct": {"key": "state"}}, ["established", "related"], op="in"), ACCEPT], tag),
+        _rule(fwd, [oif_br, dnat, ACCEPT], tag),
+        _rule(fwd, [oif_br, iif_br, ACCEPT], tag),
+        # Anything else into this bridge (another network, the outside) was not asked for.
+        _rule(fwd, [oif_br, DROP], tag),
+        # The host itself is reachable from the bridge only at its gateway address: not at the
+        # host's other addresses, nor other networks' gateways.
+        # New connections only: replies to a published port reached through 127.0.0.1 arrive from
+        # the bridge with their destination already translated back to 127.0.0.1.
+        _rule(inp, [iif_br, _match({"ct": {"key": "state"}}, "new", op="in"), LOCAL_DADDR,
+                    _match(_payload("ip", "daddr"), gw, "!="), DROP], tag),
+    ]
+    run(cmds)
+    explain.say(f"nft: table ip {TABLE}, chains {post}/{fwd}/{inp}: masquerade {subnet}, isolate bridge {br}")
+
+
+def remove_network(net: dict[str, Any]) -> None:
+    present = _chains()
+    cmds = [{"delete": {"chain": {"family": FAMILY, "table": TABLE, "name": c}}}
+            for c in network_chains(net) if c in present]
+    if cmds:
+        run(cmds)
+
+
+def _chains() -> set[str]:
+    return {c["name"] for c in _objects("chain")}
+
+
+# ---------------------------------------------------------------- published ports
+
+def add_ports(cid: str, address: str, ports: list[dict[str, Any]]) -> None:
+    """DNAT each published port to the container, in prerouting and output: one transaction."""
+    cmds = [_table(), _chain("prerouting", "nat", "prerouting", -100), _chain("output", "nat", "output", -100)]
+    for p in ports:
+        where = [_match(_payload("ip", "daddr"), p["host_ip"])] if p.get("host_ip") else [LOCAL_DADDR]
+        expr = [*where, _match(_payload(p["protocol"], "dport"), int(p["host_port"])),
+                {"dnat": {"addr": address, "port": int(p["container_port"])}}]
+        cmds += [_rule("prerouting", expr, cid), _rule("output", expr, cid)]
+    run(cmds)
+    explain.say("nft: DNAT " + ", ".join(f"{p.get('host_ip') or '*'}:{p['host_port']}/{p['protocol']} -> "
+                                         f"{address}:{p['container_port']}" for p in ports)
+                + " in prerouting and output (comment: the container id)")
+
+
+def _objects(kind: str) -> list[dict[str, Any]]:
+    try:
+        out = run([], ("list", "table", FAMILY, TABLE))
+    except NftError:
+        return []  # no table: nothing of ours exists
+    items = jsonfast.loads(out).get("nftables", [])
+    return [item[kind] for item in items if kind in item]
+
+
+def rules_by_container() -> dict[str, list[tuple[str, int]]]:
+    """Container id -> [(chain, handle)] of every rule whose comment is a container id."""
+    out: dict[str, list[tuple[str, int]]] = {}
+    for rule in _objects("rule"):
+        comment = rule.get("comment", "")
+        if len(comment) == 64 and all(c in "0123456789abcdef" for c in comment):
+            out.setdefault(comment, []).append((rule["chain"], rule["handle"]))
+    return out
+
+
+def delete_rules(rules: list[tuple[str, int]]) -> None:
+    if rules:
+        run([{"delete": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain, "handle": handle}}}
+             for chain, handle in rules])
+
+
+def remove_ports(cid: str) -> None:
+    delete_rules(rules_by_container().get(cid, []))
+
+
+# ---------------------------------------------------------------- sysctls
+
+def sysctl(path: str, value: str, why: str) -> None:
+    """Write a /proc/sys value if it differs, and say so."""
+    full = f"/proc/sys/net/{path}"
+    try:
+        with open(full) as f:
+            if f.read().strip() == value:
+                return
+    except FileNotFoundError:
+        return
+    fd = os.open(full, os.O_WRONLY)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+    explain.say(f"sysctl net.{path.replace('/', '.')}={value}: {why}")
