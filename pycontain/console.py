@@ -91,4 +91,5 @@ def _raw(fd: int) -> None:
     mode[cflag] = (mode[cflag] & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
     mode[6][termios.VMIN] = 1
     mode[6][termios.VTIME] = 0
-    termios.tcsetattr(fd, termios.TCSAFLUSH, mode)
+    # TCSANOW, not TCSAFLUSH: keys typed before the container's shell started must reach it.
+    termios.tcsetattr(fd, termios.TCSANOW, mode)

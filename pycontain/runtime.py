@@ -513,13 +513,24 @@ def gc(paths: Paths) -> list[str]:
         finally:
             os.close(lock_fd)
     done += network.gc(paths, live)
-    for cg in cgroups.orphans(live):
-        cg.kill()
-        cg.remove()
-        done.append(f"removed cgroup {cg.name}")
+    # Only this state root's containers: another root's cgroups (another user of the same host, a test
+    # suite beside a real store) carry the same prefix, and are not ours to judge.
+    for cid in _ids_with_storage(paths) - live:
+        cg = cgroups.for_container(cid)
+        if cg.exists():
+            cg.kill()
+            cg.remove()
+            done.append(f"removed cgroup {cg.name}")
     done += _gc_files(paths, live)
     done += [f"removed partial image data {p}" for p in Store(paths).gc_temp()]
     return done
+
+
+def _ids_with_storage(paths: Paths) -> set[str]:
+    try:
+        return set(os.listdir(f"{paths.storage}/containers"))
+    except FileNotFoundError:
+        return set()
 
 
 def _gc_files(paths: Paths, live: set[str]) -> list[str]:

@@ -161,16 +161,3 @@ def for_container(cid: str) -> Cgroup:
     from pycontain.cgroups.v1 import CgroupV1
 
     return CgroupV1(cid)
-
-
-def orphans(live_ids: set[str]) -> list[Cgroup]:
-    """Cgroups named for containers that no longer have a record."""
-    found: set[str] = set()
-    probe = for_container("")
-    for d in probe.roots():
-        try:
-            names = os.listdir(d)
-        except OSError:
-            continue
-        found.update(n[len(PREFIX):] for n in names if n.startswith(PREFIX))
-    return [for_container(cid) for cid in sorted(found - live_ids)]

@@ -21,9 +21,9 @@ import tarfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import leaks
 import pytest
-from support import (ALPINE_TARBALL, COMMAND_TIMEOUT, PYCONTAIN, Pycontain, assert_no_leaks,
-                     leakcheck_snapshot)
+from support import ALPINE_TARBALL, COMMAND_TIMEOUT, PYCONTAIN, Pycontain
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,14 +84,18 @@ def pc(tmp_path: Path, busybox_tarball: Path) -> Iterator[Pycontain]:
 
 @pytest.fixture
 def leak_snapshot(tmp_path: Path) -> Path:
-    """A leakcheck snapshot of the host, taken before the test; check it with assert_no_leaks."""
-    return leakcheck_snapshot(tmp_path / "leakcheck-before.json")
+    """A leakcheck snapshot of the host, taken before the test (see leaks.py)."""
+    return leaks.snapshot(tmp_path / "leakcheck-before.json")
 
 
 @pytest.fixture
 def assert_leak_free(leak_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], None]:
     """Call it to assert that nothing of this suite's appeared on the host since the test began."""
-    return lambda: assert_no_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
+    def check() -> None:
+        found = leaks.leaks_since(leak_snapshot, tmp_path_factory.getbasetemp())
+        assert not found, "pycontain left host objects behind:\n" + "\n".join(found)
+
+    return check
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers shared by the integration tests: running pycontain, leak checks, reading host facts.
+"""Helpers shared by the integration tests: running pycontain, checking its errors, reading host facts.
 
 Fixtures live in conftest.py; this module holds the plain functions and classes they and the tests use.
 """
@@ -9,14 +9,18 @@ import json
 import os
 import select
 import shutil
+import socket
 import subprocess
 import tarfile
 import time
 from pathlib import Path
 from typing import Any
 
+# Leak checking lives in leaks.py; these names are kept here for the modules that import them from support.
+from leaks import LEAKCHECK, leaks_since  # noqa: F401
+from leaks import snapshot as leakcheck_snapshot  # noqa: F401
+
 PYCONTAIN = shutil.which("pycontain") or "/usr/local/bin/pycontain"
-LEAKCHECK = "/work/shared/leakcheck"
 ALPINE_TARBALL = Path("/work/shared/images/alpine-minirootfs-3.20.3-x86_64.tar.gz")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -99,7 +103,11 @@ class Pycontain:
         raise AssertionError(f"{text!r} never appeared in the logs of {ref}; logs so far: {out!r}")
 
     def remove_all(self) -> None:
-        """Kill whatever this test started and remove every container in its root."""
+        """Kill whatever this test started and remove every container in its root.
+
+        No `gc` here: gc looks at host-wide objects, so only the tests that need it (after killing
+        pycontain itself) call it.
+        """
         for p in self.popens:
             if p.poll() is None:
                 p.kill()
@@ -108,130 +116,31 @@ class Pycontain:
         ids = self("ps", "-a", "-q").stdout.split()
         if ids:
             self("rm", "-f", *ids)
-        self("gc")
 
 
-def assert_pycontain_error(res: subprocess.CompletedProcess[str], code: int = 125) -> None:
-    """pycontain's own error contract: the exit code, and exactly one `pycontain: ...` line on stderr."""
+def assert_pycontain_error(res: subprocess.CompletedProcess[str], code: int = 125,
+                           after_progress: bool = False) -> None:
+    """pycontain's own error contract: the exit code, and exactly one `pycontain: ...` line on stderr.
+
+    after_progress: Docker-style pull progress ("Unable to find image ... locally") may come first;
+    the error is still exactly one line, and the last.
+    """
     assert res.returncode == code, describe(res)
     assert "Traceback" not in res.stderr, describe(res)
     lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, f"expected one line on stderr:\n{describe(res)}"
-    assert lines[0].startswith("pycontain: "), describe(res)
+    if after_progress:
+        assert [line for line in lines if line.startswith("pycontain")] == lines[-1:], describe(res)
+    else:
+        assert len(lines) == 1, f"expected one line on stderr:\n{describe(res)}"
+    assert lines and lines[-1].startswith("pycontain: "), describe(res)
 
 
-# ---------------------------------------------------------------- leak checking
-#
-# leakcheck reports every host object that appeared since the snapshot. This VM is shared: the project's
-# benchmark (scripts/bench, with runc and crun beside pycontain) or another session's tests may start
-# containers while this suite runs. So a reported object is dropped only when it is *positively* someone
-# else's: it is gone again by the time we look, or it names another pycontain state root or one of that
-# root's container ids, or it belongs to the project's tools (bench, install), or it is a process whose
-# cgroup or ancestor is such an object. Everything else counts as this test's leak.
-
-# Names that the project's tools (not the runtime) give their temp dirs and cgroups, and the VM's own
-# process supervisor's per-session memory cgroups.
-TOOL_MARKERS = ("pycontain-bench-", "pycontain-install.", "pcbench-", "/sys/fs/cgroup/memory/process_api/")
-DEFAULT_ROOTS = ("/run/pycontain", "/var/lib/pycontain")
-
-
-def leakcheck_snapshot(path: Path) -> Path:
-    subprocess.run([LEAKCHECK, "snapshot", str(path)], check=True, timeout=COMMAND_TIMEOUT)
-    return path
-
-
-def _cmdline(pid: int | str) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def _pycontain_roots() -> set[str]:
-    """The state root of every pycontain process running now."""
-    roots = set(DEFAULT_ROOTS)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        argv = _cmdline(pid)
-        if not any(a.endswith("pycontain") for a in argv[:3]):
-            continue
-        for i, arg in enumerate(argv):
-            if arg == "--root" and i + 1 < len(argv):
-                roots.add(os.path.realpath(argv[i + 1]))
-            elif arg.startswith("--root="):
-                roots.add(os.path.realpath(arg.split("=", 1)[1]))
-    return roots
-
-
-def _foreign_markers(own_base: Path) -> tuple[str, ...]:
-    base = str(own_base.resolve())
-    roots = {r for r in _pycontain_roots() if not (r + "/").startswith(base + "/")}
-    markers = set(roots) | set(TOOL_MARKERS)
-    for root in roots:
-        for containers in (f"{root}/run/containers", f"{root}/containers"):
-            try:
-                markers.update(os.listdir(containers))
-            except OSError:
-                pass
-    return tuple(markers)
-
-
-def _exists(kind: str, obj: str) -> bool:
-    if kind == "cgroup":
-        return os.path.isdir(obj)
-    if kind == "tmp":
-        return os.path.lexists(f"/tmp/{obj}")
-    if kind == "process":
-        pid = obj.split()[0]
-        return alive(int(pid)) and " ".join(_cmdline(pid))[:40] == obj.split(" ", 1)[-1][:40]
-    if kind == "mount":
-        return tuple(obj.split(" ", 2)) in host_mounts()
-    return True  # links, rules, netns: nothing else on this VM makes them; never excused
-
-
-def _foreign_process(pid: int, markers: tuple[str, ...]) -> bool:
-    seen = 0
-    while pid > 1 and seen < 64:
-        seen += 1
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                cgroups = f.read()
-            with open(f"/proc/{pid}/status") as f:
-                ppid = int(proc_status(f.read()).get("PPid", "0"))
-        except (OSError, ValueError):
-            return False
-        text = " ".join(_cmdline(pid)) + "\n" + cgroups
-        if any(m in text for m in markers):
-            return True
-        pid = ppid
-    return False
-
-
-def leaks_since(snapshot: Path, own_base: Path) -> list[str]:
-    """leakcheck's `leaked KIND: OBJ` lines since snapshot, minus objects that are positively not ours."""
-    res = subprocess.run([LEAKCHECK, "diff", str(snapshot)], capture_output=True, text=True,
-                         timeout=COMMAND_TIMEOUT)
-    assert res.returncode in (0, 1), f"leakcheck itself failed: {res.stderr}"
-    lines = [line for line in res.stdout.splitlines() if line.startswith("leaked ")]
-    if not lines:
-        return []
-    markers = _foreign_markers(own_base)  # after the diff: see the comment above
-    ours = []
-    for line in lines:
-        kind, _, obj = line[len("leaked "):].partition(": ")
-        if not _exists(kind, obj) or any(m in obj for m in markers):
-            continue
-        if kind == "process" and _foreign_process(int(obj.split()[0]), markers):
-            continue
-        ours.append(line)
-    return ours
-
-
-def assert_no_leaks(snapshot: Path, own_base: Path) -> None:
-    leaks = leaks_since(snapshot, own_base)
-    assert not leaks, "pycontain left host objects behind:\n" + "\n".join(leaks)
+def closed_loopback_port() -> tuple[socket.socket, int]:
+    """A 127.0.0.1 port held by a socket that never listens: connecting to it is refused at once.
+    Image references on it (127.0.0.1:PORT/name) fail to pull without any traffic leaving loopback."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    return s, s.getsockname()[1]
 
 
 # ---------------------------------------------------------------- host facts

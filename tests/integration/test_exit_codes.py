@@ -10,10 +10,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from support import Pycontain, assert_pycontain_error, describe
+from support import Pycontain, assert_pycontain_error, closed_loopback_port, describe, read_until
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -31,7 +30,11 @@ def test_failing_command_exit_status_is_passed_through(pc: Pycontain) -> None:
 
 
 def test_unknown_image_exits_125(pc: Pycontain) -> None:
-    assert_pycontain_error(pc("run", "--rm", "no-such-image", "true"), 125)
+    # The image is not in the store, and its registry (on loopback, refusing connections) can't supply it.
+    sock, port = closed_loopback_port()
+    with sock:
+        res = pc("run", "--rm", f"127.0.0.1:{port}/no-such-image:1.0", "true")
+    assert_pycontain_error(res, 125, after_progress=True)
 
 
 def test_unknown_flag_exits_125(pc: Pycontain) -> None:
@@ -95,11 +98,9 @@ def test_kill_with_a_signal_the_container_handles(pc: Pycontain) -> None:
 def test_foreground_run_forwards_sigterm_to_the_container(pc: Pycontain) -> None:
     proc = pc.popen("run", "--name", "fwd", "busybox", "sh", "-c",
                     "trap 'exit 21' TERM; echo ready; sleep 60 & wait")
-    pc.wait_until_running("fwd")
-    pc.wait_until_running("fwd")
-    # the trap is set before "ready" is printed, which goes to our pipe
-    line = proc.stdout.readline() if proc.stdout else ""
-    assert line == "ready\n"
+    assert proc.stdout is not None
+    # the trap is set before "ready" is printed to our pipe
+    read_until(proc.stdout.fileno(), b"ready\n")
     proc.terminate()
     proc.communicate(timeout=60)
     assert proc.returncode == 21
@@ -116,10 +117,6 @@ def _running(pc: Pycontain) -> str:
     pc.ok("run", "-d", "--name", "running", "busybox", "sleep", "60")
     pc.wait_until_running("running")
     return "running"
-
-
-def _relative_env_file(pc: Pycontain) -> str:
-    return "no/such/env-file"
 
 
 BAD_INVOCATIONS: dict[str, tuple[Callable[[Pycontain], str] | None, list[str]]] = {
@@ -139,8 +136,7 @@ BAD_INVOCATIONS: dict[str, tuple[Callable[[Pycontain], str] | None, list[str]]] 
     "bad hostname": (None, ["run", "--rm", "-h", "bad_host!", "busybox", "true"]),
     "bad network": (None, ["run", "--rm", "--network", "bridge0", "busybox", "true"]),
     "bad env": (None, ["run", "--rm", "-e", "=value", "busybox", "true"]),
-    "missing env file": (_relative_env_file, ["run", "--rm", "--env-file", "{}", "busybox", "true"]),
-    "missing image": (None, ["run", "--rm", "no-such-image:1.0", "true"]),
+    "missing env file": (None, ["run", "--rm", "--env-file", "/no/such/env-file", "busybox", "true"]),
     "invalid image reference": (None, ["run", "--rm", "UPPER/Case::x", "true"]),
     "unknown user": (None, ["run", "--rm", "-u", "nosuchuser", "busybox", "true"]),
     "exec on a stopped container": (_stopped, ["exec", "{}", "true"]),
@@ -180,7 +176,7 @@ def test_inspect_of_a_missing_container_exits_125_with_an_empty_list(pc: Pyconta
     assert res.stdout.strip() == "[]"
 
 
-def test_help_is_not_an_error(pc: Pycontain, tmp_path: Path) -> None:
+def test_help_is_not_an_error(pc: Pycontain) -> None:
     for args in (["--help"], ["run", "--help"], ["help", "exec"]):
         res = pc(*args)
         assert res.returncode == 0, describe(res)

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import Pycontain, assert_pycontain_error, container_cgroup_dirs, describe
+from support import Pycontain, alive, assert_pycontain_error, container_cgroup_dirs, describe
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -82,7 +82,7 @@ def test_rm_force_removes_a_running_container(pc: Pycontain) -> None:
     pid = pc.wait_until_running("busy")["State"]["Pid"]
     pc.ok("rm", "-f", "busy")
     assert pc.ok("ps", "-a", "-q").stdout == ""
-    assert not Path(f"/proc/{pid}").exists() or "sleep" not in Path(f"/proc/{pid}/cmdline").read_text()
+    assert not alive(pid)
 
 
 def test_exec_shares_the_containers_filesystem_and_pid_namespace(pc: Pycontain) -> None:

@@ -25,7 +25,8 @@ from support import PYCONTAIN, SETTLE_TIMEOUT, assert_pycontain_error, describe
 
 PAYLOAD = "served-from-the-container-" + "x" * 64
 HTTPD = ["sh", "-c", f"mkdir -p /www && echo {PAYLOAD} > /www/index.html && exec httpd -f -p 80 -h /www"]
-# Alpine's busybox nc speaks UDP; each listener answers one peer, so one listener per client.
+# Alpine's busybox nc speaks UDP; each listener answers one peer (the first it hears from), so one
+# listener per client, and each client sends all its tries from one source port.
 UDP_ECHOES = ["sh", "-c", "for p in 1001 1002 1003; do nc -u -lk -p $p -e /bin/cat & done; wait"]
 
 
@@ -129,8 +130,10 @@ def test_published_udp_ports_echo_for_localhost_a_container_and_a_remote_client(
         assert udp_echo(ns, "127.0.0.1", 5001, "hello-local") == "hello-local\n"
         assert udp_echo(remote, "10.250.0.1", 5002, "hello-remote") == "hello-remote\n"
         gw = npc.net_of("echo")["gateway"]
+        # Every try from the same source port (-p): a listener answers only the first peer it hears
+        # from, so a retry from a new port after a lost first datagram could never be answered.
         res = npc.ok("run", "--rm", "--network", "bridge", "alpine", "sh", "-c",
-                     f"for i in 1 2 3 4 5; do r=$(echo hello-ctr | nc -u -w 2 {gw} 5003); "
+                     f"for i in 1 2 3 4 5; do r=$(echo hello-ctr | nc -u -p 40003 -w 2 {gw} 5003); "
                      "[ -n \"$r\" ] && echo \"$r\" && break; done")
         assert "hello-ctr" in res.stdout
     finally:
