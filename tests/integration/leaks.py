@@ -1,4 +1,4 @@
-"""Leak checking with /work/shared/leakcheck on a shared machine.
+"""Leak checking with ../shared/leakcheck (beside the repository) on a shared machine.
 
 leakcheck reports every host object (mount, cgroup, process, link, netns, nft/iptables rule, /tmp entry)
 that appeared since a snapshot. This VM is shared: the project's benchmark (scripts/bench, which also
@@ -23,7 +23,8 @@ import os
 import subprocess
 from pathlib import Path
 
-LEAKCHECK = "/work/shared/leakcheck"
+# shared/ lies beside the repository, here and in CI's fresh clone.
+LEAKCHECK = str(Path(__file__).resolve().parents[3] / "shared" / "leakcheck")
 TIMEOUT = 60
 
 # Names that the project's tools (not the runtime) give their temp dirs and cgroups, and the VM's own

@@ -21,7 +21,9 @@ from leaks import LEAKCHECK, leaks_since  # noqa: F401
 from leaks import snapshot as leakcheck_snapshot  # noqa: F401
 
 PYCONTAIN = shutil.which("pycontain") or "/usr/local/bin/pycontain"
-ALPINE_TARBALL = Path("/work/shared/images/alpine-minirootfs-3.20.3-x86_64.tar.gz")
+# shared/ lies beside the repository, here and in CI's fresh clone.
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+ALPINE_TARBALL = SHARED / "images" / "alpine-minirootfs-3.20.3-x86_64.tar.gz"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # A hang guard, not a timing assertion: a command that has not finished in this long is stuck.
