@@ -224,28 +224,32 @@ def _parent_gone(go_r: int) -> bool:
     return bool(poller.poll(0))  # the parent never writes again: readiness can only be its EOF
 
 
-def join(pid: int, kinds: tuple[str, ...] = ("cgroup", "ipc", "uts", "net", "mnt")) -> Callable[[], None]:
-    """For `exec`: open the container's namespaces now; the returned step setns()es into them in the child.
+class Joiner:
+    """For `exec`: the container's namespaces, opened now; calling it setns()es into them (in the child).
 
     The PID namespace is joined by the caller itself before clone (setns on a PID namespace only
     affects children), and the mount namespace last, since it changes root and cwd.
     """
-    fds = {}
-    for kind in kinds:
-        fds[kind] = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
 
-    def enter() -> None:
-        for kind in kinds:
-            syscalls.setns(fds[kind], syscalls.NAMESPACE_FLAGS[kind])
-            os.close(fds[kind])
-        explain.say(f"setns({', '.join(kinds)}): joined the container's namespaces")
+    def __init__(self, pid: int, kinds: tuple[str, ...] = ("cgroup", "ipc", "uts", "net", "mnt")) -> None:
+        self.kinds = kinds
+        self.fds: dict[str, int] = {}
+        try:
+            for kind in kinds:
+                self.fds[kind] = os.open(f"/proc/{pid}/ns/{kind}", os.O_RDONLY | os.O_CLOEXEC)
+        except BaseException:
+            self.close()
+            raise
 
-    def close_all() -> None:
-        for fd in fds.values():
+    def __call__(self) -> None:
+        for kind in self.kinds:
+            syscalls.setns(self.fds[kind], syscalls.NAMESPACE_FLAGS[kind])
+        explain.say(f"setns({', '.join(self.kinds)}): joined the container's namespaces")
+
+    def close(self) -> None:
+        for fd in self.fds.values():
             try:
                 os.close(fd)
             except OSError:
                 pass
-
-    enter.close = close_all  # type: ignore[attr-defined]
-    return enter
+        self.fds = {}

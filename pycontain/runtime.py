@@ -364,9 +364,9 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
     proc = Process(tuple(argv), tuple(merge_env(list(res.env), env)), user if user is not None else res.user,
                    workdir or res.workdir, tty=tty, interactive=interactive)
     cg = cgroups.for_container(rec.id)
-    enter = namespaces.join(pid)
+    enter = namespaces.Joiner(pid)
     with _exit_stack() as undo:
-        undo.callback(enter.close)  # type: ignore[attr-defined]
+        undo.callback(enter.close)
         pid_ns = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         undo.callback(os.close, pid_ns)
         # CVE-2019-5736: what enters the container must not be dumpable (no /proc/PID/exe to write to).
