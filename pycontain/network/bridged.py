@@ -12,8 +12,8 @@ On a user network (`network create`), every member's /etc/hosts is one shared fi
 place under the network's lock whenever a member joins or leaves, so containers reach each other by
 name without a DNS server. The default network, like Docker's default bridge, does not do that.
 
-pyroute2 is imported only inside attach/gc/network commands: it costs 125-160 ms here, paid only by
-containers that actually get a bridge.
+Links, addresses and routes go through rtnl.py, a small rtnetlink client on the standard library
+(pyroute2's import alone cost 120-270 ms per start, see rtnl.py); nft runs as a child process (nat.py).
 
 All of this is per network namespace: the bridge, the nft table and the leases describe one host
 network stack, so one state root per network namespace (the tests give every root its own netns).
@@ -67,12 +67,11 @@ def prepare(paths: Paths, cid: str, name: str, hostname: str, cfg: ContainerConf
 
 
 def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
-    from pyroute2 import IPRoute
-
     from pycontain.network import bridge
+    from pycontain.network.rtnl import Rtnl
 
     info = ipam.load(paths, net["network"])
-    ipr = IPRoute()
+    ipr = Rtnl()
     try:
         with ipam.network_lock(paths, info["name"]):
             index, created = bridge.ensure(ipr, info)
@@ -134,14 +133,30 @@ def gc(paths: Paths, live_ids: set[str]) -> list[str]:
     stale_ports = {cid for cid in ipam.port_owners(paths).values() if cid not in live_ids and not running(cid)}
     for key in ipam.release_ports(paths, stale_ports):
         done.append(f"released host port {key}")
+    # The nft table and the links are shared by every state root on this host: judge only the objects of
+    # containers this root knows (a record or storage dir here), never another root's.
     rules = nat.rules_by_container() if os.path.exists(f"{ipam.root(paths)}") else {}
-    stale_rules = [r for cid, rs in rules.items() if not running(cid) for r in rs]
-    if stale_rules:
-        nat.delete_rules(stale_rules)
+    rules = {cid: rs for cid, rs in rules.items() if _ours(paths, cid) and not running(cid)}
+    if rules:
+        nat.delete_rules([r for rs in rules.values() for r in rs])
         done += [f"removed nft rule {chain}/{handle} of container {cid[:12]}"
-                 for cid, rs in rules.items() if not running(cid) for chain, handle in rs]
+                 for cid, rs in rules.items() for chain, handle in rs]
     done += _gc_veths(paths)
     return done
+
+
+def _ours(paths: Paths, cid: str) -> bool:
+    return os.path.exists(paths.record(cid)) or os.path.isdir(paths.storage_dir(cid))
+
+
+def _short_ids_of_root(paths: Paths) -> set[str]:
+    ids: set[str] = set()
+    for d in (paths.containers, f"{paths.storage}/containers"):
+        try:
+            ids.update(cid[:12] for cid in os.listdir(d))
+        except FileNotFoundError:
+            pass
+    return ids
 
 
 def _gc_veths(paths: Paths) -> list[str]:
@@ -154,13 +169,14 @@ def _gc_veths(paths: Paths) -> list[str]:
     except FileNotFoundError:
         ids = []
     live_short = {cid[:12] for cid in ids if state.Record(paths, cid).is_locked()}
-    stale = [n for n in links if n[2:] not in live_short]
+    ours = _short_ids_of_root(paths)
+    stale = [n for n in links if n[2:] in ours and n[2:] not in live_short]
     if not stale:
         return []
-    from pyroute2 import IPRoute
+    from pycontain.network.rtnl import Rtnl
 
     done = []
-    with IPRoute() as ipr:
+    with Rtnl() as ipr:
         for name in stale:
             if veth.delete(ipr, name):
                 done.append(f"removed veth {name}")

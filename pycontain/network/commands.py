@@ -80,11 +80,10 @@ def _remove(paths: Any, name: str) -> None:
     from pycontain.network import nat
 
     net = ipam.remove(paths, name)  # refuses while any container holds a lease on it
-    from pyroute2 import IPRoute
-
     from pycontain.network import bridge
+    from pycontain.network.rtnl import Rtnl
 
-    with IPRoute() as ipr:
+    with Rtnl() as ipr:
         bridge.delete(ipr, net["bridge"])
     nat.remove_network(net)
 

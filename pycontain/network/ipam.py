@@ -79,25 +79,14 @@ def overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 
 def host_routes() -> list[tuple[int, int]]:
-    """Every IPv4 route of this network namespace's main table except the default route.
+    """Every IPv4 route of this network namespace except default routes and the `local` table's
+    (the host's own addresses and broadcasts), from an rtnetlink dump of all routing tables."""
+    from pycontain.network.rtnl import RT_TABLE_LOCAL, Rtnl
 
-    /proc/self/net/route follows the caller's network namespace (unlike /sys/class/net, which
-    follows the sysfs mount), and needs no netlink.
-    """
-    out = []
-    try:
-        with open("/proc/self/net/route") as f:
-            next(f)
-            for line in f:
-                fields = line.split()
-                dest, mask = int(fields[1], 16), int(fields[7], 16)
-                prefix = bin(mask).count("1")
-                if prefix:  # the default route overlaps everything by definition
-                    # the file is in host byte order (little-endian on every machine we run on)
-                    out.append((int.from_bytes(dest.to_bytes(4, "little"), "big"), prefix))
-    except (OSError, StopIteration, ValueError, IndexError):
-        pass
-    return out
+    with Rtnl() as rtnl:
+        routes = rtnl.ipv4_routes()
+    # A default route overlaps everything by definition.
+    return [(ip_to_int(dst), plen) for dst, plen, table in routes if plen and table != RT_TABLE_LOCAL]
 
 
 # ---------------------------------------------------------------- locking and files

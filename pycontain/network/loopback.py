@@ -1,7 +1,7 @@
 """Bring up `lo` in a fresh network namespace: a new netns starts with only `lo`, and it is down.
 
-One ioctl(SIOCSIFFLAGS) on a throwaway socket does it; netlink (pyroute2) is reserved for the bridge
-path, where its ~140 ms import is worth paying.
+One ioctl(SIOCSIFFLAGS) on a throwaway socket does it, in the child before it execs: simpler than a
+netlink request (rtnl.py, used on the bridge path) and it needs nothing imported.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ container's rules without any other record. Network chains are named after the n
 
 from __future__ import annotations
 
+import _signal
 import os
 
 from pycontain import explain, jsonfast
@@ -75,17 +76,62 @@ DROP: dict[str, Any] = {"drop": None}
 
 def run(commands: list[dict[str, Any]], args: tuple[str, ...] = ()) -> str:
     """One nft transaction. Returns nft's stdout (JSON when listing)."""
-    import subprocess
-
     text = jsonfast.dumps({"nftables": commands}) if commands else None
     try:
-        res = subprocess.run([NFT, "-j", *args, *(("-f", "-") if text is not None else ())], input=text,
-                             capture_output=True, text=True, timeout=30)
+        code, out, err = _spawn([NFT, "-j", *args, *(("-f", "-") if text is not None else ())], text)
     except FileNotFoundError:
         raise NftError("nft is not installed: install the nftables package (apt-get install nftables)") from None
-    if res.returncode != 0:
-        raise NftError(f"nft failed: {res.stderr.strip().splitlines()[-1] if res.stderr.strip() else res.returncode}")
-    return res.stdout
+    if code != 0:
+        raise NftError(f"nft failed: {err.strip().splitlines()[-1] if err.strip() else f'exit status {code}'}")
+    return out
+
+
+def _spawn(argv: list[str], text: str | None) -> tuple[int, str, str]:
+    """Run argv with `text` on stdin; (exit status, stdout, stderr).
+
+    posix_spawn and pipes rather than `subprocess`: importing subprocess (with locale, re, enum,
+    contextlib...) cost 5-15 ms of a start with -p on the reference VM, more than nft itself. nft
+    reads all of its input before it writes anything, and writes little to stderr, so writing
+    stdin first, then reading stdout to its end, then stderr, cannot deadlock.
+    """
+    in_r, in_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
+            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2)],
+            # Python ignores SIGPIPE and SIGXFSZ, and ignored signals stay ignored across exec (as subprocess does).
+            setsigdef=(_signal.SIGPIPE, _signal.SIGXFSZ))
+    except BaseException:
+        for fd in (in_w, out_r, err_r):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+    try:
+        data = (text or "").encode()
+        try:
+            while data:
+                data = data[os.write(in_w, data):]
+        except BrokenPipeError:
+            pass  # nft stopped reading (it failed): its status and stderr say why
+        os.close(in_w)
+        in_w = -1
+        out, err = _read_all(out_r), _read_all(err_r)
+    finally:
+        for fd in (in_w, out_r, err_r):
+            if fd >= 0:
+                os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), out, err
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
 
 
 # ---------------------------------------------------------------- networks
@@ -103,7 +149,7 @@ def setup_network(net: dict[str, Any]) -> None:
     oif_br, iif_br = _match(_meta("oifname"), br), _match(_meta("iifname"), br)
     from_subnet = _match(_payload("ip", "saddr"), _prefix(subnet))
     dnat = _match({"ct": {"key": "status"}}, "dnat", op="in")
-    cmds = [_table(), _chain(post, "nat", "postrouting", 100), _chain(fwd, "filter", "forward", 0),
+    cmds = [*_port_chains(), _chain(post, "nat", "postrouting", 100), _chain(fwd, "filter", "forward", 0),
             _chain(inp, "filter", "input", 0)]
     cmds += [{"flush": {"chain": {"family": FAMILY, "table": TABLE, "name": c}}} for c in (post, fwd, inp)]
     cmds += [
@@ -145,15 +191,24 @@ def _chains() -> set[str]:
 
 # ---------------------------------------------------------------- published ports
 
+def _port_chains() -> list[dict[str, Any]]:
+    return [_table(), _chain("prerouting", "nat", "prerouting", -100), _chain("output", "nat", "output", -100)]
+
+
 def add_ports(cid: str, address: str, ports: list[dict[str, Any]]) -> None:
     """DNAT each published port to the container, in prerouting and output: one transaction."""
-    cmds = [_table(), _chain("prerouting", "nat", "prerouting", -100), _chain("output", "nat", "output", -100)]
+    rules = []
     for p in ports:
         where = [_match(_payload("ip", "daddr"), p["host_ip"])] if p.get("host_ip") else [LOCAL_DADDR]
         expr = [*where, _match(_payload(p["protocol"], "dport"), int(p["host_port"])),
                 {"dnat": {"addr": address, "port": int(p["container_port"])}}]
-        cmds += [_rule("prerouting", expr, cid), _rule("output", expr, cid)]
-    run(cmds)
+        rules += [_rule("prerouting", expr, cid), _rule("output", expr, cid)]
+    try:
+        # The chains exist since the network was set up. Re-adding them in every transaction (a no-op)
+        # made it three times slower: 20 ms instead of 7 on the reference VM.
+        run(rules)
+    except NftError:
+        run(_port_chains() + rules)  # the table was flushed or made by an older pycontain
     explain.say("nft: DNAT " + ", ".join(f"{p.get('host_ip') or '*'}:{p['host_port']}/{p['protocol']} -> "
                                          f"{address}:{p['container_port']}" for p in ports)
                 + " in prerouting and output (comment: the container id)")

@@ -85,17 +85,22 @@ def test_container_has_eth0_with_an_address_in_the_subnet_and_a_default_route(np
     assert npc.ns.links().count("pycontain0") == 1
 
 
-def test_network_none_stays_loopback_only_and_never_imports_pyroute2(npc: NetPycontain, tmp_path: Path) -> None:
+def test_network_none_imports_no_netlink_code_and_a_bridge_no_pyroute2(npc: NetPycontain, tmp_path: Path) -> None:
     code = "\n".join([
         "import sys",
         "exec(next(l for l in open(sys.argv[1]).read().splitlines() if l.startswith('sys.path[:0]')))",
         "from pycontain.cli import main",
-        "main(['--root', sys.argv[2], 'run', '--rm', '--network', 'none', 'busybox', 'cat', '/proc/net/dev'])",
-        "print('pyroute2 imported' if any(m.startswith('pyroute2') for m in sys.modules) else 'no pyroute2')",
+        "main(['--root', sys.argv[2], 'run', '--rm', '--network', sys.argv[3], 'busybox', 'cat', '/proc/net/dev'])",
+        "heavy = ('pyroute2', 'asyncio', 'multiprocessing', 'pycontain.network.rtnl', 'pycontain.network.bridged')",
+        "print('imported:', sorted({m for m in sys.modules if m.startswith(heavy)}))",
     ])
-    res = npc.ns.run(sys.executable, "-c", code, PYCONTAIN, str(npc.root))
-    assert "no pyroute2" in res.stdout, res.stdout + res.stderr
+    res = npc.ns.run(sys.executable, "-c", code, PYCONTAIN, str(npc.root), "none")
+    assert "imported: []" in res.stdout, res.stdout + res.stderr
     assert "eth0" not in res.stdout
+    # A bridged run needs netlink, and pays for no more than rtnl.py: none of pyroute2's imports.
+    res = npc.ns.run(sys.executable, "-c", code, PYCONTAIN, str(npc.root), "bridge")
+    assert "eth0" in res.stdout
+    assert "imported: ['pycontain.network.bridged', 'pycontain.network.rtnl']" in res.stdout, res.stdout + res.stderr
 
 
 # ---------------------------------------------------------------- published ports
