@@ -19,7 +19,8 @@ class FakeKernel:
         self.calls = []
 
     def pc_mount(self, source, target, fstype, flags, data):
-        self.calls.append(("mount", source.decode(), target.decode(), fstype and fstype.decode(), flags, data and data.decode()))
+        self.calls.append(("mount", source.decode(), target.decode(), fstype and fstype.decode(), flags,
+                           data and data.decode()))
         return 0
 
     def pc_pivot_root(self, new, old):
