@@ -49,7 +49,8 @@ RUN_OPTIONS = [
     (("--entrypoint",), "entrypoint", VALUE, "CMD", "override the image's entrypoint"),
     (("-v", "--volume"), "volume", MULTI, "SRC:DST[:ro]", "bind mount a host path"),
     (("--read-only",), "read_only", FLAG, "", "mount the root filesystem read-only"),
-    (("--network", "--net"), "network", VALUE, "MODE", "none (loopback only, default), host, or a network name"),
+    (("--network", "--net"), "network", VALUE, "MODE",
+     "bridge (default: the `pycontain` network), none (loopback only), host, or a network name"),
     (("-p", "--publish"), "publish", MULTI, "[IP:][HOST:]CTR[/udp]", "publish a container port on the host"),
     (("--pull",), "pull", VALUE, "POLICY", "missing (default): pull if absent; never; always"),
     *LIMIT_OPTIONS,
@@ -210,7 +211,9 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         detach=opts.get("detach", False),
         remove=opts["rm"],
         read_only=opts["read_only"],
-        network=c.validate_network(opts["network"] or "none"),
+        # Docker's default is its bridge network; PYCONTAIN_NETWORK changes the default (the test suite
+        # sets `none`, so that only the network tests, each in its own network namespace, build bridges).
+        network=c.validate_network(opts["network"] or os.environ.get("PYCONTAIN_NETWORK") or "bridge"),
         mounts=tuple(c.parse_volume(v) for v in opts["volume"]),
         ports=tuple(c.parse_publish(p) for p in opts["publish"]),
         pull=c.validate_pull(opts["pull"]),
