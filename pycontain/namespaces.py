@@ -174,7 +174,9 @@ def _finish_and_exec(go_r: int, status_w: int, sock: object, proc: Process) -> N
     except OSError as e:
         e._exec = True  # type: ignore[attr-defined]
         if isinstance(e, FileNotFoundError):
-            e.strerror = f"{proc.argv[0]}: executable file not found in the container's $PATH"
+            where = "no such file in the container" if "/" in proc.argv[0] else \
+                "executable file not found in the container's $PATH"
+            e.strerror = f"{proc.argv[0]}: {where}"
         else:
             e.strerror = f"{proc.argv[0]}: cannot execute: {e.strerror}"
         e.filename = None
