@@ -53,14 +53,19 @@ def _decode(entry: object) -> tuple[str, str] | None:
     return (user, password) if sep else None
 
 
-def _read_auths(path: str) -> dict[str, object]:
+def read_json_config(path: str, what: str) -> object:
+    """A JSON settings file: {} when it does not exist, a RegistryError naming it when it is unreadable."""
     try:
         with open(path, "rb") as f:
-            data = jsonfast.loads(f.read())
+            return jsonfast.loads(f.read())
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
-        raise RegistryError(f"cannot read registry credentials from {path}: {e}; fix or remove the file") from None
+        raise RegistryError(f"cannot read {what} from {path}: {e}; fix or remove the file") from None
+
+
+def _read_auths(path: str) -> dict[str, object]:
+    data = read_json_config(path, "registry credentials")
     auths = data.get("auths") if isinstance(data, dict) else None
     return auths if isinstance(auths, dict) else {}
 

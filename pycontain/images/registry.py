@@ -79,13 +79,7 @@ def _split(text: str) -> list[str]:
 
 def _config_file() -> dict[str, list[str]]:
     path = os.environ.get("PYCONTAIN_REGISTRIES_CONFIG", CONFIG_FILE)
-    try:
-        with open(path, "rb") as f:
-            data = jsonfast.loads(f.read())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as e:
-        raise RegistryError(f"cannot read {path}: {e}; fix the file or remove it") from None
+    data = auth.read_json_config(path, "registry settings")
     if not isinstance(data, dict):
         raise RegistryError(f"{path} must hold a JSON object with registry-mirrors / insecure-registries")
     out = {}
