@@ -237,23 +237,9 @@ def cmd_run(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if cfg.tty and not cfg.detach and not os.isatty(0):
         raise UsageError("the input device is not a TTY: drop -t, or run pycontain from a terminal")
     if cfg.detach:
-        rec_id = _run_detached(paths, cfg)
-        print(rec_id)
+        print(runtime.run_detached(paths, cfg).id)
         return 0
     return runtime.run(paths, cfg)
-
-
-def _run_detached(paths: Any, cfg: Any) -> str:
-    from pycontain import runtime
-
-    rec, lock_fd = runtime.create(paths, cfg)
-    try:
-        runtime.start_detached(rec, lock_fd)
-    except PycontainError:
-        if cfg.remove:
-            runtime._remove(rec)
-        raise
-    return rec.id
 
 
 def cmd_create(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:

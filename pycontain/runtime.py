@@ -85,6 +85,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
     rec = state.Record(paths, cid)
     os.mkdir(rec.dir, 0o700)
     lock_fd = rec.acquire()
+    net = None
     name = cfg.name or f"{_ADJECTIVES[int(cid[0:2], 16) % 12]}_{_NOUNS[int(cid[2:4], 16) % 12]}_{cid[4:8]}"
     try:
         state.reserve_name(paths, name, cid)
@@ -103,8 +104,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         state.atomic_write_json(f"{rec.dir}/state.json", {"status": "starting" if starting else "created"},
                                 durable=False)
     except BaseException:
-        if "net" in locals():
-            network.release(paths, net, cid)
+        network.release(paths, net, cid)
         state.release_name(paths, name, cid)
         state.rmtree(rec.storage)
         state.rmtree(rec.dir)
@@ -128,16 +128,26 @@ def _image_for(store: Store, cfg: ContainerConfig) -> Any:
 # ---------------------------------------------------------------- run / start
 
 def run(paths: Paths, cfg: ContainerConfig) -> int:
+    """Foreground: create, supervise until exit, return the container's exit code."""
     rec, lock_fd = create(paths, cfg)
-    if cfg.detach:
-        start_detached(rec, lock_fd)
-        return 0
     try:
         return supervise(rec)
     finally:
         if cfg.remove:
             _remove(rec)
         os.close(lock_fd)
+
+
+def run_detached(paths: Paths, cfg: ContainerConfig) -> Record:
+    """-d: create, hand the container to a monitor, return once its command runs."""
+    rec, lock_fd = create(paths, cfg)
+    try:
+        start_detached(rec, lock_fd)
+    except PycontainError:
+        if cfg.remove:
+            _remove(rec)
+        raise
+    return rec
 
 
 def start(paths: Paths, ref: str) -> Record:
