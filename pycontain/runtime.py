@@ -237,6 +237,7 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         reaper = _Reaper(child.pid)
         undo.callback(reaper.kill_and_reap)
         undo.callback(child.close)
+        _forward_signals(child.pid, undo)
         if meta.get("network"):
             undo.callback(network.detach, rec.paths, meta["network"], rec.id)
             network.attach(rec.paths, meta["network"], child.pid)
@@ -311,29 +312,30 @@ class _Reaper:
             self.wait()
 
 
-def _wait(child: namespaces.Child, reaper: _Reaper, tty: bool, interactive: bool, log_fd: int | None) -> int:
-    previous = {}
+def _forward_signals(pid: int, undo: _Undo) -> None:
+    """From now until the undo stack unwinds, signals sent to pycontain go to the container instead.
 
+    Installed right after clone: the container may run (and be signalled through us) before we have
+    even read that its execve succeeded.
+    """
     def forward(signum: int, _frame: object) -> None:
         try:
-            os.kill(child.pid, signum)
+            os.kill(pid, signum)
         except ProcessLookupError:
             pass
 
     for signum in FORWARDED:
-        previous[signum] = _signal.signal(signum, forward)
-    try:
-        if tty and child.master_fd is not None:
-            from pycontain import console
+        undo.callback(_signal.signal, signum, _signal.signal(signum, forward))
 
-            out = log_fd if log_fd is not None else 1
-            console.relay(child.master_fd, 0 if interactive and log_fd is None else None, out)
-            os.close(child.master_fd)
-        status = reaper.wait()
-    finally:
-        for signum, handler in previous.items():
-            _signal.signal(signum, handler)
-    return exit_code(status)
+
+def _wait(child: namespaces.Child, reaper: _Reaper, tty: bool, interactive: bool, log_fd: int | None) -> int:
+    if tty and child.master_fd is not None:
+        from pycontain import console
+
+        out = log_fd if log_fd is not None else 1
+        console.relay(child.master_fd, 0 if interactive and log_fd is None else None, out)
+        os.close(child.master_fd)
+    return exit_code(reaper.wait())
 
 
 def exit_code(status: int) -> int:
@@ -387,6 +389,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
         reaper = _Reaper(child.pid)
         undo.callback(reaper.kill_and_reap)
         undo.callback(child.close)
+        _forward_signals(child.pid, undo)
         cg.add(child.pid)
         child.go()
         child.wait_exec()
