@@ -28,11 +28,47 @@ class User:
 
 
 def _read_db(path: str) -> list[list[str]]:
+    """The lines of the image's /etc/passwd or /etc/group, split at ':'; [] if the image has none.
+
+    The file is the image's, so it is untrusted, and we read it as root in the child, whose parent is
+    waiting: a FIFO there would block the read forever (hanging `run`/`exec -u`), /dev/zero or a
+    many-GiB file would fill memory, and a symlink could lead to /proc/self/fd/N, one of our own host
+    descriptors that are still open at this point. So: O_NONBLOCK (opening a FIFO does not wait for a
+    writer), O_NOFOLLOW, then fstat the descriptor itself and accept only a regular file of at most
+    4 MiB. Plain os calls and literal mode bits: the child imports nothing after clone.
+    """
+    cap = 4 << 20
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return [line.split(":") for line in f.read().splitlines() if line and not line.startswith("#")]
-    except OSError:
-        return []
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        return []  # an image without users (scratch): numeric -u still works
+    except OSError as e:
+        if os.path.islink(path):
+            raise PycontainError(f"the image's {path} is a symlink; pycontain reads it only as a regular file") \
+                from None
+        raise PycontainError(f"cannot read the image's {path}: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000:  # not S_ISREG: a FIFO, a device, a directory, a socket
+            raise PycontainError(f"the image's {path} is not a regular file")
+        if st.st_size > cap:
+            raise PycontainError(f"the image's {path} is larger than {cap >> 20} MiB; refusing to read it")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= cap:  # st_size is only a hint: the file may be growing
+            chunk = os.read(fd, cap + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > cap:
+            raise PycontainError(f"the image's {path} is larger than {cap >> 20} MiB; refusing to read it")
+    except OSError as e:
+        raise PycontainError(f"cannot read the image's {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
 def resolve_user(spec: str) -> User:

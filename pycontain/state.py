@@ -20,6 +20,7 @@ import time
 from pycontain import jsonfast
 from pycontain.config import ContainerConfig, Limits, ResolvedConfig
 from pycontain.errors import ContainerNotFound, NameInUse, UsageError
+from pycontain.safefile import replace_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -43,10 +44,14 @@ class Paths:
 
     @classmethod
     def from_root(cls, root: str | None) -> Paths:
+        """The paths under --root / PYCONTAIN_ROOT (or the defaults), once the root is known to be safe."""
         root = root or os.environ.get("PYCONTAIN_ROOT") or None
         if root:
             base = os.path.abspath(root)
+            check_root(base, create=True)
             return cls(state=f"{base}/run", storage=f"{base}/storage")
+        check_root(DEFAULT_STATE, create=False)
+        check_root(DEFAULT_STORAGE, create=False)
         return cls(state=DEFAULT_STATE, storage=DEFAULT_STORAGE)
 
     def record(self, cid: str) -> str:
@@ -56,21 +61,52 @@ class Paths:
         return f"{self.storage}/containers/{cid}"
 
 
+def check_root(path: str, create: bool) -> None:
+    """Refuse a state root that anyone but root could change.
+
+    pycontain writes records, credentials and layers under the root as root and follows paths inside it
+    (names are symlinks, records are read back and trusted): a user who can write to it, or who owns
+    it, or who put a symlink in its place, could redirect those writes anywhere on the host or feed
+    pycontain forged records. So it must be a real directory (lstat: not a symlink), owned by root,
+    with no group or other write bit. Only the root itself is checked, with one lstat: the directories
+    pycontain makes inside it are 0700, and its parents are the caller's business.
+
+    A missing --root is created 0700 (a missing parent too, as before); the defaults are made later
+    by whatever first writes to them, and checked here only if they exist.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if not create:
+            return
+        os.makedirs(os.path.dirname(path) or "/", exist_ok=True)
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            pass  # made by someone else meanwhile: checked below like any existing root
+        st = os.lstat(path)
+    problem = None
+    kind = st.st_mode & 0o170000  # S_IFMT, without importing stat on the start path
+    if kind != 0o040000:
+        problem = "it is a symlink" if kind == 0o120000 else "it is not a directory"
+    elif st.st_uid != 0:
+        problem = f"it is owned by uid {st.st_uid}, not root"
+    elif st.st_mode & 0o022:
+        who = {0o020: "group", 0o002: "others", 0o022: "group and others"}[st.st_mode & 0o022]
+        problem = f"it is writable by {who} (mode {st.st_mode & 0o7777:04o})"
+    if problem:
+        raise UsageError(f"refusing state root {path}: {problem}; pycontain writes there as root, so it must be "
+                         "a directory owned by root and not writable by group or others")
+
+
 def atomic_write_json(path: str, data: Any, durable: bool = True) -> None:
     """Write temp, fsync, rename: a reader sees the old file or the new one, never half of one.
 
-    durable=False skips the fsync for files on tmpfs (/run), where it buys nothing.
+    The temp file is created O_EXCL|O_NOFOLLOW under a random name (safefile.py), so not even a link
+    planted inside the state root can redirect the write. durable=False skips the fsync for files on
+    tmpfs (/run), where it buys nothing.
     """
-    head, tail = os.path.split(path)
-    tmp = f"{head}/.{tail}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, jsonfast.dumps(data).encode())
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    replace_file(path, jsonfast.dumps(data).encode(), 0o600, durable)
 
 
 def read_json(path: str) -> Any:

@@ -21,7 +21,9 @@ import tempfile
 from pycontain import jsonfast
 from pycontain.errors import ImageError, UsageError
 from pycontain.images import reference
+from pycontain.images.budget import Budget, OverBudget
 from pycontain.images.store import Store, decompressor
+from pycontain.safefile import write_atomically
 from pycontain.state import Paths
 
 TYPE_CHECKING = False
@@ -76,15 +78,11 @@ def save(paths: Paths, names: list[str], output: str | None) -> None:
         _write(store, entries, sys.stdout.buffer, "w|")
         sys.stdout.flush()
         return
-    tmp = f"{output}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            _write(store, entries, f, "w")
-        os.rename(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # The output is often in a directory other users can write to (their home, /tmp): never open it by
+    # name. A new O_EXCL|O_NOFOLLOW temp file beside it is renamed over it (safefile.py says why).
+    # 0o666 less the umask, as open(2) would have made it: the archive holds nothing secret.
+    with write_atomically(output, mode=0o666) as f:
+        _write(store, entries, f, "w")
 
 
 def _add_bytes(tf: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -163,13 +161,13 @@ def _load(store: Store, path: str, what: str) -> list[str]:
             if not isinstance(manifest, list) or not manifest:
                 raise ImageError(f"manifest.json in {what} lists no images")
             for entry in manifest:
-                loaded += _load_image(store, tf, entry, what)
+                loaded += _load_image(store, tf, entry, what, gc_fd)
     finally:
         os.close(gc_fd)
     return loaded
 
 
-def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str) -> list[str]:
+def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd: int) -> list[str]:
     if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
             or not isinstance(entry.get("Layers"), list):
         raise ImageError(f"manifest.json in {what} has an entry without Config or Layers")
@@ -178,18 +176,26 @@ def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str) -> lis
     if not isinstance(diff_ids, list) or len(diff_ids) != len(entry["Layers"]):
         raise ImageError(f"the config of an image in {what} lists {len(diff_ids or [])} layers, its manifest "
                          f"{len(entry['Layers'])}; the archive is damaged")
-    for layer, diff_id in zip(entry["Layers"], diff_ids):
-        if not isinstance(layer, str) or not isinstance(diff_id, str) or not reference._is_digest(diff_id):
-            raise ImageError(f"an image in {what} has an invalid layer entry {layer!r}")
-        if store.has_layer(diff_id):
-            continue
-        lock_fd = store.lock(diff_id[7:])
-        try:
-            if not store.has_layer(diff_id):
-                store.add_layer(_member(tf, layer, f"manifest.json of {what}"), expect_diff_id=diff_id,
-                                what=f"layer {layer}")
-        finally:
-            os.close(lock_fd)
+    tags = entry.get("RepoTags") or []
+    budget = Budget(store.root, f"image {tags[0] if tags and isinstance(tags[0], str) else 'in ' + what}")
+    try:
+        for layer, diff_id in zip(entry["Layers"], diff_ids):
+            if not isinstance(layer, str) or not isinstance(diff_id, str) or not reference._is_digest(diff_id):
+                raise ImageError(f"an image in {what} has an invalid layer entry {layer!r}")
+            if store.has_layer(diff_id):
+                continue
+            lock_fd = store.lock(diff_id[7:])
+            try:
+                if not store.has_layer(diff_id):
+                    member = _member(tf, layer, f"manifest.json of {what}")
+                    # The member's size (the layer's, or its compressed size) must fit before unpacking.
+                    store.add_layer(member, expect_diff_id=diff_id, what=f"layer {layer}", budget=budget,
+                                    known_size=tf.getmember(layer.removeprefix("./")).size)
+            finally:
+                os.close(lock_fd)
+    except OverBudget:
+        store.discard_unused(store.paths, budget, gc_fd)  # a refused image leaves no layers behind
+        raise
     image_id = store.put_blob(config_bytes)
     store.write_meta(image_id)
     names = []

@@ -99,8 +99,9 @@ def store_credentials(paths: Paths, domain: str, user: str, password: str | None
             raise UsageError(f"not logged in to {domain}")
     else:
         auths[key] = {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
-    atomic_write_json(path, {"auths": auths})  # created 0600 by atomic_write_json
-    os.chmod(path, 0o600)
+    # A new 0600 file (O_EXCL|O_NOFOLLOW temp, renamed over the old one): no chmod by name afterwards,
+    # which would follow a symlink put in the file's place.
+    atomic_write_json(path, {"auths": auths})
 
 
 def basic_header(creds: tuple[str, str]) -> str:

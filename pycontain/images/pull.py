@@ -21,6 +21,7 @@ import os
 from pycontain import jsonfast
 from pycontain.errors import ImageError, RegistryError, UsageError
 from pycontain.images import reference, registry
+from pycontain.images.budget import Budget, OverBudget
 from pycontain.images.progress import Progress
 from pycontain.images.store import Image, Store, sha256
 from pycontain.state import Paths
@@ -157,15 +158,20 @@ class Puller:
         for d in layers:
             if d.get("mediaType") and d["mediaType"] not in LAYER_TYPES:
                 raise ImageError(f"{ref.familiar} has a layer of unsupported type {d['mediaType']}")
+        budget = Budget(self.store.root, f"image {ref.familiar}")
         gc_fd = self.store.lock("gc", shared=True)
         try:
-            config = self._config(client, image_id, ref)
+            config = self._config(client, image_id, ref, budget)
             diff_ids = config.get("rootfs", {}).get("diff_ids")
             if not isinstance(diff_ids, list) or len(diff_ids) != len(layers) \
                     or not all(isinstance(d, str) and reference._is_digest(d) for d in diff_ids):
                 raise ImageError(f"the config of {ref.familiar} lists {len(diff_ids or [])} layer digests for "
                                  f"{len(layers)} layers; the image is broken")
-            fetched = self._layers(client, layers, diff_ids)
+            try:
+                fetched = self._layers(client, layers, diff_ids, budget)
+            except OverBudget:
+                self.store.discard_unused(self.paths, budget, gc_fd)  # a refused image leaves no layers
+                raise
             manifest_digest = sha256(manifest_bytes)
             if not self.store.has_blob(manifest_digest):
                 self.store.put_blob(manifest_bytes)
@@ -210,7 +216,8 @@ class Puller:
                              "(Docker schema 2 and OCI are)")
         return top_digest, doc, data
 
-    def _config(self, client: registry.Registry, digest: str, ref: reference.Reference) -> dict[str, Any]:
+    def _config(self, client: registry.Registry, digest: str, ref: reference.Reference,
+                budget: Budget) -> dict[str, Any]:
         if self.store.has_blob(digest):
             return self.store.config(digest)
         data = client.blob(digest).body(MAX_CONFIG_BYTES)
@@ -218,9 +225,11 @@ class Puller:
             raise RegistryError(f"the config of {ref.familiar} failed verification (content is not {digest[:19]})")
         config = _json(data, f"the config of {ref.familiar}")
         self.store.put_blob(data)
+        budget.added_blobs.append(digest)
         return config
 
-    def _layers(self, client: registry.Registry, layers: list[dict[str, Any]], diff_ids: list[str]) -> bool:
+    def _layers(self, client: registry.Registry, layers: list[dict[str, Any]], diff_ids: list[str],
+                budget: Budget) -> bool:
         todo = []
         for desc, diff_id in zip(layers, diff_ids):
             if self.store.has_layer(diff_id):
@@ -229,12 +238,12 @@ class Puller:
                 todo.append((desc, diff_id))
         if len(todo) <= 1:
             for desc, diff_id in todo:
-                self._layer(client, desc, diff_id)
+                self._layer(client, desc, diff_id, budget)
             return bool(todo)
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(PARALLEL_DOWNLOADS) as pool:
-            futures = [pool.submit(self._layer, client, d, i) for d, i in todo]
+            futures = [pool.submit(self._layer, client, d, i, budget) for d, i in todo]
             try:
                 for f in futures:
                     f.result()
@@ -243,7 +252,7 @@ class Puller:
                 raise
         return True
 
-    def _layer(self, client: registry.Registry, desc: dict[str, Any], diff_id: str) -> None:
+    def _layer(self, client: registry.Registry, desc: dict[str, Any], diff_id: str, budget: Budget) -> None:
         digest = desc["digest"]
         size = desc.get("size") or None
         bar = self.progress.layer(digest, size, "Pulling fs layer")
@@ -255,7 +264,8 @@ class Puller:
             resp = client.blob(digest)
             try:
                 self.store.add_layer(_Limited(resp, size, f"layer {digest[7:19]}"), expect_digest=digest,
-                                     expect_diff_id=diff_id, on_bytes=bar.advance, what="layer")
+                                     expect_diff_id=diff_id, on_bytes=bar.advance, what="layer",
+                                     budget=budget, known_size=size or 0)
             finally:
                 resp.close()
             bar.update("Pull complete")

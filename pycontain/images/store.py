@@ -22,12 +22,15 @@ import time
 from pycontain import jsonfast
 from pycontain.errors import ImageError, ImageNotFound, PycontainError, UsageError
 from pycontain.images import reference
+from pycontain.safefile import create_new
 from pycontain.state import Paths, atomic_write_json, read_json, rmtree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import IO, Any, Protocol
+
+    from pycontain.images.budget import Budget
 
     class Reader(Protocol):
         """Anything with read(n): a file, an HTTP response, a decompressor, a hashing wrapper."""
@@ -213,7 +216,7 @@ class Store:
         path = f"{self.blobs}/{digest}"
         if not os.path.exists(path):
             tmp = f"{self.blobs}/.tmp-{os.getpid()}-{time.monotonic_ns()}"
-            with open(tmp, "wb") as f:
+            with os.fdopen(create_new(tmp), "wb") as f:
                 f.write(data)
             os.rename(tmp, path)
         return f"sha256:{digest}"
@@ -232,36 +235,53 @@ class Store:
         return fd
 
     def add_layer(self, stream: Reader, expect_digest: str | None = None, expect_diff_id: str | None = None,
-                  on_bytes: Callable[[int], None] | None = None, what: str = "layer") -> tuple[str, str, int]:
+                  on_bytes: Callable[[int], None] | None = None, what: str = "layer",
+                  budget: Budget | None = None, known_size: int = 0) -> tuple[str, str, int]:
         """Store a layer tarball's blob and unpack it once. Returns (blob digest, diff id, size).
 
         One pass over the stream: the compressed bytes are hashed and copied to a temp blob while they
         are decompressed, hashed again (the diff id) and unpacked into a temp dir. Only when both hashes
         are what the manifest and config promise are the two renamed into place; otherwise both temps
         are deleted, so a bad or truncated download never becomes part of the store.
+
+        budget (images/budget.py) is the image's: both streams are charged to it as they are read, and
+        known_size (a lower bound of what the layer will take, e.g. its blob size) must fit first.
         """
+        from pycontain.images.budget import Budget
         from pycontain.images.unpack import unpack
 
         self._ensure()
+        if budget is None:
+            budget = Budget(self.root, what)
+        budget.before_layer(known_size, what)
+        if on_bytes is None:
+            on_stored = budget.stored
+        else:
+            def on_stored(n: int, progress: Callable[[int], None] = on_bytes) -> None:
+                budget.stored(n)
+                progress(n)
         stamp = f"{os.getpid()}-{time.monotonic_ns()}"
         tmp_blob, tmp_dir = f"{self.blobs}/.tmp-{stamp}", f"{self.layers}/.tmp-{stamp}"
         os.mkdir(tmp_dir, 0o755)
         proc = None
         try:
-            with open(tmp_blob, "wb") as blob_out:
-                compressed = _HashingReader(stream, tee=blob_out, on_bytes=on_bytes)
+            with os.fdopen(create_new(tmp_blob), "wb") as blob_out:
+                compressed = _HashingReader(stream, tee=blob_out, on_bytes=on_stored)
                 try:
                     compression = _compression(compressed.peek(4))
                     plain, proc = decompressor(compression, compressed)
-                    diff = _HashingReader(plain)
+                    diff = _HashingReader(plain, on_bytes=budget.unpacked_bytes)
                     unpack(diff, tmp_dir)
                     diff.drain()
                     if proc is not None:
                         _finish_zstd(proc)
                     compressed.drain()
-                except PycontainError:
-                    raise
                 except Exception as e:  # gzip/zlib/zstd: bad CRC, bad data, truncated stream
+                    refused = getattr(proc, "feed_error", None)
+                    if isinstance(refused, PycontainError):
+                        raise refused from None  # the zstd feeder stopped (OverBudget): the real cause
+                    if isinstance(e, PycontainError):
+                        raise
                     if isinstance(e, OSError) and e.errno is not None:
                         raise  # a real I/O error (disk full ...): say it as it is
                     raise ImageError(f"{what} {(expect_digest or '')[:19]} failed verification: it does not "
@@ -273,7 +293,10 @@ class Store:
             if expect_diff_id and diff_id != expect_diff_id:
                 raise ImageError(f"{what} {blob_digest[:19]} unpacks to {diff_id[:19]}, but the image config says "
                                  f"{expect_diff_id[:19]}; the image is inconsistent, its layer was deleted")
+            new_blob = not self.has_blob(blob_digest)
             os.rename(tmp_blob, self.blob_path(blob_digest))
+            if new_blob:
+                budget.added_blobs.append(blob_digest)
             size = _tree_size(tmp_dir)
             final = f"{self.layers}/{diff_id[7:]}"
             if os.path.exists(final):
@@ -283,6 +306,7 @@ class Store:
                                                     "diff_size": diff.count})
                 try:
                     os.rename(tmp_dir, final)
+                    budget.added_layers.append(diff_id)
                 except OSError:  # lost a race with another writer of the same layer: theirs is as good
                     rmtree(tmp_dir)
             return blob_digest, diff_id, size
@@ -331,10 +355,14 @@ class Store:
             f = open(path, "rb")
         except OSError as e:
             raise UsageError(f"cannot read {path}: {e.strerror}") from None
+        from pycontain.images.budget import Budget
+
         gc_fd = self.lock("gc", shared=True)
         try:
             with f:
-                _, diff_id, _ = self.add_layer(f)
+                # The tarball's size is what its blob copy takes, at least: it must fit before unpacking.
+                _, diff_id, _ = self.add_layer(f, budget=Budget(self.root, f"image {ref.familiar}"),
+                                               known_size=os.fstat(f.fileno()).st_size)
             created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             config = {
                 "created": created,
@@ -377,6 +405,50 @@ class Store:
 
     def collect_garbage(self, paths: Paths) -> list[str]:
         """Delete blobs and layers no image and no container uses. Caller holds the `gc` lock exclusively."""
+        keep_layers, keep_blobs = self._in_use(paths)
+        removed = []
+        for name in _listdir(self.layers):
+            base = name[:-5] if name.endswith(".json") else name
+            if len(base) == 64 and base not in keep_layers:
+                rmtree(f"{self.layers}/{name}")
+                removed.append(f"sha256:{base}")
+        for name in _listdir(self.blobs):
+            if len(name) == 64 and name not in keep_blobs:
+                os.unlink(f"{self.blobs}/{name}")
+        self._drop_locks(keep_layers | keep_blobs)
+        return sorted(set(removed))
+
+    def discard_unused(self, paths: Paths, budget: Budget, gc_fd: int) -> None:
+        """After a refused image (OverBudget): remove the layers and blobs it added that nothing uses.
+
+        gc_fd is the caller's shared `gc` lock. It is turned exclusive without waiting, because only
+        then is no other pull between unpacking a layer and tagging the image that needs it; if another
+        writer holds the store, its leftovers wait for `image prune` instead. (A failed non-blocking
+        conversion drops the shared lock, which the caller is about to release anyway.)
+        """
+        try:
+            fcntl.flock(gc_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return
+        keep_layers, keep_blobs = self._in_use(paths)
+        for diff_id in budget.added_layers:
+            if diff_id[7:] not in keep_layers:
+                rmtree(f"{self.layers}/{diff_id[7:]}")
+                rmtree(f"{self.layers}/{diff_id[7:]}.json")
+        for digest in budget.added_blobs:
+            if digest[7:] not in keep_blobs:
+                rmtree(self.blob_path(digest))
+        self._drop_locks(keep_layers | keep_blobs)
+
+    def _drop_locks(self, keep: set[str]) -> None:
+        """Per-blob/per-layer lock files of what is gone: safe while `gc` is held exclusively, since then
+        no pull or load holds one."""
+        for name in _listdir(f"{self.root}/locks"):
+            if len(name) == 64 and name not in keep:
+                os.unlink(f"{self.root}/locks/{name}")
+
+    def _in_use(self, paths: Paths) -> tuple[set[str], set[str]]:
+        """(layer hexes, blob hexes) some image or container needs."""
         keep_layers: set[str] = set()
         keep_blobs: set[str] = set()
         for image_id in self.image_ids():
@@ -396,27 +468,19 @@ class Store:
             blob = self.layer_info(f"sha256:{layer}").get("blob")
             if isinstance(blob, str):
                 keep_blobs.add(blob[7:])
-        removed = []
-        for name in _listdir(self.layers):
-            base = name[:-5] if name.endswith(".json") else name
-            if len(base) == 64 and base not in keep_layers:
-                rmtree(f"{self.layers}/{name}")
-                removed.append(f"sha256:{base}")
-        for name in _listdir(self.blobs):
-            if len(name) == 64 and name not in keep_blobs:
-                os.unlink(f"{self.blobs}/{name}")
-        # Per-blob lock files: safe to drop now, no pull holds one while `gc` is held exclusively.
-        for name in _listdir(f"{self.root}/locks"):
-            if len(name) == 64 and name not in keep_blobs and name not in keep_layers:
-                os.unlink(f"{self.root}/locks/{name}")
-        return sorted(set(removed))
+        return keep_layers, keep_blobs
 
     def gc_temp(self) -> list[str]:
-        """Remove half-written blobs and layers left by an import or pull that was killed."""
+        """Remove half-written blobs, layers and JSON files left by an import, pull or load that was killed.
+
+        Temp names carry their writer's pid: `.tmp-<pid>-...` (blobs, layer dirs, load's spool) and
+        `.<name>.tmp-<pid>-...` (atomic_write_json, through safefile.py).
+        """
         removed = []
-        for d in (self.blobs, self.layers):
+        for d in (self.blobs, self.layers, self.root, f"{self.root}/meta"):
             for entry in _listdir(d):
-                if entry.startswith(".tmp-") and not _pid_alive(entry.split("-")[1]):
+                if entry.startswith(".") and ".tmp-" in entry \
+                        and not _pid_alive(entry.rsplit(".tmp-", 1)[1].split("-", 1)[0]):
                     rmtree(f"{d}/{entry}")
                     removed.append(f"{d}/{entry}")
         return removed
@@ -487,6 +551,8 @@ def _zstd_command(src: Reader) -> tuple[Reader, Any]:
                 proc.stdin.write(chunk)
         except (OSError, ValueError):
             pass  # zstd exited (bad input) or we are unwinding; its exit status tells
+        except PycontainError as e:  # the budget refused the layer: add_layer reports it, not a thread traceback
+            proc.feed_error = e  # type: ignore[attr-defined]
         finally:
             try:
                 proc.stdin.close()
@@ -500,6 +566,8 @@ def _zstd_command(src: Reader) -> tuple[Reader, Any]:
 
 def _finish_zstd(proc: Any) -> None:
     proc.feeder.join()
+    if isinstance(getattr(proc, "feed_error", None), PycontainError):
+        raise proc.feed_error
     if proc.wait() != 0:
         raise ImageError("a zstd layer failed to decompress (the zstd command reported an error); pull again")
 
