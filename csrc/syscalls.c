@@ -41,3 +41,36 @@ int pc_cap_ambient_clear_all(void)
 {
     return prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 }
+
+struct pc_open_how { unsigned long long flags, mode, resolve; };
+struct pc_mount_attr { unsigned long long attr_set, attr_clr, propagation, userns_fd; };
+
+int pc_openat2(int dirfd, const char *path, unsigned long long flags, unsigned long long mode,
+               unsigned long long resolve)
+{
+    struct pc_open_how how = { flags, mode, resolve };
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+int pc_open_tree(int dirfd, const char *path, unsigned int flags)
+{
+    return (int)syscall(SYS_open_tree, dirfd, path, flags);
+}
+
+int pc_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const char *to_path,
+                  unsigned int flags)
+{
+    return (int)syscall(SYS_move_mount, from_dirfd, from_path, to_dirfd, to_path, flags);
+}
+
+int pc_mount_setattr(int dirfd, const char *path, unsigned int flags, unsigned long long attr_set,
+                     unsigned long long attr_clr, unsigned long long propagation)
+{
+    struct pc_mount_attr attr = { attr_set, attr_clr, propagation, 0 };
+    return (int)syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof attr);
+}
+
+long pc_join_session_keyring(const char *name)
+{
+    return syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name);
+}

@@ -18,3 +18,14 @@ int pc_sethostname(const char *name, size_t len);
 int pc_close_range(unsigned int first, unsigned int last, unsigned int flags);
 /* prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL): python-prctl has no ambient-set call. */
 int pc_cap_ambient_clear_all(void);
+/* openat2(2) (no glibc wrapper in Debian 12): how.flags/mode/resolve passed flat. */
+int pc_openat2(int dirfd, const char *path, unsigned long long flags, unsigned long long mode,
+               unsigned long long resolve);
+/* The new mount API (Linux 5.2+, mount_setattr 5.12+): no glibc wrappers in Debian 12. */
+int pc_open_tree(int dirfd, const char *path, unsigned int flags);
+int pc_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const char *to_path,
+                  unsigned int flags);
+int pc_mount_setattr(int dirfd, const char *path, unsigned int flags, unsigned long long attr_set,
+                     unsigned long long attr_clr, unsigned long long propagation);
+/* keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring (name NULL: anonymous). */
+long pc_join_session_keyring(const char *name);

@@ -45,6 +45,23 @@ MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 
+# <linux/openat2.h>: how openat2(2) may resolve a path.
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02  # refuse /proc/PID/{fd,cwd,root,exe}-style links
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_IN_ROOT = 0x10  # treat dirfd as "/": absolute links and ".." cannot climb out of it
+
+# <linux/mount.h>: the new mount API.
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+
 _backend: Any = None
 
 
@@ -128,6 +145,34 @@ def mknod(path: str, mode: int, major: int, minor: int) -> None:
 
     os.mknod(path, mode | stat.S_IFCHR, os.makedev(major, minor))
     os.chmod(path, mode)
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0, what: str | None = None) -> int:
+    """openat2(2): open `path` under `dirfd` with the `resolve` restrictions; returns the fd."""
+    return _check(_lib().pc_openat2(dirfd, path.encode(), flags, mode, resolve), f"open {what or path}")
+
+
+def open_tree(dirfd: int, path: str, flags: int, what: str) -> int:
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of a mount tree (a bind mount not yet placed)."""
+    return _check(_lib().pc_open_tree(dirfd, path.encode(), flags), f"open_tree({what})")
+
+
+def move_mount(from_fd: int, to_fd: int, what: str) -> None:
+    """move_mount(2) from one descriptor onto another: no path is looked up again, so none can be swapped."""
+    _check(_lib().pc_move_mount(from_fd, b"", to_fd, b"", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH),
+           f"move_mount({what})")
+
+
+def mount_setattr(fd: int, attr_set: int, recursive: bool, what: str) -> None:
+    """mount_setattr(2) on the mount `fd` names: sets only `attr_set`, keeping every other flag (nosuid,
+    nodev, ...), and with `recursive` on every mount below it too (MS_REMOUNT ignores MS_REC)."""
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_lib().pc_mount_setattr(fd, b"", flags, attr_set, 0, 0), f"mount_setattr({what})")
+
+
+def join_session_keyring() -> None:
+    """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring for this process."""
+    _check(_lib().pc_join_session_keyring(_null()), "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
 
 
 def cap_ambient_clear_all() -> None:

@@ -10,17 +10,52 @@ import pytest
 
 from pycontain import mounts, syscalls
 from pycontain.config import BindMount
+from pycontain.errors import PycontainError
+
+
+def _where(path):
+    """A /proc/self/fd/N target, as the path it stands for (the fake records paths, not descriptors)."""
+    return os.readlink(path) if path.startswith("/proc/self/fd/") else path
 
 
 class FakeKernel:
+    """Records mount calls instead of making them; path lookups (openat2) are the real kernel's,
+    which needs no privilege, so confinement is checked against real resolution."""
+
     errno = 0
 
     def __init__(self):
+        from pycontain import _native
+
+        self.real = _native.lib
         self.calls = []
+        self.trees = {}
 
     def pc_mount(self, source, target, fstype, flags, data):
-        self.calls.append(("mount", source.decode(), target.decode(), fstype and fstype.decode(), flags,
+        self.calls.append(("mount", source.decode(), _where(target.decode()), fstype and fstype.decode(), flags,
                            data and data.decode()))
+        return 0
+
+    def pc_openat2(self, dirfd, path, flags, mode, resolve):
+        fd = self.real.pc_openat2(dirfd, path, flags, mode, resolve)
+        if fd < 0:
+            from pycontain import _native
+            self.errno = _native.ffi.errno
+        return fd
+
+    def pc_open_tree(self, dirfd, path, flags):
+        source = path.decode() if path else os.readlink(f"/proc/self/fd/{dirfd}")
+        fd = os.open("/", os.O_PATH)
+        self.trees[fd] = source
+        return fd
+
+    def pc_mount_setattr(self, fd, path, flags, attr_set, attr_clr, propagation):
+        self.calls.append(("mount_setattr", self.trees.get(fd) or os.readlink(f"/proc/self/fd/{fd}"), flags,
+                           attr_set))
+        return 0
+
+    def pc_move_mount(self, from_fd, from_path, to_fd, to_path, flags):
+        self.calls.append(("bind", self.trees[from_fd], os.readlink(f"/proc/self/fd/{to_fd}")))
         return 0
 
     def pc_pivot_root(self, new, old):
@@ -37,8 +72,13 @@ class FakeKernel:
 
 
 @pytest.fixture
-def kernel():
+def kernel(monkeypatch):
     fake = FakeKernel()
+    # The fake makes regular files, not device nodes: accept its /dev/null.
+    monkeypatch.setattr(mounts, "checked_null", lambda dev: os.open("null", os.O_PATH, dir_fd=dev))
+    # After the fake pivot_root, "/" is still the host's: mask the test's own directory instead.
+    monkeypatch.setattr(mounts, "MASKED_PATHS", ())
+    monkeypatch.setattr(mounts, "READONLY_PATHS", ())
     previous = syscalls.install(fake)
     cwd = os.getcwd()
     yield fake
@@ -87,6 +127,8 @@ def test_every_mount_before_pivot_root_stays_inside_the_rootfs(kernel, tmp_path)
     for call in kernel.calls[1:pivot]:
         if call[0] == "mount":
             assert call[2].startswith(plan.rootfs), call
+        if call[0] == "bind":
+            assert call[2].startswith(plan.rootfs), call
 
 
 def test_only_the_standard_devices_are_created(kernel, tmp_path):
@@ -95,23 +137,43 @@ def test_only_the_standard_devices_are_created(kernel, tmp_path):
     assert nodes == mounts.DEVICES
 
 
-def test_read_only_bind_is_remounted_read_only(kernel, tmp_path):
+def test_read_only_bind_is_made_read_only_recursively_before_it_is_placed(kernel, tmp_path):
     mounts.setup_rootfs(make_plan(tmp_path, mounts=(BindMount(str(tmp_path), "/data", True),)))
-    binds = [c for c in kernel.calls if c[0] == "mount" and c[1] == str(tmp_path)]
-    assert len(binds) == 2 and binds[1][4] & syscalls.MS_RDONLY and binds[1][4] & syscalls.MS_REMOUNT
+    steps = [c for c in kernel.calls if c[0] in ("mount_setattr", "bind") and c[1] == str(tmp_path)]
+    assert [c[0] for c in steps] == ["mount_setattr", "bind"]
+    assert steps[0][2] & syscalls.AT_RECURSIVE and steps[0][3] == syscalls.MOUNT_ATTR_RDONLY
+    assert steps[1][2] == f"{tmp_path}/rootfs/data"
 
 
-def test_symlinks_in_the_image_resolve_inside_the_rootfs(tmp_path):
+def make_root(tmp_path):
     root = tmp_path / "rootfs"
     (root / "real").mkdir(parents=True)
     os.symlink("/", root / "evil")             # absolute link to the host root
     os.symlink("../../../../etc", root / "up")  # relative link climbing out
     os.symlink("/real", root / "good")
-    r = str(root)
-    assert mounts.resolve_inside(r, "/evil/etc/passwd") == f"{r}/etc/passwd"
-    assert mounts.resolve_inside(r, "/up/shadow") == f"{r}/etc/shadow"
-    assert mounts.resolve_inside(r, "/good/x") == f"{r}/real/x"
-    assert mounts.resolve_inside(r, "/../../x") == f"{r}/x"
+    return root
+
+
+def opened(root, path, create=None):
+    fd = os.open(root, os.O_PATH)
+    try:
+        target = mounts.open_in_root(fd, path, create)
+        try:
+            return os.readlink(f"/proc/self/fd/{target}")
+        finally:
+            os.close(target)
+    finally:
+        os.close(fd)
+
+
+def test_symlinks_in_the_image_resolve_inside_the_rootfs(tmp_path):
+    root = make_root(tmp_path)
+    (root / "etc").mkdir()
+    (root / "etc" / "passwd").write_text("")
+    (root / "real" / "x").write_text("")
+    assert opened(root, "/evil/etc/passwd") == f"{root}/etc/passwd"
+    assert opened(root, "/good/x") == f"{root}/real/x"
+    assert opened(root, "/../../real") == f"{root}/real"
 
 
 def test_symlink_loops_are_refused(tmp_path):
@@ -120,13 +182,41 @@ def test_symlink_loops_are_refused(tmp_path):
     os.symlink("/b", root / "a")
     os.symlink("/a", root / "b")
     with pytest.raises(OSError):
-        mounts.resolve_inside(str(root), "/a/x")
+        opened(root, "/a/x")
 
 
 def test_mount_targets_are_created_inside_through_symlinks(tmp_path):
+    root = make_root(tmp_path)
+    assert opened(root, "/evil/newdir/file", "file") == f"{root}/newdir/file"
+    assert os.path.isfile(root / "newdir" / "file")
+    assert opened(root, "/up/shadowdir", "dir") == f"{root}/etc/shadowdir"
+    assert not os.path.exists("/newdir")
+
+
+def test_magic_links_are_refused():
+    # The host's own procfs stands in for the container's: /proc/self/cwd is a magic link there.
+    with pytest.raises(OSError) as e:
+        opened("/", "/proc/self/cwd/x")
+    assert e.value.errno == 40  # ELOOP: refused, not followed
+    with pytest.raises(OSError) as e:
+        opened("/", "/proc/self/cwd/newdir", "dir")
+    assert e.value.errno == 40
+
+
+def test_dangling_links_are_followed_inside_when_creating(tmp_path):
+    root = tmp_path / "rootfs"
+    (root / "var").mkdir(parents=True)
+    os.symlink("/run", root / "var" / "run")  # /run does not exist yet
+    assert opened(root, "/var/run/app/sock", "file") == f"{root}/run/app/sock"
+
+
+def test_an_image_whose_dev_is_a_link_is_refused(tmp_path):
     root = tmp_path / "rootfs"
     root.mkdir()
-    os.symlink("/", root / "evil")
-    target = mounts.make_target(str(root), "/evil/newdir/file", False)
-    assert target == f"{root}/newdir/file" and os.path.isfile(target)
-    assert not os.path.exists("/newdir")
+    os.symlink("/proc/self/cwd", root / "dev")
+    fd = os.open(root, os.O_PATH)
+    try:
+        with pytest.raises(PycontainError, match="/dev is a symbolic link"):
+            mounts.open_plain_dir(fd, "/dev")
+    finally:
+        os.close(fd)
