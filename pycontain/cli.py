@@ -53,6 +53,8 @@ RUN_OPTIONS = [
      "bridge (default: the `pycontain` network), none (loopback only), host, or a network name"),
     (("-p", "--publish"), "publish", MULTI, "[IP:][HOST:]CTR[/udp]", "publish a container port on the host"),
     (("--pull",), "pull", VALUE, "POLICY", "missing (default): pull if absent; never; always"),
+    (("--log-opt",), "log_opt", MULTI, "K=V",
+     "log rotation of a detached container: max-size=SIZE (default 10m), max-file=N (default 3)"),
     *LIMIT_OPTIONS,
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
 ]
@@ -218,6 +220,7 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         ports=tuple(c.parse_publish(p) for p in opts["publish"]),
         pull=c.validate_pull(opts["pull"]),
         limits=limits,
+        **c.parse_log_opts(opts["log_opt"]),
     )
 
 
@@ -337,8 +340,6 @@ def _table(header: list[str], rows: list[list[str]]) -> None:
 
 
 def cmd_logs(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
-    import time
-
     from pycontain import state
 
     _need(pos, "a container", exactly=1)
@@ -346,27 +347,19 @@ def cmd_logs(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     tail = opts["tail"]
     if tail is not None and not (tail.isdigit() or tail == "all"):
         raise UsageError(f"invalid --tail {tail!r}: expected a number of lines")
-    try:
-        f = open(rec.log_path, "rb")
-    except FileNotFoundError:
-        return 0  # never ran detached: nothing was captured
-    with f:
-        data = f.read()
-        if tail is not None and tail != "all":
-            lines = data.splitlines(keepends=True)
-            data = b"".join(lines[-int(tail):]) if int(tail) else b""
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        while opts["follow"]:
-            running = rec.is_locked()
-            chunk = f.read()
-            if chunk:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-            elif not running:
-                break
-            else:
-                time.sleep(0.1)
+    from pycontain import logs
+
+    max_files = rec.config.log_max_files
+    data = logs.read_all(rec.log_path, max_files)  # empty if it never ran detached: nothing was captured
+    if tail is not None and tail != "all":
+        lines = data.splitlines(keepends=True)
+        data = b"".join(lines[-int(tail):]) if int(tail) else b""
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    if opts["follow"]:
+        for chunk in logs.follow(rec.log_path, rec.is_locked):
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
     return 0
 
 

@@ -112,12 +112,12 @@ class Limits(Frozen):
 class ContainerConfig(Frozen):
     __slots__ = ("image", "command", "entrypoint", "name", "env", "workdir", "user", "hostname",
                  "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports",
-                 "pull")
+                 "pull", "log_max_size", "log_max_files")
     _fields = {
         "image": "", "command": (), "entrypoint": None, "name": None, "env": (), "workdir": None,
         "user": None, "hostname": None, "interactive": False, "tty": False, "detach": False,
         "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(), "ports": (),
-        "pull": "missing",
+        "pull": "missing", "log_max_size": 10 * 1024 * 1024, "log_max_files": 3,
     }
     image: str
     command: tuple[str, ...]
@@ -137,6 +137,8 @@ class ContainerConfig(Frozen):
     limits: Limits
     ports: tuple[PortMapping, ...]
     pull: str
+    log_max_size: int
+    log_max_files: int
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
@@ -394,3 +396,21 @@ def validate_pull(policy: str | None) -> str:
     if value not in PULL_POLICIES:
         raise UsageError(f"invalid --pull {value!r}: use missing, never or always")
     return value
+
+
+def parse_log_opts(items: list[str]) -> dict[str, int]:
+    """`--log-opt max-size=10m` and `--log-opt max-file=3`: the rotation of a detached container's log."""
+    out: dict[str, int] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if key == "max-size" and sep:
+            out["log_max_size"] = parse_bytes(value, "--log-opt max-size")
+            if out["log_max_size"] < 4096:
+                raise UsageError(f"invalid --log-opt {item!r}: max-size must be at least 4k")
+        elif key == "max-file" and sep:
+            if not value.isdigit() or not 1 <= int(value) <= 100:
+                raise UsageError(f"invalid --log-opt {item!r}: max-file must be a number from 1 to 100")
+            out["log_max_files"] = int(value)
+        else:
+            raise UsageError(f"invalid --log-opt {item!r}: expected max-size=SIZE or max-file=N")
+    return out

@@ -14,6 +14,10 @@ import os
 import select
 import termios
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pycontain.stdio import Sink
+
 TIOCGWINSZ = 0x5413
 TIOCSWINSZ = 0x5414
 
@@ -26,7 +30,7 @@ def copy_winsize(src: int, dst: int) -> None:
         pass
 
 
-def relay(master: int, stdin: int | None, stdout: int) -> None:
+def relay(master: int, stdin: int | None, stdout: Sink) -> None:
     """Copy stdin -> master and master -> stdout until the container side of the pty is closed."""
     saved = None
     if stdin is not None and os.isatty(stdin):
@@ -42,7 +46,7 @@ def relay(master: int, stdin: int | None, stdout: int) -> None:
             _signal.signal(_signal.SIGWINCH, previous)
 
 
-def _pump(master: int, stdin: int | None, stdout: int) -> None:
+def _pump(master: int, stdin: int | None, stdout: Sink) -> None:
     watch = [master] + ([stdin] if stdin is not None else [])
     while True:
         try:
@@ -58,7 +62,7 @@ def _pump(master: int, stdin: int | None, stdout: int) -> None:
                 raise
             if not data:
                 return
-            _write_all(stdout, data)
+            stdout.write(data)
         if stdin is not None and stdin in ready:
             data = os.read(stdin, 65536)
             if not data:

@@ -60,6 +60,8 @@ def container(rec: state.Record) -> dict[str, Any]:
             "AutoRemove": cfg.remove, "ReadonlyRootfs": cfg.read_only, "NetworkMode": cfg.network,
             "PidsLimit": cfg.limits.pids,
             "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}" for m in cfg.mounts],
+            "LogConfig": {"Type": "local", "Config": {"max-size": _size(cfg.log_max_size),
+                                                      "max-file": str(cfg.log_max_files)}},
         },
         "Mounts": [{"Type": "bind", "Source": m.source, "Destination": m.target, "RW": not m.readonly}
                    for m in cfg.mounts],
@@ -72,3 +74,10 @@ def container(rec: state.Record) -> dict[str, Any]:
         "LogPath": rec.log_path,
         "Cgroup": {"Version": cg.version, "Paths": cg.dirs()},
     }
+
+
+def _size(n: int) -> str:
+    for unit, factor in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
+        if n % factor == 0:
+            return f"{n // factor}{unit}"
+    return str(n)

@@ -16,9 +16,11 @@ only makes kernel calls and execs (no imports, no threads, no locks).
 from __future__ import annotations
 
 import _signal
+import errno
 import fcntl
 import os
 import select
+import stat
 
 import prctl
 
@@ -35,16 +37,67 @@ SIGKILL = 9
 TIOCSCTTY = 0x540E
 
 
-class Process:
-    """The program to execve and how: shared by `run` (as PID 1) and `exec` (joining)."""
+HELPER = os.path.join(os.path.dirname(__file__), "exec_helper")
+HELPER_MAGIC = "--pycontain-exec"
+# <linux/memfd.h>, <linux/fcntl.h>
+MFD_EXEC = 0x0010  # Linux 6.3+: say so explicitly, or vm.memfd_noexec may refuse to execute it
+F_ADD_SEALS = 1033
+F_SEAL_ALL = 0x1 | 0x2 | 0x4 | 0x8  # SEAL, SHRINK, GROW, WRITE
+# <asm-generic/ioctls.h>: lock/unlock a pty, and open its peer (the slave) from the master itself.
+TIOCSPTLCK = 0x40045431
+TIOCGPTPEER = 0x5441
+PTMX = (5, 2)
 
-    __slots__ = ("argv", "env", "user", "workdir", "tty", "interactive", "stdout_fd")
+
+class Process:
+    """The program to execve and how: shared by `run` (as PID 1) and `exec` (joining).
+
+    stdio: the child's ends of the supervisor's pipes for fds 0, 1, 2 (stdio.Pipes); with tty, a pty
+    made inside the container replaces them. Never the caller's own descriptors.
+    """
+
+    __slots__ = ("argv", "env", "user", "workdir", "tty", "interactive", "stdio")
 
     def __init__(self, argv: tuple[str, ...], env: tuple[str, ...], user: str, workdir: str,
-                 tty: bool = False, interactive: bool = False, stdout_fd: int | None = None) -> None:
+                 tty: bool = False, interactive: bool = False, stdio: tuple[int, ...] = ()) -> None:
         self.argv, self.env, self.user, self.workdir = argv, env, user, workdir
         self.tty, self.interactive = tty, interactive
-        self.stdout_fd = stdout_fd  # detached: the log file; None: inherit the caller's stdout/stderr
+        self.stdio = stdio
+
+
+def sealed_helper() -> int:
+    """A sealed, close-on-exec memfd holding the static exec helper (csrc/exec_helper.c).
+
+    The child execs this copy rather than any file: the container's processes then see an anonymous
+    memory file as /proc/PID/exe, which no write can reach (sealed) and no host path names
+    (CVE-2019-5736). Copying ~17 KiB costs ~15 us.
+    """
+    try:
+        src = os.open(HELPER, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise PycontainError(f"pycontain's exec helper {HELPER} is missing ({e.strerror}): reinstall pycontain "
+                             "(scripts/install)") from None
+    try:
+        flags = os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING
+        try:
+            fd = os.memfd_create("pycontain-exec", flags | MFD_EXEC)
+        except OSError:  # kernels before 6.3 reject the flag they do not know
+            fd = os.memfd_create("pycontain-exec", flags)
+        try:
+            size = os.fstat(src).st_size
+            done = 0
+            while done < size:
+                sent = os.sendfile(fd, src, done, size - done)
+                if sent == 0:
+                    raise PycontainError(f"pycontain's exec helper {HELPER} shrank while being copied")
+                done += sent
+            fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_ALL)
+        except BaseException:
+            os.close(fd)
+            raise
+    finally:
+        os.close(src)
+    return fd
 
 
 class Child:
@@ -52,6 +105,7 @@ class Child:
 
     def __init__(self, pid: int, go_w: int, status_r: int, console: object | None) -> None:
         self.pid = pid
+        self.pidfd = -1
         self._go_w = go_w
         self._status_r = status_r
         self._console = console
@@ -89,6 +143,7 @@ class Child:
 
 def spawn(flags: int, prepare: Callable[[], None], proc: Process) -> Child:
     """clone(flags); the child waits for go, runs `prepare` (namespace setup), then execs `proc`."""
+    helper = sealed_helper()
     go_r, go_w = os.pipe()
     status_r, status_w = os.pipe()
     parent_sock = child_sock = None
@@ -96,13 +151,19 @@ def spawn(flags: int, prepare: Callable[[], None], proc: Process) -> Child:
         import socket
 
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = syscalls.clone(flags)
+    try:
+        pid = syscalls.clone(flags)
+    except BaseException:
+        for fd in (helper, go_r, go_w, status_r, status_w):
+            os.close(fd)
+        raise
     if pid == 0:
         os.close(go_w)
         os.close(status_r)
         if parent_sock is not None:
             parent_sock.close()
-        _child(go_r, status_w, child_sock, prepare, proc)
+        _child(go_r, status_w, helper, child_sock, prepare, proc)
+    os.close(helper)
     os.close(go_r)
     os.close(status_w)
     if child_sock is not None:
@@ -111,7 +172,8 @@ def spawn(flags: int, prepare: Callable[[], None], proc: Process) -> Child:
     return Child(pid, go_w, status_r, parent_sock)
 
 
-def _child(go_r: int, status_w: int, sock: object, prepare: Callable[[], None], proc: Process) -> NoReturn:
+def _child(go_r: int, status_w: int, helper: int, sock: object, prepare: Callable[[], None],
+           proc: Process) -> NoReturn:
     code = 125
     try:
         # The process that enters a container must not expose its memory or /proc/self/exe to it
@@ -121,7 +183,7 @@ def _child(go_r: int, status_w: int, sock: object, prepare: Callable[[], None], 
         if os.read(go_r, 1) != b"g":
             os._exit(125)
         prepare()
-        _finish_and_exec(go_r, status_w, sock, proc)
+        _finish_and_exec(go_r, status_w, helper, sock, proc)
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent as one line
         code = getattr(e, "exit_code", 125)
         if isinstance(e, OSError) and getattr(e, "_exec", False):
@@ -136,7 +198,7 @@ def _child(go_r: int, status_w: int, sock: object, prepare: Callable[[], None], 
             os._exit(code)
 
 
-def _finish_and_exec(go_r: int, status_w: int, sock: object, proc: Process) -> NoReturn:
+def _finish_and_exec(go_r: int, status_w: int, helper: int, sock: object, proc: Process) -> NoReturn:
     user = security.resolve_user(proc.user)
     try:
         os.chdir(proc.workdir)
@@ -146,11 +208,9 @@ def _finish_and_exec(go_r: int, status_w: int, sock: object, proc: Process) -> N
         _attach_pty(sock)
     else:
         os.setsid()  # out of the caller's process group: the terminal's Ctrl-C goes to pycontain, which forwards it
-        if not proc.interactive:
-            _dup_onto(os.open("/dev/null", os.O_RDONLY), 0)
-        if proc.stdout_fd is not None:
-            os.dup2(proc.stdout_fd, 1)
-            os.dup2(proc.stdout_fd, 2)
+        for target, fd in enumerate(proc.stdio):
+            os.dup2(fd, target)
+    _join_new_keyring()
     env = list(proc.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
@@ -159,51 +219,63 @@ def _finish_and_exec(go_r: int, status_w: int, sock: object, proc: Process) -> N
     if _parent_gone(go_r):
         os._exit(125)
     # CVE-2024-21626: no descriptor of the host's (a directory fd, the cgroupfs) may survive into the
-    # container, where /proc/self/fd/N would lead back out. Only the close-on-exec status pipe is kept.
-    syscalls.close_range(3, status_w - 1) if status_w > 3 else None
-    syscalls.close_range(status_w + 1)
+    # container, where /proc/self/fd/N would lead back out. Kept: the close-on-exec status pipe, and the
+    # helper's memfd (close-on-exec too), which the exec below consumes.
+    first = 3
+    for keep in sorted((status_w, helper)):
+        if keep > first:
+            syscalls.close_range(first, keep - 1)
+        first = keep + 1
+    syscalls.close_range(first)
     if not os.getcwd().startswith("/"):
         raise PycontainError("the working directory is outside the container")
     # Python ignores SIGPIPE and SIGXFSZ for itself; a container's program expects the defaults.
     for signum in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
         _signal.signal(signum, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
-    explain.say(f"execve({proc.argv[0]}): the container's program replaces pycontain's child")
+    explain.say(f"execveat(sealed memfd of pycontain-exec) -> execve({proc.argv[0]}): the container's program "
+                "replaces pycontain's child, and no host binary is ever its /proc/self/exe")
+    # The helper reports a failed execve of the program (127 not found, 126 not executable) on the
+    # status pipe itself, so the pipe stays open across this first exec and closes on the second.
+    os.set_inheritable(status_w, True)
     try:
-        _execvpe(proc.argv[0], list(proc.argv), dict(e.split("=", 1) for e in env if "=" in e))
+        os.execve(helper, ["pycontain-exec", HELPER_MAGIC, str(status_w), *proc.argv],
+                  dict(e.split("=", 1) for e in env if "=" in e))
     except OSError as e:
-        e._exec = True  # type: ignore[attr-defined]
-        if isinstance(e, FileNotFoundError):
-            where = "no such file in the container" if "/" in proc.argv[0] else \
-                "executable file not found in the container's $PATH"
-            e.strerror = f"{proc.argv[0]}: {where}"
-        else:
-            e.strerror = f"{proc.argv[0]}: cannot execute: {e.strerror}"
-        e.filename = None
-        raise
+        raise PycontainError(f"cannot start pycontain's exec helper: {e.strerror}") from None
 
 
-def _execvpe(file: str, argv: list[str], env: dict[str, str]) -> NoReturn:
-    """execvp(3) semantics, searching the *container's* PATH (os.execvpe would import warnings here,
-    after pivot_root, where the host's Python library is out of reach)."""
-    if "/" in file:
-        os.execve(file, argv, env)
-    denied: OSError | None = None
-    for directory in (env.get("PATH") or "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
-        try:
-            os.execve(f"{directory or '.'}/{file}", argv, env)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except PermissionError as e:
-            denied = denied or e
-    raise denied or FileNotFoundError(2, "not found", file)
+def _join_new_keyring() -> None:
+    """A fresh session keyring: the caller's session keys (a login's, an administrator's) stay out of
+    reach. The user keyring of uid 0 is still the host root's until user namespaces separate it."""
+    try:
+        syscalls.join_session_keyring()
+    except OSError as e:
+        if e.errno != errno.ENOSYS:
+            raise
+    explain.say("keyctl(KEYCTL_JOIN_SESSION_KEYRING): a new session keyring, none of the caller's keys")
 
 
 def _attach_pty(sock: object) -> None:
-    """Open a pty inside the container's devpts, send the master to the parent, make the slave our terminal."""
+    """Open a pty inside the container's devpts, send the master to the parent, make the slave our terminal.
+
+    In `exec` the container's /dev is the container's to change, so the master is opened as
+    /dev/pts/ptmx without following links out (and checked to be the ptmx device), and the slave is
+    opened from the master (TIOCGPTPEER), never looked up by name (CVE-2025-52565).
+    """
     import socket  # already imported by spawn() in the parent: this is a dictionary lookup
 
-    master, slave = os.openpty()
+    root = os.open("/", os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)
+    try:
+        master = syscalls.openat2(root, "/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                                  syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS, what="/dev/pts/ptmx")
+    finally:
+        os.close(root)
+    st = os.fstat(master)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(*PTMX):
+        raise PycontainError("/dev/pts/ptmx in the container is not the pty multiplexer")
+    fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt(3)
+    slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
     socket.send_fds(sock, [b"m"], [master])  # type: ignore[arg-type]
     os.close(master)
     sock.close()  # type: ignore[attr-defined]
@@ -213,11 +285,6 @@ def _attach_pty(sock: object) -> None:
         os.dup2(slave, fd)
     if slave > 2:
         os.close(slave)
-
-
-def _dup_onto(fd: int, target: int) -> None:
-    os.dup2(fd, target)
-    os.close(fd)
 
 
 def _parent_gone(go_r: int) -> bool:

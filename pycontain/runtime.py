@@ -15,7 +15,7 @@ import _signal
 import os
 import time
 
-from pycontain import explain, mounts, namespaces, network, state, syscalls
+from pycontain import explain, mounts, namespaces, network, state, stdio, syscalls
 from pycontain.cgroups import base as cgroups
 from pycontain.config import merge_env
 from pycontain.errors import ContainerStateError, PycontainError
@@ -205,11 +205,18 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
     """
     cfg, res, meta = rec.config, rec.resolved, rec.meta()
     detached = report_fd is not None
-    log_fd = None
+    log = None
+    pipes = None
     with _exit_stack() as undo:
         if detached:
-            log_fd = os.open(rec.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-            undo.callback(os.close, log_fd)
+            from pycontain import logs
+
+            log = logs.LogFile(rec.log_path, cfg.log_max_size, cfg.log_max_files)
+            undo.callback(log.close)
+        if not cfg.tty:
+            # -d -i keeps the container's stdin open (nothing writes to it yet), as `docker run -di` does.
+            pipes = stdio.Pipes(keep_stdin_open=cfg.interactive)
+            undo.callback(pipes.close)
         cg = cgroups.for_container(rec.id)
         limits = rec.limits()
         plan = mounts.RootfsPlan(
@@ -218,7 +225,7 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
             read_only=cfg.read_only, container_workdir=res.workdir, cgroup_mounts=cg.inside_mounts(),
         )
         proc = Process(res.argv, res.env, res.user, res.workdir, tty=cfg.tty, interactive=cfg.interactive,
-                       stdout_fd=None if cfg.tty else log_fd)
+                       stdio=pipes.child if pipes else ())
 
         cg.create(limits)
         undo.callback(cg.remove)
@@ -238,6 +245,8 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         undo.callback(reaper.kill_and_reap)
         undo.callback(child.close)
         _forward_signals(child.pid, undo)
+        if pipes:
+            pipes.close_child_ends()
         if meta.get("network"):
             undo.callback(network.detach, rec.paths, meta["network"], rec.id)
             network.attach(rec.paths, meta["network"], child.pid)
@@ -255,7 +264,7 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
                       started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
-        code = _wait(child, reaper, cfg.tty, cfg.interactive, log_fd)
+        code = _wait(child, reaper, cfg.interactive and not detached, pipes, log)
         oom = cg.oom_killed()
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
             rec.set_state(status="exited", exit_code=code, finished_at=state.now(), oom_killed=oom)
@@ -328,12 +337,17 @@ def _forward_signals(pid: int, undo: _Undo) -> None:
         undo.callback(_signal.signal, signum, _signal.signal(signum, forward))
 
 
-def _wait(child: namespaces.Child, reaper: _Reaper, tty: bool, interactive: bool, log_fd: int | None) -> int:
-    if tty and child.master_fd is not None:
+def _wait(child: namespaces.Child, reaper: _Reaper, attached_stdin: bool, pipes: stdio.Pipes | None,
+          log: Any) -> int:
+    """Relay the container's output (and the caller's input) until its process exits; its exit code."""
+    stdin = 0 if attached_stdin else None
+    if pipes is not None:
+        out = log or stdio.FdSink(1)
+        pipes.relay(child.pid, stdin, out, log or stdio.FdSink(2))
+    elif child.master_fd is not None:
         from pycontain import console
 
-        out = log_fd if log_fd is not None else 1
-        console.relay(child.master_fd, 0 if interactive and log_fd is None else None, out)
+        console.relay(child.master_fd, stdin, log or stdio.FdSink(1))
         os.close(child.master_fd)
     return exit_code(reaper.wait())
 
@@ -379,6 +393,11 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
     enter = namespaces.Joiner(pid)
     with _exit_stack() as undo:
         undo.callback(enter.close)
+        pipes = None
+        if not tty:
+            pipes = stdio.Pipes(keep_stdin_open=interactive)
+            undo.callback(pipes.close)
+            proc.stdio = pipes.child
         pid_ns = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         undo.callback(os.close, pid_ns)
         # CVE-2019-5736: what enters the container must not be dumpable (no /proc/PID/exe to write to).
@@ -390,10 +409,12 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
         undo.callback(reaper.kill_and_reap)
         undo.callback(child.close)
         _forward_signals(child.pid, undo)
+        if pipes:
+            pipes.close_child_ends()
         cg.add(child.pid)
         child.go()
         child.wait_exec()
-        return _wait(child, reaper, tty, interactive, None)
+        return _wait(child, reaper, interactive, pipes, None)
 
 
 # ---------------------------------------------------------------- stop / kill / rm / wait
