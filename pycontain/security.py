@@ -27,6 +27,9 @@ class User:
         self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
 
 
+_ROOT = -100  # AT_FDCWD: paths are absolute, resolved with the container's root as "/"
+
+
 def _read_db(path: str) -> list[list[str]]:
     """The lines of the image's /etc/passwd or /etc/group, split at ':'; [] if the image has none.
 
@@ -34,18 +37,17 @@ def _read_db(path: str) -> list[list[str]]:
     waiting: a FIFO there would block the read forever (hanging `run`/`exec -u`), /dev/zero or a
     many-GiB file would fill memory, and a symlink could lead to /proc/self/fd/N, one of our own host
     descriptors that are still open at this point. So: O_NONBLOCK (opening a FIFO does not wait for a
-    writer), O_NOFOLLOW, then fstat the descriptor itself and accept only a regular file of at most
-    4 MiB. Plain os calls and literal mode bits: the child imports nothing after clone.
+    writer), openat2 with RESOLVE_NO_MAGICLINKS (an ordinary link inside the image is fine: after
+    pivot_root it cannot lead out), then fstat the descriptor itself and accept only a regular file of
+    at most 4 MiB. Plain os calls and literal mode bits: the child imports nothing after clone.
     """
     cap = 4 << 20
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = syscalls.openat2(_ROOT, path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC,
+                              syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS, what=path)
     except (FileNotFoundError, NotADirectoryError):
         return []  # an image without users (scratch): numeric -u still works
     except OSError as e:
-        if os.path.islink(path):
-            raise PycontainError(f"the image's {path} is a symlink; pycontain reads it only as a regular file") \
-                from None
         raise PycontainError(f"cannot read the image's {path}: {e.strerror}") from None
     try:
         st = os.fstat(fd)
@@ -74,7 +76,12 @@ def _read_db(path: str) -> list[list[str]]:
 def resolve_user(spec: str) -> User:
     """`-u user[:group]` by name or number, looked up in the container's own /etc/passwd and /etc/group."""
     user, _, group = (spec or "").partition(":")
-    passwd = _read_db("/etc/passwd")
+    try:
+        passwd = _read_db("/etc/passwd")
+    except PycontainError:
+        if spec:
+            raise
+        passwd = []  # no -u: root whatever the image's /etc/passwd is; it only supplies $HOME
     entry = None
     if user == "":
         uid = 0
@@ -89,7 +96,12 @@ def resolve_user(spec: str) -> User:
         uid = int(entry[2])
     gid = int(entry[3]) if entry and entry[3].isdigit() else 0
     home = entry[5] if entry else "/"
-    groups_db = _read_db("/etc/group")
+    try:
+        groups_db = _read_db("/etc/group")
+    except PycontainError:
+        if spec:
+            raise
+        groups_db = []
     if group:
         if group.isdigit():
             gid = int(group)

@@ -52,6 +52,24 @@ def test_exec_as_a_user_does_not_read_a_huge_passwd_into_memory(pc: Pycontain, n
     assert "/etc/passwd is larger than 4 MiB" in res.stderr, describe(res)
 
 
+def test_a_passwd_that_links_to_a_file_in_the_image_is_read(pc: Pycontain, no_leaks: None) -> None:
+    """An ordinary link inside the image is followed (after pivot_root it cannot lead out)."""
+    pc.ok("run", "-d", "--name", "c", "busybox", "sleep", "1000")
+    pc.ok("exec", "c", "sh", "-c", "mv /etc/passwd /etc/passwd.real; ln -s passwd.real /etc/passwd")
+    assert pc.ok("exec", "-u", "app", "c", "id", "-u").stdout.strip() == "1000"
+
+
+def test_a_passwd_that_links_to_a_descriptor_is_refused(pc: Pycontain, no_leaks: None) -> None:
+    """/proc/self/fd/N of the joining process would be one of pycontain's host descriptors."""
+    pc.ok("run", "-d", "--name", "c", "busybox", "sleep", "1000")
+    pc.ok("exec", "c", "sh", "-c", "rm /etc/passwd; ln -s /proc/self/fd/3 /etc/passwd")
+    res = pc("exec", "-u", "nobody", "c", "true")
+    assert_pycontain_error(res)
+    assert "cannot read the image's /etc/passwd" in res.stderr, describe(res)
+    # Without -u the container runs as root all the same: the file only supplies $HOME.
+    assert pc.ok("exec", "c", "id", "-u").stdout.strip() == "0"
+
+
 # ---------------------------------------------------------------- building images
 
 def layer_tar(name: str, size: int) -> bytes:
