@@ -219,11 +219,12 @@ def setup_rootfs(plan: RootfsPlan) -> None:
     explain.say(f"mount(overlay, lowerdir={len(plan.lowerdirs)} image layer(s), upperdir=per-container): "
                 "the image stays read-only, writes go to this container's upperdir")
     root_fd = os.open(root, PATH_FLAGS | os.O_DIRECTORY)
+    plain: dict[str, int] = {}
     try:
-        # The image's own /proc, /dev and /sys are checked before anything else is mounted: a -v target
-        # must not be able to plant a mount under a path that is about to become a link into /proc.
+        # The image's own /proc, /dev and /sys are checked (and opened) before anything else is mounted:
+        # a -v target must not be able to plant a mount under a path that is about to become a link.
         for path in PLAIN_DIRS:
-            os.close(open_plain_dir(root_fd, path))
+            plain[path] = open_plain_dir(root_fd, path)
         for m in plan.mounts:
             target = open_in_root(root_fd, m.target, "dir" if os.path.isdir(m.source) else "file")
             try:
@@ -234,18 +235,10 @@ def setup_rootfs(plan: RootfsPlan) -> None:
                         + (" + mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)" if m.readonly else "")
                         + f" + move_mount(-> {m.target}): a host path shared into the container, as asked with -v")
 
-        proc = open_plain_dir(root_fd, "/proc")
-        try:
-            mount_new("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None, "/proc")
-        finally:
-            os.close(proc)
+        mount_new("proc", plain["/proc"], "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None, "/proc")
         explain.say("mount(proc, /proc): a new procfs instance that shows only the container's PID namespace")
-        null_fd = _setup_dev(root_fd)
-        sys_fd = open_plain_dir(root_fd, "/sys")
-        try:
-            mount_new("sysfs", sys_fd, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None, "/sys")
-        finally:
-            os.close(sys_fd)
+        null_fd = _setup_dev(root_fd, plain.pop("/dev"))
+        mount_new("sysfs", plain["/sys"], "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None, "/sys")
         explain.say("mount(sysfs, /sys, MS_RDONLY): read-only, and it lists only the container's network devices")
         _mount_cgroupfs(root_fd, plan.cgroup_mounts)
 
@@ -266,6 +259,8 @@ def setup_rootfs(plan: RootfsPlan) -> None:
                 finally:
                     os.close(target)
     finally:
+        for fd in plain.values():
+            os.close(fd)
         os.close(root_fd)
 
     pivot_root(root)
@@ -282,10 +277,14 @@ def setup_rootfs(plan: RootfsPlan) -> None:
         explain.say("mount_setattr(/, MOUNT_ATTR_RDONLY): --read-only root; /tmp /var/tmp /run are tmpfs")
 
 
-def _setup_dev(root_fd: int) -> int:
-    """A fresh tmpfs /dev with only the standard nodes; returns an O_PATH descriptor of its null device."""
-    dev = open_plain_dir(root_fd, "/dev")
-    mount_new("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k", "/dev")
+def _setup_dev(root_fd: int, dev: int) -> int:
+    """A fresh tmpfs /dev (on `dev`, the image's plain /dev directory, which this closes) with only the
+    standard nodes; returns an O_PATH descriptor of its null device."""
+    try:
+        mount_new("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k", "/dev")
+    except BaseException:
+        os.close(dev)
+        raise
     dev = reopen(root_fd, "/dev", dev)
     try:
         base = fd_path(dev)
