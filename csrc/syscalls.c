@@ -5,6 +5,8 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#include <errno.h>
+#include <linux/capability.h>
 #include "syscalls.h"
 
 pid_t pc_clone(unsigned long flags)
@@ -73,4 +75,28 @@ int pc_mount_setattr(int dirfd, const char *path, unsigned int flags, unsigned l
 long pc_join_session_keyring(const char *name)
 {
     return syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, name);
+}
+
+int pc_prctl1(int option, unsigned long arg) { return prctl(option, arg, 0, 0, 0); }
+
+int pc_capbset_keep(unsigned long long keep)
+{
+    for (int cap = 0; cap < 64; cap++) {
+        if (keep & (1ULL << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+            if (errno == EINVAL) return 0; /* past CAP_LAST_CAP: done */
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int pc_capset(unsigned long long effective, unsigned long long permitted, unsigned long long inheritable)
+{
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2] = {
+        { (__u32)effective, (__u32)permitted, (__u32)inheritable },
+        { (__u32)(effective >> 32), (__u32)(permitted >> 32), (__u32)(inheritable >> 32) },
+    };
+    return (int)syscall(SYS_capset, &header, data);
 }

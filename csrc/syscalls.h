@@ -29,3 +29,9 @@ int pc_mount_setattr(int dirfd, const char *path, unsigned int flags, unsigned l
                      unsigned long long attr_clr, unsigned long long propagation);
 /* keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring (name NULL: anonymous). */
 long pc_join_session_keyring(const char *name);
+/* prctl(2) with one argument (PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS). */
+int pc_prctl1(int option, unsigned long arg);
+/* prctl(PR_CAPBSET_DROP) for every capability whose bit is not set in keep, up to the kernel's last. */
+int pc_capbset_keep(unsigned long long keep);
+/* capset(2) (version 3) of this thread: the effective, permitted and inheritable sets as bit masks. */
+int pc_capset(unsigned long long effective, unsigned long long permitted, unsigned long long inheritable);

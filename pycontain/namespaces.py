@@ -22,8 +22,6 @@ import os
 import select
 import stat
 
-import prctl
-
 from pycontain import explain, security, syscalls
 from pycontain.errors import CommandNotExecutable, CommandNotFound, PycontainError
 
@@ -178,8 +176,8 @@ def _child(go_r: int, status_w: int, helper: int, sock: object, prepare: Callabl
     try:
         # The process that enters a container must not expose its memory or /proc/self/exe to it
         # (CVE-2019-5736): not dumpable until execve replaces this Python image.
-        prctl.set_dumpable(False)
-        prctl.set_pdeathsig(SIGKILL)  # if the supervisor dies, so does the container
+        syscalls.set_dumpable(False)
+        syscalls.set_pdeathsig(SIGKILL)  # if the supervisor dies, so does the container
         _join_new_keyring()  # before "go": its ~0.15 ms overlaps the parent's work after clone
         if os.read(go_r, 1) != b"g":
             os._exit(125)
@@ -215,7 +213,7 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, sock: object, proc: 
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
     security.drop_privileges(user)
-    prctl.set_pdeathsig(SIGKILL)  # changing uid cleared it
+    syscalls.set_pdeathsig(SIGKILL)  # changing uid cleared it
     if _parent_gone(go_r):
         os._exit(125)
     # CVE-2024-21626: no descriptor of the host's (a directory fd, the cgroupfs) may survive into the

@@ -380,8 +380,6 @@ def live_pid(rec: Record) -> int | None:
 
 def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str | None, user: str | None,
           tty: bool, interactive: bool) -> int:
-    import prctl
-
     rec = state.find(paths, ref)
     pid = live_pid(rec) if rec.status() == "running" else None
     if pid is None:
@@ -401,7 +399,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
         pid_ns = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         undo.callback(os.close, pid_ns)
         # CVE-2019-5736: what enters the container must not be dumpable (no /proc/PID/exe to write to).
-        prctl.set_dumpable(False)
+        syscalls.set_dumpable(False)
         syscalls.setns(pid_ns, syscalls.CLONE_NEWPID)  # applies to our children, not to us
         explain.say(f"setns(CLONE_NEWPID) into PID 1 {pid}'s namespace: the next fork lands inside it")
         child = namespaces.spawn(0, enter, proc)

@@ -175,6 +175,33 @@ def join_session_keyring() -> None:
     _check(_lib().pc_join_session_keyring(_null()), "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
 
 
+# <linux/prctl.h>
+PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def set_dumpable(dumpable: bool) -> None:
+    _check(_lib().pc_prctl1(PR_SET_DUMPABLE, int(dumpable)), "prctl(PR_SET_DUMPABLE)")
+
+
+def set_pdeathsig(signum: int) -> None:
+    _check(_lib().pc_prctl1(PR_SET_PDEATHSIG, signum), "prctl(PR_SET_PDEATHSIG)")
+
+
+def set_no_new_privs() -> None:
+    _check(_lib().pc_prctl1(PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def capbset_keep(keep: int) -> None:
+    """Drop every capability not in the bit mask `keep` from the bounding set (PR_CAPBSET_DROP)."""
+    _check(_lib().pc_capbset_keep(keep), "prctl(PR_CAPBSET_DROP)")
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    _check(_lib().pc_capset(effective, permitted, inheritable), "capset")
+
+
 def cap_ambient_clear_all() -> None:
     _check(_lib().pc_cap_ambient_clear_all(), "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
 
