@@ -45,6 +45,7 @@ F_SEAL_ALL = 0x1 | 0x2 | 0x4 | 0x8  # SEAL, SHRINK, GROW, WRITE
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
 PTMX = (5, 2)
+AT_FDCWD = -100
 
 
 class Process:
@@ -199,10 +200,19 @@ def _child(go_r: int, status_w: int, helper: int, sock: object, prepare: Callabl
 
 def _finish_and_exec(go_r: int, status_w: int, helper: int, sock: object, proc: Process) -> NoReturn:
     user = security.resolve_user(proc.user)
+    # The working directory is a path in the container, which (in exec) the container may have made a
+    # link to /proc/PID/cwd of a process still outside: opened without magic links, then fchdir.
     try:
-        os.chdir(proc.workdir)
+        cwd = syscalls.openat2(AT_FDCWD, proc.workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                               syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+        try:
+            os.fchdir(cwd)
+        finally:
+            os.close(cwd)
     except OSError as e:
-        raise PycontainError(f"cannot use working directory {proc.workdir}: {e.strerror}") from None
+        reason = "it leads through a /proc link" if e.errno in (errno.ELOOP, errno.EXDEV) else \
+            os.strerror(e.errno or 0)
+        raise PycontainError(f"cannot use working directory {proc.workdir}: {reason}") from None
     if proc.tty:
         _attach_pty(sock)
     else:

@@ -85,3 +85,15 @@ def test_a_link_planted_where_a_mount_goes_cannot_lead_into_proc(pc: Pycontain, 
     res = pc("run", "--rm", "hostslink", "cat", "/etc/hosts")
     assert_pycontain_error(res, 125)
     assert "may not follow" in res.stderr
+
+
+def test_exec_refuses_a_working_directory_that_leads_through_a_proc_link(pc: Pycontain) -> None:
+    """In exec the container owns the path: a link to /proc/PID/{cwd,root} could name a directory of a
+    process not yet inside. Refused, not followed (the getcwd check of CVE-2024-21626 stays behind it)."""
+    pc.ok("run", "-d", "--name", "c", "-w", "/work", "busybox", "sleep", "1000")
+    pc.ok("exec", "c", "sh", "-c", "cd /; rmdir /work; ln -s /proc/1/root/tmp /work")
+    res = pc("exec", "c", "pwd")
+    assert_pycontain_error(res, 125)
+    assert "cannot use working directory /work: it leads through a /proc link" in res.stderr
+    pc.ok("exec", "-w", "/", "c", "sh", "-c", "rm /work; mkdir /work")
+    assert pc.ok("exec", "c", "pwd").stdout == "/work\n"
