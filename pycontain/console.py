@@ -14,6 +14,8 @@ import os
 import select
 import termios
 
+from pycontain.stdio import FdSink
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pycontain.stdio import Sink
@@ -47,6 +49,8 @@ def relay(master: int, stdin: int | None, stdout: Sink) -> None:
 
 
 def _pump(master: int, stdin: int | None, stdout: Sink) -> None:
+    # Once the container side is gone, writes to the master fail (EIO): dropped, and its read ends the loop.
+    to_container = FdSink(master)
     watch = [master] + ([stdin] if stdin is not None else [])
     while True:
         try:
@@ -67,21 +71,11 @@ def _pump(master: int, stdin: int | None, stdout: Sink) -> None:
             data = os.read(stdin, 65536)
             if not data:
                 # Our stdin ended: pass an end-of-file to the container's terminal, stop watching stdin.
-                _write_all(master, b"\x04")
+                to_container.write(b"\x04")
                 watch.remove(stdin)
                 stdin = None
                 continue
-            _write_all(master, data)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    while data:
-        try:
-            n = os.write(fd, data)
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        data = data[n:]
+            to_container.write(data)
 
 
 def _raw(fd: int) -> None:

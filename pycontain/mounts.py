@@ -22,8 +22,6 @@ from pycontain import explain, syscalls
 from pycontain.errors import PycontainError
 from pycontain.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC
 
-AT_FDCWD = -100
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pycontain.config import BindMount
@@ -193,7 +191,7 @@ def bind(source: str | int, target_fd: int, readonly: bool, what: str) -> None:
     if isinstance(source, int):
         tree = syscalls.open_tree(source, "", flags | syscalls.AT_EMPTY_PATH, what)
     else:
-        tree = syscalls.open_tree(AT_FDCWD, source, flags, what)
+        tree = syscalls.open_tree(syscalls.AT_FDCWD, source, flags, what)
     try:
         if readonly:
             syscalls.mount_setattr(tree, syscalls.MOUNT_ATTR_RDONLY, True, what)

@@ -45,7 +45,6 @@ F_SEAL_ALL = 0x1 | 0x2 | 0x4 | 0x8  # SEAL, SHRINK, GROW, WRITE
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
 PTMX = (5, 2)
-AT_FDCWD = -100
 
 
 class Process:
@@ -104,7 +103,6 @@ class Child:
 
     def __init__(self, pid: int, go_w: int, status_r: int, console: object | None) -> None:
         self.pid = pid
-        self.pidfd = -1
         self._go_w = go_w
         self._status_r = status_r
         self._console = console
@@ -186,8 +184,6 @@ def _child(go_r: int, status_w: int, helper: int, sock: object, prepare: Callabl
         _finish_and_exec(go_r, status_w, helper, sock, proc)
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent as one line
         code = getattr(e, "exit_code", 125)
-        if isinstance(e, OSError) and getattr(e, "_exec", False):
-            code = 127 if isinstance(e, FileNotFoundError) else 126
         if isinstance(e, OSError) and e.strerror:
             message = e.strerror + (f": {e.filename}" if e.filename else "")
         else:
@@ -203,8 +199,7 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, sock: object, proc: 
     # The working directory is a path in the container, which (in exec) the container may have made a
     # link to /proc/PID/cwd of a process still outside: opened without magic links, then fchdir.
     try:
-        cwd = syscalls.openat2(AT_FDCWD, proc.workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
-                               syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS)
+        cwd = security.open_inside(proc.workdir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             os.fchdir(cwd)
         finally:
@@ -273,12 +268,7 @@ def _attach_pty(sock: object) -> None:
     """
     import socket  # already imported by spawn() in the parent: this is a dictionary lookup
 
-    root = os.open("/", os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)
-    try:
-        master = syscalls.openat2(root, "/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC,
-                                  syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS, what="/dev/pts/ptmx")
-    finally:
-        os.close(root)
+    master = security.open_inside("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_NOFOLLOW | os.O_CLOEXEC)
     st = os.fstat(master)
     if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(*PTMX):
         raise PycontainError("/dev/pts/ptmx in the container is not the pty multiplexer")

@@ -42,7 +42,17 @@ class User:
         self.uid, self.gid, self.groups, self.home = uid, gid, groups, home
 
 
-_ROOT = -100  # AT_FDCWD: paths are absolute, resolved with the container's root as "/"
+def open_inside(path: str, flags: int) -> int:
+    """Open `path` in the container, from the child once it is inside (after pivot_root or setns):
+    resolved with this process's root as "/", ordinary links followed inside it, /proc magic links
+    refused (through /proc/self/fd/N or /proc/PID/cwd they could name something pycontain still
+    holds from the host). Rooted at a descriptor of "/" itself, not at the working directory."""
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return syscalls.openat2(root, path, flags, syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS,
+                                what=path)
+    finally:
+        os.close(root)
 
 
 def _read_db(path: str) -> list[list[str]]:
@@ -58,8 +68,7 @@ def _read_db(path: str) -> list[list[str]]:
     """
     cap = 4 << 20
     try:
-        fd = syscalls.openat2(_ROOT, path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC,
-                              syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS, what=path)
+        fd = open_inside(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         return []  # an image without users (scratch): numeric -u still works
     except OSError as e:

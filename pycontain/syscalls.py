@@ -45,6 +45,8 @@ MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 
+AT_FDCWD = -100
+
 # <linux/openat2.h>: how openat2(2) may resolve a path.
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02  # refuse /proc/PID/{fd,cwd,root,exe}-style links
