@@ -349,17 +349,20 @@ def cmd_logs(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         raise UsageError(f"invalid --tail {tail!r}: expected a number of lines")
     from pycontain import logs
 
-    max_files = rec.config.log_max_files
-    data = logs.read_all(rec.log_path, max_files)  # empty if it never ran detached: nothing was captured
+    # Empty if it never ran detached: nothing was captured.
+    data, current = logs.read_all(rec.log_path, rec.config.log_max_files)
     if tail is not None and tail != "all":
         lines = data.splitlines(keepends=True)
         data = b"".join(lines[-int(tail):]) if int(tail) else b""
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
-    if opts["follow"]:
-        for chunk in logs.follow(rec.log_path, rec.is_locked):
-            sys.stdout.buffer.write(chunk)
-            sys.stdout.flush()
+    if not opts["follow"]:
+        if current is not None:
+            os.close(current)
+        return 0
+    for chunk in logs.follow(rec.log_path, rec.is_locked, current):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
     return 0
 
 

@@ -13,7 +13,7 @@ import os
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 DEFAULT_MAX_SIZE = 10 * 1024 * 1024
 DEFAULT_MAX_FILES = 3
@@ -67,39 +67,45 @@ class LogFile:
             self.fd = -1
 
 
-def read_all(path: str, max_files: int) -> bytes:
+def read_all(path: str, max_files: int) -> tuple[bytes, int | None]:
+    """Every piece of the log, oldest first, and the current piece still open at the point read up to
+    (or None if there is none yet): `follow` continues from exactly there, so nothing written in
+    between is lost. The caller closes it."""
     out = []
-    for name in pieces(path, max_files):
+    for name in pieces(path, max_files)[:-1]:
         try:
             with open(name, "rb") as f:
                 out.append(f.read())
         except FileNotFoundError:
             continue
-    return b"".join(out)
+    fd = _open_current(path)
+    if fd is not None:
+        while chunk := os.read(fd, 1 << 20):
+            out.append(chunk)
+    return b"".join(out), fd
 
 
-def follow(path: str, running: object, poll_seconds: float = 0.1) -> Iterator[bytes]:
-    """What is appended to the log from now on, across rotations, while running() is true."""
+def _open_current(path: str) -> int | None:
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return None
+
+
+def follow(path: str, running: Callable[[], bool], fd: int | None, poll_seconds: float = 0.1) -> Iterator[bytes]:
+    """What is appended to the log after `fd` (from read_all), across rotations, while running() is true.
+    Takes over `fd` and closes it."""
     import time
 
-    def reopen() -> int | None:
-        try:
-            return os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
-        except FileNotFoundError:
-            return None
-
-    fd = reopen()
-    if fd is not None:
-        os.lseek(fd, 0, os.SEEK_END)
     try:
         while True:
-            alive = running()  # type: ignore[operator]
+            alive = running()
             if fd is not None:
                 chunk = os.read(fd, 65536)
                 if chunk:
                     yield chunk
                     continue
-            new = reopen()  # rotated (or created) since: the new piece, from its start
+            new = _open_current(path)  # rotated (or created) since: the new piece, from its start
             if new is not None and (fd is None or os.fstat(new).st_ino != os.fstat(fd).st_ino):
                 if fd is not None:
                     os.close(fd)  # what was left in the old piece has just been read
