@@ -455,8 +455,15 @@ def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
 def cmd_gc(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
+    from pycontain.network.nat import NftError
 
-    for line in runtime.gc(paths):
+    try:
+        lines = runtime.gc(paths)
+    except NftError as e:
+        # Not a clean bill of health: the DNAT rules of removed containers may still be in place.
+        raise NftError(f"gc could not finish: {e}; rules of removed containers may remain, "
+                       "run `pycontain gc` again once nft works") from None
+    for line in lines:
         print(line)
     return 0
 

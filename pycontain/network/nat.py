@@ -36,7 +36,7 @@ NFT = "nft"
 
 
 class NftError(PycontainError):
-    pass
+    """nft failed: not installed, not permitted, refused the transaction, or printed nonsense."""
 
 
 def _table() -> dict[str, Any]:
@@ -215,12 +215,39 @@ def add_ports(cid: str, address: str, ports: list[dict[str, Any]]) -> None:
 
 
 def _objects(kind: str) -> list[dict[str, Any]]:
+    """Every object of one kind (chain, rule) in our table; none if the table does not exist.
+
+    Only a missing table means "nothing of ours": a missing nft binary, a refused netlink request or
+    unreadable output is raised. Swallowing those made `gc` report success while every DNAT rule of a
+    removed container stayed in place.
+    """
     try:
         out = run([], ("list", "table", FAMILY, TABLE))
-    except NftError:
-        return []  # no table: nothing of ours exists
-    items = jsonfast.loads(out).get("nftables", [])
-    return [item[kind] for item in items if kind in item]
+    except NftError as e:
+        # nft's message for a missing table is errno text (localised, worded differently across
+        # versions): ask for the list of tables instead, which does not fail when ours is absent.
+        if _table_exists():
+            raise NftError(f"cannot list nft table {FAMILY} {TABLE}: {e}") from None
+        return []
+    items = _parse(out, f"list table {FAMILY} {TABLE}").get("nftables", [])
+    return [item[kind] for item in items if isinstance(item, dict) and kind in item]
+
+
+def _table_exists() -> bool:
+    """Whether table ip pycontain exists; NftError if nft cannot even list the tables."""
+    out = run([], ("list", "tables", FAMILY))
+    return any(isinstance(item, dict) and item.get("table", {}).get("name") == TABLE
+               for item in _parse(out, f"list tables {FAMILY}").get("nftables", []))
+
+
+def _parse(out: str, what: str) -> dict[str, Any]:
+    try:
+        doc = jsonfast.loads(out)
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise NftError(f"`nft -j {what}` printed something that is not nft's JSON: {out[:80]!r}")
+    return doc
 
 
 def rules_by_container() -> dict[str, list[tuple[str, int]]]:

@@ -1,0 +1,71 @@
+"""Regression tests for review findings: each failed before its fix.
+
+    gc with a broken nft     `gc` must not report success while DNAT rules stay behind
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from netns_support import NetNs, NetPycontain, network_leftovers
+from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, assert_pycontain_error, describe
+
+
+@pytest.fixture
+def ns() -> Iterator[NetNs]:
+    n = NetNs()
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def npc(tmp_path: Path, ns: NetNs, busybox_tarball: Path) -> Iterator[NetPycontain]:
+    """pycontain inside the test's own network namespace; afterwards no veth, rule, lease or port remains."""
+    p = NetPycontain(tmp_path / "root", ns)
+    p.ok("import", "--change", 'CMD ["sh"]', busybox_tarball, "busybox")
+    yield p
+    p.remove_all()
+    p.ok("gc")
+    assert network_leftovers(p) == []
+
+
+def monitor_pid(pc: NetPycontain, cid: str) -> int:
+    """The detached monitor: the process that has the record's lock file open."""
+    lock = str(pc.root / "run" / "containers" / cid / "lock")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == lock for fd in os.listdir(f"/proc/{pid}/fd")):
+                return int(pid)
+        except OSError:
+            continue
+    raise AssertionError(f"no process holds the lock of {cid[:12]}")
+
+
+def test_gc_without_nft_fails_loudly_and_a_later_gc_removes_the_dnat_rules(npc: NetPycontain, ns: NetNs) -> None:
+    cid = npc.ok("run", "-d", "--rm", "--network", "bridge", "-p", "80", "busybox", "sleep", "60").stdout.strip()
+    os.kill(monitor_pid(npc, cid), signal.SIGKILL)
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while "Dead" not in npc.ok("ps", "-a").stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert cid in ns.nft_ruleset(), "the container's DNAT rules should exist before gc"
+
+    # nft lives in /usr/sbin (and /sbin): a PATH without them is a host without nftables.
+    nsenter = shutil.which("nsenter")
+    assert nsenter is not None
+    argv = [nsenter, *npc.argv("gc")[1:]]
+    res = subprocess.run(argv, env={**os.environ, "PATH": "/usr/local/bin:/usr/bin:/bin"}, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert_pycontain_error(res)
+    assert "nft is not installed" in res.stderr and "gc could not finish" in res.stderr, describe(res)
+    assert cid in ns.nft_ruleset(), "nothing removed the rules, so nothing may claim it did"
+
+    npc.ok("gc")
+    assert cid not in ns.nft_ruleset()
+    assert network_leftovers(npc) == []
