@@ -278,13 +278,17 @@ def cmd_exec(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import state
 
-    rows = []
-    for rec in sorted(state.all_records(paths), key=lambda r: r.meta().get("created", ""), reverse=True):
+    # Every read of a record happens here, before sorting: an `rm` running beside us may delete any
+    # record between the directory listing and its files being read, and that container is simply gone.
+    found = []
+    for rec in state.all_records(paths):
         try:
-            status = rec.status()
-            meta, st = rec.meta(), rec.state()
+            found.append((rec, rec.meta(), rec.state(), rec.status()))
         except (OSError, ValueError):
-            continue  # removed while we looked
+            continue
+    found.sort(key=lambda r: str(r[1].get("created", "")), reverse=True)
+    rows = []
+    for rec, meta, st, status in found:
         if status != "running" and not opts["all"]:
             continue
         if opts["quiet"]:
@@ -372,7 +376,7 @@ def cmd_top(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     import psutil
 
     from pycontain import state
-    from pycontain.cgroups import base as cgroups
+    from pycontain import cgroups
 
     _need(pos, "a container", exactly=1)
     rec = state.find(paths, pos[0])
