@@ -100,18 +100,14 @@ class Store:
         return Image(id=image_id, config=config, layers=layers, ref=ref.familiar if ref else image_id)
 
     def resolve_or_pull(self, name: str) -> Image:
-        """resolve(); if the image is not here, pull it as `docker run` does (unless PYCONTAIN_PULL=never).
+        """Deprecated: policy.image_for(store, name, "missing"), where the pull policy lives.
 
-        The pull code (http.client, ssl, hashlib ...) is imported only on a miss: `run` of a present
-        image pays nothing for it.
+        Kept only while runtime.py still calls it; delete it once runtime calls policy.image_for, and
+        the store no longer refers to the pull code at all.
         """
-        try:
-            return self.resolve(name)
-        except ImageNotFound:
-            pass
-        from pycontain.images.pull import pull_for_run
+        from pycontain.images.policy import image_for
 
-        return pull_for_run(self, name)
+        return image_for(self, name, "missing")
 
     def inspect(self, image: Image) -> dict[str, Any]:
         """Docker-shaped `inspect` JSON of an image (for details.py): every tag and repository digest."""
