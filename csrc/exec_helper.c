@@ -10,6 +10,8 @@
  * with a host binary behind it.
  *
  *   argv: pycontain-exec --pycontain-exec STATUS_FD PROGRAM [ARG...]   envp: the container's env
+ *   STATUS_FD "-" (an OCI container started by `pycontain-oci start`, whose creator has exited): a
+ *   failure is one line on stderr instead.
  *
  * PROGRAM is looked up in the container's $PATH (envp's, not ours) as execvp(3) does, without its
  * fallback of running ENOEXEC files with /bin/sh. On failure one line "CODE\tmessage" goes to
@@ -38,11 +40,17 @@ static void put(int fd, const char *s) {
 
 static void fail(int status_fd, int code, const char *program, const char *what, const char *detail) {
     char digits[4] = { (char)('0' + code / 100), (char)('0' + code / 10 % 10), (char)('0' + code % 10), 0 };
-    put(status_fd, digits);
-    put(status_fd, "\t");
+    if (status_fd < 0) {  /* "-": nobody reads a status pipe any more (OCI create/start): say it on stderr */
+        status_fd = 2;
+        put(status_fd, "pycontain-exec: ");
+    } else {
+        put(status_fd, digits);
+        put(status_fd, "\t");
+    }
     put(status_fd, program);
     put(status_fd, what);
     if (detail) put(status_fd, detail);
+    if (status_fd == 2) put(status_fd, "\n");
     _exit(code);
 }
 
@@ -52,12 +60,16 @@ int main(int argc, char **argv, char **envp) {
         return 126;
     }
     int status_fd = 0;
-    for (const char *p = argv[2]; *p; p++) {
-        if (*p < '0' || *p > '9' || status_fd > 100000) return 126;
-        status_fd = status_fd * 10 + (*p - '0');
+    if (strcmp(argv[2], "-") == 0) {
+        status_fd = -1;
+    } else {
+        for (const char *p = argv[2]; *p; p++) {
+            if (*p < '0' || *p > '9' || status_fd > 100000) return 126;
+            status_fd = status_fd * 10 + (*p - '0');
+        }
+        /* Keep the report pipe out of the container's program: its EOF is the "exec succeeded" signal. */
+        if (fcntl(status_fd, F_SETFD, FD_CLOEXEC) < 0) return 126;
     }
-    /* Keep the report pipe out of the container's program: its EOF is the "exec succeeded" signal. */
-    if (fcntl(status_fd, F_SETFD, FD_CLOEXEC) < 0) return 126;
     char *program = argv[3];
     char **args = argv + 3;
     if (strchr(program, '/')) {

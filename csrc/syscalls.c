@@ -79,6 +79,8 @@ long pc_join_session_keyring(const char *name)
 
 int pc_prctl1(int option, unsigned long arg) { return prctl(option, arg, 0, 0, 0); }
 
+int pc_prctl2(int option, unsigned long arg2, unsigned long arg3) { return prctl(option, arg2, arg3, 0, 0); }
+
 int pc_capbset_keep(unsigned long long keep)
 {
     for (int cap = 0; cap < 64; cap++) {

@@ -31,6 +31,8 @@ int pc_mount_setattr(int dirfd, const char *path, unsigned int flags, unsigned l
 long pc_join_session_keyring(const char *name);
 /* prctl(2) with one argument (PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS). */
 int pc_prctl1(int option, unsigned long arg);
+/* prctl(2) with two arguments (PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap). */
+int pc_prctl2(int option, unsigned long arg2, unsigned long arg3);
 /* prctl(PR_CAPBSET_DROP) for every capability whose bit is not set in keep, up to the kernel's last. */
 int pc_capbset_keep(unsigned long long keep);
 /* capset(2) (version 3) of this thread: the effective, permitted and inheritable sets as bit masks. */

@@ -26,7 +26,7 @@ def describe(paths: state.Paths, ref: str) -> dict[str, Any]:
 
 
 def container(rec: state.Record) -> dict[str, Any]:
-    from pycontain.cgroups import base as cgroups
+    from pycontain import cgroups
     from pycontain.network import bridged
 
     meta, st, cfg = rec.meta(), rec.state(), rec.config

@@ -20,21 +20,12 @@ import stat
 
 from pycontain import explain, syscalls
 from pycontain.errors import PycontainError
+from pycontain.oci.spec import MASKED_PATHS, READONLY_PATHS
 from pycontain.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pycontain.config import BindMount
-
-# Paths a container must not read (kernel memory, keys, timers that leak host activity), as podman masks
-# them: directories get an empty read-only tmpfs, files get /dev/null.
-MASKED_PATHS = (
-    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/sched_debug", "/proc/scsi", "/proc/timer_list", "/proc/timer_stats",
-    "/sys/dev/block", "/sys/devices/virtual/powercap", "/sys/firmware", "/sys/fs/selinux",
-)
-# Paths a container may read but not write (kernel tunables and triggers).
-READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+    from typing import Any
 
 # The device nodes every container gets (major, minor); nothing else from the host's /dev.
 DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
@@ -42,29 +33,99 @@ DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc
              "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}
 
 
+# mount(8) option words: the flag each sets (or clears), and the mount_setattr(2) attribute for binds.
+MOUNT_FLAGS = {
+    "ro": (MS_RDONLY, False), "rw": (MS_RDONLY, True), "nosuid": (MS_NOSUID, False), "suid": (MS_NOSUID, True),
+    "nodev": (MS_NODEV, False), "dev": (MS_NODEV, True), "noexec": (MS_NOEXEC, False), "exec": (MS_NOEXEC, True),
+    "sync": (16, False), "async": (16, True), "mand": (64, False), "nomand": (64, True),
+    "dirsync": (128, False), "noatime": (1024, False), "atime": (1024, True), "nodiratime": (2048, False),
+    "diratime": (2048, True), "relatime": (1 << 21, False), "norelatime": (1 << 21, True),
+    "strictatime": (1 << 24, False), "nostrictatime": (1 << 24, True), "lazytime": (1 << 25, False),
+    "nolazytime": (1 << 25, True), "silent": (1 << 15, False), "loud": (1 << 15, True),
+    "iversion": (1 << 23, False), "noiversion": (1 << 23, True), "remount": (0, False),
+}
+BIND_ATTRS = {MS_RDONLY: syscalls.MOUNT_ATTR_RDONLY, MS_NOSUID: syscalls.MOUNT_ATTR_NOSUID,
+              MS_NODEV: syscalls.MOUNT_ATTR_NODEV, MS_NOEXEC: syscalls.MOUNT_ATTR_NOEXEC}
+PROPAGATION = {"private": syscalls.MS_PRIVATE, "shared": 1 << 20, "slave": syscalls.MS_SLAVE, "unbindable": 1 << 17}
+# Words other runtimes accept that ask for something pycontain does not do (SELinux relabelling,
+# copying the image's files up into a tmpfs): accepted and ignored, as a runtime without SELinux does.
+IGNORED_OPTIONS = frozenset(("z", "Z", "tmpcopyup", "notmpcopyup", "copy", "nocopy"))
+
+
+class MountStep:
+    """One entry of spec.mounts, parsed by the parent before clone: the child only makes kernel calls."""
+
+    __slots__ = ("destination", "fstype", "source", "flags", "data", "bind", "recursive", "propagation")
+
+    def __init__(self, destination: str, fstype: str, source: str, flags: int = 0, data: str | None = None,
+                 bind: bool = False, recursive: bool = False, propagation: int = 0) -> None:
+        self.destination, self.fstype, self.source = destination, fstype, source
+        self.flags, self.data, self.bind, self.recursive = flags, data, bind, recursive
+        self.propagation = propagation
+
+    @classmethod
+    def parse(cls, m: dict[str, Any], bundle: str) -> MountStep:
+        """A spec mount: options split into flags, propagation and filesystem data; a relative bind
+        source is relative to the bundle, as the runtime spec says."""
+        flags, data, bind, recursive, propagation = 0, [], False, False, 0
+        for opt in m.get("options") or ():
+            if opt in ("bind", "rbind"):
+                bind, recursive = True, recursive or opt == "rbind"
+            elif opt in MOUNT_FLAGS:
+                bit, clear = MOUNT_FLAGS[opt]
+                flags = flags & ~bit if clear else flags | bit
+            elif opt.lstrip("r") in PROPAGATION and opt in (opt.lstrip("r"), "r" + opt.lstrip("r")):
+                propagation = PROPAGATION[opt.lstrip("r")] | (MS_REC if opt.startswith("r") else 0)
+            elif opt not in IGNORED_OPTIONS:
+                data.append(opt)
+        fstype = m.get("type") or ("bind" if bind else "none")
+        bind = bind or fstype == "bind"
+        source = m.get("source") or fstype
+        if bind and not source.startswith("/"):
+            source = os.path.join(bundle, source)
+        return cls(os.path.normpath(m["destination"]), fstype, source, flags, ",".join(data) or None, bind,
+                   recursive, propagation)
+
+    def bind_attrs(self) -> int:
+        attrs = 0
+        for bit, attr in BIND_ATTRS.items():
+            if self.flags & bit:
+                attrs |= attr
+        return attrs
+
+
 class RootfsPlan:
-    """Everything the child needs to build the root filesystem, computed by the parent before clone."""
+    """Everything the child needs to build the root filesystem, computed by the parent before clone.
 
-    __slots__ = ("rootfs", "lowerdirs", "upperdir", "workdir", "mounts", "etc_files", "read_only",
-                 "container_workdir", "cgroup_mounts")
+    rootfs: the spec's root.path; overlay: overlayfs options to mount there first (pycontain's own
+    front end: the image layers, mounted inside the container's mount namespace so the host never
+    holds the mount), else root.path is bound onto itself. mounts: spec.mounts in order.
+    """
 
-    def __init__(self, rootfs: str, lowerdirs: tuple[str, ...], upperdir: str, workdir: str,
-                 mounts: tuple[BindMount, ...], etc_files: dict[str, str], read_only: bool,
-                 container_workdir: str, cgroup_mounts: list[tuple[str, str, str]] = ()) -> None:  # type: ignore[assignment]
-        self.rootfs = rootfs
-        self.lowerdirs = lowerdirs
-        self.upperdir = upperdir
-        self.workdir = workdir
-        self.mounts = mounts
-        self.etc_files = etc_files
-        self.read_only = read_only
-        self.container_workdir = container_workdir
-        self.cgroup_mounts = cgroup_mounts
+    __slots__ = ("rootfs", "overlay", "mounts", "masked", "readonly_paths", "read_only", "cwd", "cgroup_mounts",
+                 "devices", "propagation", "sysctl", "before_pivot")
 
-    def overlay_options(self) -> str:
-        # overlayfs lists lowerdirs top-most first; image layers are stored lowest first.
-        lower = ":".join(reversed(self.lowerdirs))
-        return f"lowerdir={lower},upperdir={self.upperdir},workdir={self.workdir}"
+    def __init__(self, rootfs: str, mounts: list[MountStep], overlay: str | None = None,
+                 masked: tuple[str, ...] = MASKED_PATHS, readonly_paths: tuple[str, ...] = READONLY_PATHS,
+                 read_only: bool = False, cwd: str = "/", cgroup_mounts: list[tuple[str, str, str]] | None = None,
+                 devices: list[tuple[str, int, int, int, int, int]] | None = None,
+                 propagation: int = MS_REC | syscalls.MS_SLAVE) -> None:
+        self.rootfs, self.overlay, self.mounts = rootfs, overlay, mounts
+        self.masked, self.readonly_paths, self.read_only = masked, readonly_paths, read_only
+        self.cwd = cwd
+        self.cgroup_mounts = cgroup_mounts or []
+        self.devices = devices or []  # (path, mode, major, minor, uid, gid) from linux.devices
+        self.propagation = propagation
+        self.sysctl: list[tuple[str, str]] = []  # (path under the root, value) from linux.sysctl
+        # Run just before pivot_root, with the container's mounts made: the OCI createRuntime and
+        # createContainer hooks.
+        self.before_pivot: Any = None
+
+
+def overlay_options(lowerdirs: tuple[str, ...] | list[str], upperdir: str, workdir: str) -> str:
+    # overlayfs lists lowerdirs top-most first; image layers are stored lowest first.
+    lower = ":".join(reversed(lowerdirs))
+    return f"lowerdir={lower},upperdir={upperdir},workdir={workdir}"
 
 
 # Every path inside the image is opened with openat2(2) relative to the rootfs, never as a string joined
@@ -181,20 +242,23 @@ def mount_new(source: str, target_fd: int, fstype: str, flags: int, data: str | 
         raise OSError(e.errno, f"mount {fstype} on {what}: {os.strerror(e.errno or 0)}") from None
 
 
-def bind(source: str | int, target_fd: int, readonly: bool, what: str) -> None:
+def bind(source: str | int, target_fd: int, readonly: bool, what: str, recursive: bool = True,
+         attrs: int = 0) -> None:
     """Bind `source` (a host path, or a descriptor) with everything mounted below it onto target_fd.
 
     The copy is made detached (open_tree), made read-only while nobody can see it, with every submount
     and with the flags it has (nosuid, nodev) kept (mount_setattr), and only then placed (move_mount).
     """
-    flags = syscalls.OPEN_TREE_CLONE | syscalls.AT_RECURSIVE | os.O_CLOEXEC
+    flags = syscalls.OPEN_TREE_CLONE | (syscalls.AT_RECURSIVE if recursive else 0) | os.O_CLOEXEC
+    if readonly:
+        attrs |= syscalls.MOUNT_ATTR_RDONLY
     if isinstance(source, int):
         tree = syscalls.open_tree(source, "", flags | syscalls.AT_EMPTY_PATH, what)
     else:
         tree = syscalls.open_tree(syscalls.AT_FDCWD, source, flags, what)
     try:
-        if readonly:
-            syscalls.mount_setattr(tree, syscalls.MOUNT_ATTR_RDONLY, True, what)
+        if attrs:
+            syscalls.mount_setattr(tree, attrs, recursive, what)
         syscalls.move_mount(tree, target_fd, what)
     finally:
         os.close(tree)
@@ -207,106 +271,169 @@ def reopen(root_fd: int, path: str, fd: int) -> int:
 
 
 def setup_rootfs(plan: RootfsPlan) -> None:
-    """Build the root filesystem and pivot into it. Runs in the child, in its own mount namespace."""
+    """Build the root filesystem from the spec's mounts and pivot into it. Runs in the child, in its
+    own mount namespace."""
     root = plan.rootfs
     # Stop mount events flowing back to the host: after this, nothing mounted here is seen outside.
-    syscalls.mount("none", "/", None, MS_REC | syscalls.MS_SLAVE)
+    syscalls.mount("none", "/", None, plan.propagation)
     explain.say("mount(/, MS_REC|MS_SLAVE): mounts made from here on stay inside the container's mount namespace")
-
-    syscalls.mount("overlay", root, "overlay", 0, plan.overlay_options())
-    explain.say(f"mount(overlay, lowerdir={len(plan.lowerdirs)} image layer(s), upperdir=per-container): "
-                "the image stays read-only, writes go to this container's upperdir")
+    if plan.overlay is not None:
+        syscalls.mount("overlay", root, "overlay", 0, plan.overlay)
+        explain.say(f"mount(overlay, lowerdir={plan.overlay.count(':') + 1} image layer(s), upperdir=per-container): "
+                    "the image stays read-only, writes go to this container's upperdir")
+    else:
+        # pivot_root needs the new root to be a mount point: the bundle's rootfs, bound onto itself.
+        syscalls.mount(root, root, None, syscalls.MS_BIND | MS_REC)
+        explain.say(f"mount({root}, MS_BIND|MS_REC): the bundle's rootfs becomes a mount point to pivot into")
     root_fd = os.open(root, PATH_FLAGS | os.O_DIRECTORY)
-    plain: dict[str, int] = {}
+    null_fd = None
     try:
-        # The image's own /proc, /dev and /sys are checked (and opened) before anything else is mounted:
-        # a -v target must not be able to plant a mount under a path that is about to become a link.
+        # The image's own /proc, /dev and /sys are checked before anything is mounted: a bind mount
+        # must not be able to plant a mount under a path that is about to become a link.
         for path in PLAIN_DIRS:
-            plain[path] = open_plain_dir(root_fd, path)
+            if any(m.destination == path for m in plan.mounts):
+                os.close(open_plain_dir(root_fd, path))
+        dev_mounted = False
         for m in plan.mounts:
-            target = open_in_root(root_fd, m.target, "dir" if os.path.isdir(m.source) else "file")
+            if m.fstype in ("cgroup", "cgroup2") and m.destination == "/sys/fs/cgroup" and plan.cgroup_mounts:
+                _mount_cgroupfs(root_fd, plan.cgroup_mounts)
+                continue
+            _mount_one(root_fd, m)
+            dev_mounted = dev_mounted or m.destination == "/dev"
+        if dev_mounted:
+            dev = syscalls.openat2(root_fd, "dev", PATH_FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW, IN_ROOT, what="/dev")
             try:
-                bind(m.source, target, m.readonly, f"{m.source} -> {m.target}")
+                _populate_dev(dev)
             finally:
-                os.close(target)
-            explain.say(f"open_tree({m.source}, OPEN_TREE_CLONE|AT_RECURSIVE)"
-                        + (" + mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)" if m.readonly else "")
-                        + f" + move_mount(-> {m.target}): a host path shared into the container, as asked with -v")
-
-        mount_new("proc", plain["/proc"], "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None, "/proc")
-        explain.say("mount(proc, /proc): a new procfs instance that shows only the container's PID namespace")
-        null_fd = _setup_dev(root_fd, plain.pop("/dev"))
-        mount_new("sysfs", plain["/sys"], "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, None, "/sys")
-        explain.say("mount(sysfs, /sys, MS_RDONLY): read-only, and it lists only the container's network devices")
-        _mount_cgroupfs(root_fd, plan.cgroup_mounts)
-
-        for target_path, source in plan.etc_files.items():
-            target = open_in_root(root_fd, target_path, "file")
+                os.close(dev)
+        _make_devices(root_fd, plan.devices)
+        null_fd = _open_null(root_fd) if plan.masked else None
+        try:
+            os.close(open_in_root(root_fd, plan.cwd, "dir"))
+        except OSError:
+            pass  # a read-only root: the working directory is checked again (and reported) before exec
+        for path, value in plan.sysctl:
+            # The container's own procfs, opened by this process: it is already in the container's network
+            # and IPC namespaces, which is what /proc/sys/net and /proc/sys/kernel/shm* show and set.
+            fd = syscalls.openat2(root_fd, path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, IN_ROOT, what=path)
             try:
-                bind(source, target, False, target_path)
+                os.write(fd, value.encode())
             finally:
-                os.close(target)
-        explain.say("bind /etc/hostname /etc/hosts /etc/resolv.conf: per-container copies, image untouched")
-
-        os.close(open_in_root(root_fd, plan.container_workdir, "dir"))
-        if plan.read_only:
-            for path in ("/tmp", "/var/tmp", "/run"):
-                target = open_in_root(root_fd, path, "dir")
-                try:
-                    mount_new("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=65536k", path)
-                finally:
-                    os.close(target)
+                os.close(fd)
+            explain.say(f"write {value} > /{path}: a sysctl of the container's own namespace")
+        if plan.before_pivot is not None:
+            plan.before_pivot()
+    except BaseException:
+        if null_fd is not None:
+            os.close(null_fd)
+        raise
     finally:
-        for fd in plain.values():
-            os.close(fd)
         os.close(root_fd)
 
     pivot_root(root)
     try:
-        mask_paths(null_fd)
+        mask_paths(null_fd, plan.masked, plan.readonly_paths)
     finally:
-        os.close(null_fd)
+        if null_fd is not None:
+            os.close(null_fd)
     if plan.read_only:
         new_root = os.open("/", PATH_FLAGS | os.O_DIRECTORY)
         try:
             syscalls.mount_setattr(new_root, syscalls.MOUNT_ATTR_RDONLY, False, "/")
         finally:
             os.close(new_root)
-        explain.say("mount_setattr(/, MOUNT_ATTR_RDONLY): --read-only root; /tmp /var/tmp /run are tmpfs")
+        explain.say("mount_setattr(/, MOUNT_ATTR_RDONLY): a read-only root")
 
 
-def _setup_dev(root_fd: int, dev: int) -> int:
-    """A fresh tmpfs /dev (on `dev`, the image's plain /dev directory, which this closes) with only the
-    standard nodes; returns an O_PATH descriptor of its null device."""
+def _mount_one(root_fd: int, m: MountStep) -> None:
+    """One spec mount, on its destination opened inside the root (made if missing: a directory, or a
+    file when a file is bound)."""
+    if m.bind:
+        try:
+            is_dir = os.path.isdir(m.source)
+        except OSError:
+            is_dir = True
+        if not os.path.exists(m.source):
+            raise PycontainError(f"mount {m.source} on {m.destination}: the source does not exist")
+        target = open_in_root(root_fd, m.destination, "dir" if is_dir else "file")
+        try:
+            bind(m.source, target, bool(m.flags & MS_RDONLY), f"{m.source} -> {m.destination}",
+                 recursive=m.recursive, attrs=m.bind_attrs())
+            if m.propagation:
+                _propagate(root_fd, m)
+        finally:
+            os.close(target)
+        explain.say(f"open_tree({m.source}, OPEN_TREE_CLONE{'|AT_RECURSIVE' if m.recursive else ''})"
+                    + (" + mount_setattr(MOUNT_ATTR_RDONLY)" if m.flags & MS_RDONLY else "")
+                    + f" + move_mount(-> {m.destination}): a host path shared into the container")
+        return
+    target = open_in_root(root_fd, m.destination, "dir")
     try:
-        mount_new("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k", "/dev")
-    except BaseException:
-        os.close(dev)
-        raise
-    dev = reopen(root_fd, "/dev", dev)
+        mount_new(m.source, target, m.fstype, m.flags, m.data, m.destination)
+    finally:
+        os.close(target)
+    if m.propagation:
+        _propagate(root_fd, m)
+    explain.say(f"mount({m.fstype}, {m.destination}): {_WHY.get(m.destination, 'as the spec asks')}")
+
+
+_WHY = {
+    "/proc": "a new procfs instance that shows only the container's PID namespace",
+    "/dev": "a tmpfs with only the standard device nodes: no host device is reachable",
+    "/dev/pts": "a private devpts instance (newinstance): the container's own ptys",
+    "/sys": "read-only, and it lists only the container's network devices",
+}
+
+
+def _propagate(root_fd: int, m: MountStep) -> None:
+    fd = syscalls.openat2(root_fd, m.destination, PATH_FLAGS | os.O_NOFOLLOW, IN_ROOT, what=m.destination)
     try:
-        base = fd_path(dev)
-        for name, (major, minor) in DEVICES.items():
+        syscalls.mount("none", fd_path(fd), None, m.propagation)
+    finally:
+        os.close(fd)
+
+
+def _populate_dev(dev: int) -> None:
+    """The standard nodes and links in the container's fresh /dev tmpfs (as runc makes them)."""
+    base = fd_path(dev)
+    for name, (major, minor) in DEVICES.items():
+        try:
             syscalls.mknod(f"{base}/{name}", 0o666, major, minor)
-        for name, target in DEV_LINKS.items():
+        except FileExistsError:
+            pass
+    for name, target in DEV_LINKS.items():
+        try:
             os.symlink(target, name, dir_fd=dev)
-        for name, source, fstype, flags, data in (
-            ("pts", "devpts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620,gid=5"),
-            ("shm", "shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k"),
-            ("mqueue", "mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
-        ):
-            os.mkdir(name, 0o755, dir_fd=dev)
-            sub = syscalls.openat2(dev, name, PATH_FLAGS | os.O_NOFOLLOW, IN_ROOT | syscalls.RESOLVE_NO_SYMLINKS)
+        except FileExistsError:
+            pass
+    explain.say("mknod null zero full random urandom tty in /dev: no other host device exists here")
+
+
+def _make_devices(root_fd: int, devices: list[tuple[str, int, int, int, int, int]]) -> None:
+    """linux.devices: each node made inside the root, on a parent opened without following links out."""
+    for path, mode, major, minor, uid, gid in devices:
+        parent_path, _, name = path.rstrip("/").rpartition("/")
+        parent = open_in_root(root_fd, parent_path or "/", "dir")
+        try:
             try:
-                mount_new(source, sub, fstype, flags, data, f"/dev/{name}")
-            finally:
-                os.close(sub)
-        null_fd = checked_null(dev)
+                syscalls.mknod(f"{fd_path(parent)}/{name}", mode, major, minor)
+            except FileExistsError:
+                pass
+            os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(parent)
+
+
+def _open_null(root_fd: int) -> int:
+    """The container's /dev/null as a descriptor, checked to be the null device (char 1:3)."""
+    try:
+        dev = syscalls.openat2(root_fd, "dev", PATH_FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW, IN_ROOT, what="/dev")
+    except OSError as e:
+        raise PycontainError(f"cannot mask paths: the container has no /dev ({e.strerror})") from None
+    try:
+        return checked_null(dev)
     finally:
         os.close(dev)
-    explain.say("mount(tmpfs, /dev) + mknod null zero full random urandom tty + devpts(newinstance) + "
-                "shm + mqueue: no host device is reachable")
-    return null_fd
 
 
 def checked_null(dev_fd: int) -> int:
@@ -320,13 +447,19 @@ def checked_null(dev_fd: int) -> int:
 
 
 def _mount_cgroupfs(root_fd: int, specs: list[tuple[str, str, str]]) -> None:
-    """The container's own cgroup, read-only, at /sys/fs/cgroup (its cgroup namespace makes it the root)."""
+    """The container's own cgroup, read-only, at /sys/fs/cgroup.
+
+    specs are (fstype, subdir, options): with a cgroup namespace a new cgroupfs instance shows the
+    container's cgroup as its root. Without one, fstype is "bind" and the third field is the host
+    directory of the container's cgroup, bound read-only, so the rest of the host's tree stays unseen.
+    """
     if not specs:
         return
     ro = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
-    base = open_in_root(root_fd, "/sys/fs/cgroup")
+    v1 = any(subdir for _, subdir, _ in specs)
+    base = open_in_root(root_fd, "/sys/fs/cgroup", "dir")
     try:
-        if specs[0][0] == "cgroup":  # v1: a tmpfs to hold one directory per hierarchy
+        if v1:  # a tmpfs to hold one directory per hierarchy
             mount_new("tmpfs", base, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=755,size=64k", "/sys/fs/cgroup")
             base = reopen(root_fd, "/sys/fs/cgroup", base)
             for _, subdir, _ in specs:
@@ -334,14 +467,18 @@ def _mount_cgroupfs(root_fd: int, specs: list[tuple[str, str, str]]) -> None:
         for fstype, subdir, options in specs:
             target = syscalls.openat2(base, subdir or ".", PATH_FLAGS | os.O_NOFOLLOW, IN_ROOT)
             try:
-                mount_new(fstype, target, fstype, ro, options or None, f"/sys/fs/cgroup/{subdir}")
+                if fstype == "bind":
+                    bind(options, target, True, f"/sys/fs/cgroup/{subdir}", attrs=syscalls.MOUNT_ATTR_NOSUID
+                         | syscalls.MOUNT_ATTR_NODEV | syscalls.MOUNT_ATTR_NOEXEC)
+                else:
+                    mount_new(fstype, target, fstype, ro, options or None, f"/sys/fs/cgroup/{subdir}")
             finally:
                 os.close(target)
-        if specs[0][0] == "cgroup":
+        if v1:
             syscalls.mount_setattr(base, syscalls.MOUNT_ATTR_RDONLY, False, "/sys/fs/cgroup")
     finally:
         os.close(base)
-    explain.say(f"mount({specs[0][0]}, /sys/fs/cgroup, MS_RDONLY): the container sees its own cgroup, read-only")
+    explain.say("mount(cgroup, /sys/fs/cgroup, MS_RDONLY): the container sees its own cgroup, read-only")
 
 
 def pivot_root(root: str) -> None:
@@ -355,14 +492,15 @@ def pivot_root(root: str) -> None:
     explain.say("pivot_root(rootfs) + umount2(old root, MNT_DETACH): the host's filesystem is gone from view")
 
 
-def mask_paths(null_fd: int) -> None:
+def mask_paths(null_fd: int | None, masked: tuple[str, ...] = MASKED_PATHS,
+               readonly: tuple[str, ...] = READONLY_PATHS) -> None:
     """Hide MASKED_PATHS (null_fd's device on files, an empty read-only tmpfs on directories) and make
     READONLY_PATHS read-only with every mount below them. Runs after pivot_root, on the container's own
     /proc and /sys; every path is opened without following magic links, and /dev/null is bound from the
     descriptor of the node we made, never looked up by name (CVE-2025-31133)."""
     root_fd = os.open("/", PATH_FLAGS | os.O_DIRECTORY)
     try:
-        for path in MASKED_PATHS:
+        for path in masked:
             fd = _open_optional(root_fd, path)
             if fd is None:
                 continue
@@ -370,11 +508,11 @@ def mask_paths(null_fd: int) -> None:
                 mode = os.fstat(fd).st_mode
                 if stat.S_ISDIR(mode):
                     mount_new("tmpfs", fd, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0", path)
-                elif not stat.S_ISLNK(mode):
+                elif not stat.S_ISLNK(mode) and null_fd is not None:
                     bind(null_fd, fd, False, f"/dev/null -> {path}")
             finally:
                 os.close(fd)
-        for path in READONLY_PATHS:
+        for path in readonly:
             fd = _open_optional(root_fd, path)
             if fd is None:
                 continue
@@ -384,8 +522,8 @@ def mask_paths(null_fd: int) -> None:
                 os.close(fd)
     finally:
         os.close(root_fd)
-    explain.say(f"bind /dev/null or an empty tmpfs over {len(MASKED_PATHS)} masked paths (/proc/kcore, /proc/keys, "
-                f"...) and make {len(READONLY_PATHS)} read-only with everything below them (mount_setattr "
+    explain.say(f"bind /dev/null or an empty tmpfs over {len(masked)} masked paths (/proc/kcore, /proc/keys, "
+                f"...) and make {len(readonly)} read-only with everything below them (mount_setattr "
                 "AT_RECURSIVE): kernel knobs stay out of reach")
 
 

@@ -28,7 +28,7 @@ from pycontain.errors import CommandNotExecutable, CommandNotFound, PycontainErr
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
 RUN_FLAGS = syscalls.CLONE_NEWPID | syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
 SIGKILL = 9
@@ -44,23 +44,45 @@ F_SEAL_ALL = 0x1 | 0x2 | 0x4 | 0x8  # SEAL, SHRINK, GROW, WRITE
 # <asm-generic/ioctls.h>: lock/unlock a pty, and open its peer (the slave) from the master itself.
 TIOCSPTLCK = 0x40045431
 TIOCGPTPEER = 0x5441
+TIOCSWINSZ = 0x5414
 PTMX = (5, 2)
 
 
 class Process:
-    """The program to execve and how: shared by `run` (as PID 1) and `exec` (joining).
+    """The program to execve and how: shared by `run` (as PID 1), `exec` (joining) and pycontain-oci.
 
     stdio: the child's ends of the supervisor's pipes for fds 0, 1, 2 (stdio.Pipes); with tty, a pty
-    made inside the container replaces them. Never the caller's own descriptors.
+    made inside the container replaces them; empty: the caller's own 0, 1, 2 are the container's (an
+    OCI runtime's caller, conmon or a containerd shim, hands over exactly those).
+    user: a name (or uid) to look up in the image's /etc/passwd, the front end's `-u`; ids instead:
+    the spec's numeric uid, gid and additional gids. caps: (bounding, effective, permitted,
+    inheritable, ambient) bit masks; None is pycontain's default set.
+    oci: the caller does not stay (pycontain-oci create/exec --detach): no parent-death signal, and no
+    status pipe once `ready` is reported; exec_fifo (an O_PATH descriptor) is opened for writing, which
+    blocks until `pycontain-oci start` opens it for reading.
     """
 
-    __slots__ = ("argv", "env", "user", "workdir", "tty", "interactive", "stdio")
+    __slots__ = ("argv", "env", "user", "workdir", "tty", "interactive", "stdio", "ids", "caps", "no_new_privs",
+                 "rlimits", "umask", "console_size", "console", "oci", "exec_fifo", "preserve_fds", "start_hooks",
+                 "go_r", "status_w")
 
     def __init__(self, argv: tuple[str, ...], env: tuple[str, ...], user: str, workdir: str,
                  tty: bool = False, interactive: bool = False, stdio: tuple[int, ...] = ()) -> None:
         self.argv, self.env, self.user, self.workdir = argv, env, user, workdir
         self.tty, self.interactive = tty, interactive
         self.stdio = stdio
+        self.ids: tuple[int, int, list[int]] | None = None
+        self.caps: tuple[int, int, int, int, int] | None = None
+        self.no_new_privs = True
+        self.rlimits: list[tuple[int, int, int]] = []
+        self.umask: int | None = None
+        self.console_size: tuple[int, int] | None = None
+        self.console: Any = None  # a connected socket to send the pty master over (--console-socket)
+        self.oci = False
+        self.exec_fifo: int | None = None
+        self.preserve_fds = 0
+        self.start_hooks: Any = None  # startContainer hooks: called in the child, after start, before exec
+        self.go_r = self.status_w = -1
 
 
 def sealed_helper() -> int:
@@ -99,7 +121,12 @@ def sealed_helper() -> int:
 
 
 class Child:
-    """The parent's handle on a cloned child."""
+    """The parent's handle on a cloned child.
+
+    Besides EOF (execve succeeded) and an error line, the child may write one-byte events on the status
+    pipe: HOOKS (its mounts are made, pivot_root is next: the parent runs the createRuntime hooks, then
+    writes CONTINUE on the go pipe) and READY (an OCI container, set up and about to wait for start).
+    """
 
     def __init__(self, pid: int, go_w: int, status_r: int, console: object | None) -> None:
         self.pid = pid
@@ -111,8 +138,44 @@ class Child:
     def go(self) -> None:
         os.write(self._go_w, b"g")
 
-    def wait_exec(self) -> None:
+    def _events(self, on_hooks: Callable[[], None] | None) -> bytes:
+        """Read the status pipe up to READY (returns it) or EOF (returns b""), raising the child's error."""
+        while True:
+            first = os.read(self._status_r, 1)
+            if first == HOOKS:
+                if on_hooks is not None:
+                    on_hooks()
+                os.write(self._go_w, CONTINUE)
+                continue
+            if first in (READY, b""):
+                return first
+            chunks = [first]
+            while chunk := os.read(self._status_r, 4096):
+                chunks.append(chunk)
+            code, _, message = b"".join(chunks).decode(errors="replace").partition("\t")
+            self._finish()
+            raise {127: CommandNotFound, 126: CommandNotExecutable}.get(
+                int(code) if code.isdigit() else 125, PycontainError)(message)
+
+    def wait_exec(self, on_hooks: Callable[[], None] | None = None) -> None:
         """Block until the child has exec'd (returns) or failed (raises the matching error)."""
+        try:
+            self._events(on_hooks)
+        finally:
+            self._finish()
+
+    def wait_ready(self, on_hooks: Callable[[], None] | None = None) -> None:
+        """An OCI create: block until the child is set up and waiting for start (or raise its error)."""
+        try:
+            if self._events(on_hooks) != READY:
+                raise PycontainError("the container's init exited before it was ready")
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._status_r >= 0:
+            os.close(self._status_r)
+            self._status_r = -1
         if self._console is not None:
             import socket
 
@@ -122,15 +185,9 @@ class Child:
             except OSError:
                 fds = []
             sock.close()
+            self._console = None
             self.master_fd = fds[0] if fds else None
-        chunks = []
-        while chunk := os.read(self._status_r, 4096):
-            chunks.append(chunk)
-        os.close(self._status_r)
         self.close()
-        if chunks:
-            code, _, message = b"".join(chunks).decode(errors="replace").partition("\t")
-            raise {127: CommandNotFound, 126: CommandNotExecutable}.get(int(code), PycontainError)(message)
 
     def close(self) -> None:
         if self._go_w >= 0:
@@ -138,16 +195,22 @@ class Child:
             self._go_w = -1
 
 
-def spawn(flags: int, prepare: Callable[[], None], proc: Process) -> Child:
+HOOKS, CONTINUE, READY = b"h", b"c", b"="
+
+
+def spawn(flags: int, prepare: Callable[[Process], None], proc: Process) -> Child:
     """clone(flags); the child waits for go, runs `prepare` (namespace setup), then execs `proc`."""
     helper = sealed_helper()
     go_r, go_w = os.pipe()
     status_r, status_w = os.pipe()
     parent_sock = child_sock = None
-    if proc.tty:
+    if proc.tty and proc.console is None:
         import socket
 
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        proc.console = child_sock
+    if proc.rlimits:
+        import resource  # noqa: F401 - for the child, which imports nothing itself
     try:
         pid = syscalls.clone(flags)
     except BaseException:
@@ -159,7 +222,7 @@ def spawn(flags: int, prepare: Callable[[], None], proc: Process) -> Child:
         os.close(status_r)
         if parent_sock is not None:
             parent_sock.close()
-        _child(go_r, status_w, helper, child_sock, prepare, proc)
+        _child(go_r, status_w, helper, prepare, proc)
     os.close(helper)
     os.close(go_r)
     os.close(status_w)
@@ -169,19 +232,20 @@ def spawn(flags: int, prepare: Callable[[], None], proc: Process) -> Child:
     return Child(pid, go_w, status_r, parent_sock)
 
 
-def _child(go_r: int, status_w: int, helper: int, sock: object, prepare: Callable[[], None],
-           proc: Process) -> NoReturn:
+def _child(go_r: int, status_w: int, helper: int, prepare: Callable[[Process], None], proc: Process) -> NoReturn:
     code = 125
+    proc.go_r, proc.status_w = go_r, status_w
     try:
         # The process that enters a container must not expose its memory or /proc/self/exe to it
         # (CVE-2019-5736): not dumpable until execve replaces this Python image.
         syscalls.set_dumpable(False)
-        syscalls.set_pdeathsig(SIGKILL)  # if the supervisor dies, so does the container
+        if not proc.oci:
+            syscalls.set_pdeathsig(SIGKILL)  # if the supervisor dies, so does the container
         _join_new_keyring()  # before "go": its ~0.15 ms overlaps the parent's work after clone
         if os.read(go_r, 1) != b"g":
             os._exit(125)
-        prepare()
-        _finish_and_exec(go_r, status_w, helper, sock, proc)
+        prepare(proc)
+        _finish_and_exec(go_r, status_w, helper, proc)
     except BaseException as e:  # noqa: BLE001 - everything goes back to the parent as one line
         code = getattr(e, "exit_code", 125)
         if isinstance(e, OSError) and e.strerror:
@@ -189,13 +253,16 @@ def _child(go_r: int, status_w: int, helper: int, sock: object, prepare: Callabl
         else:
             message = str(e) or type(e).__name__
         try:
-            os.write(status_w, f"{code}\t{message}".encode())
+            if proc.status_w >= 0:
+                os.write(proc.status_w, f"{code}\t{message}".encode())
+            else:  # READY was reported and the creator is gone: stderr is all there is
+                os.write(2, f"pycontain-oci: {message}\n".encode())
         finally:
             os._exit(code)
 
 
-def _finish_and_exec(go_r: int, status_w: int, helper: int, sock: object, proc: Process) -> NoReturn:
-    user = security.resolve_user(proc.user)
+def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> NoReturn:
+    user, caps = _identity(proc)
     # The working directory is a path in the container, which (in exec) the container may have made a
     # link to /proc/PID/cwd of a process still outside: opened without magic links, then fchdir.
     try:
@@ -209,7 +276,7 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, sock: object, proc: 
             os.strerror(e.errno or 0)
         raise PycontainError(f"cannot use working directory {proc.workdir}: {reason}") from None
     if proc.tty:
-        _attach_pty(sock)
+        _attach_pty(proc.console, proc.console_size)
     else:
         os.setsid()  # out of the caller's process group: the terminal's Ctrl-C goes to pycontain, which forwards it
         for target, fd in enumerate(proc.stdio):
@@ -217,15 +284,43 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, sock: object, proc: 
     env = list(proc.env)
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={user.home}")
-    security.drop_privileges(user)
-    syscalls.set_pdeathsig(SIGKILL)  # changing uid cleared it
-    if _parent_gone(go_r):
-        os._exit(125)
+    if proc.rlimits:
+        import resource  # imported by the parent before clone (spawn): a dictionary lookup here
+
+        for which, soft, hard in proc.rlimits:
+            limits = tuple(v if v < 2**63 else resource.RLIM_INFINITY for v in (soft, hard))
+            try:
+                resource.setrlimit(which, limits)
+            except (OSError, ValueError) as e:
+                raise PycontainError(f"setrlimit({which}, {soft}, {hard}): {getattr(e, 'strerror', None) or e} "
+                                     "(raising a hard limit needs CAP_SYS_RESOURCE)") from None
+    os.umask(proc.umask if proc.umask is not None else 0o022)
+    security.set_identity(user, caps, proc.no_new_privs)
+    if not proc.oci:
+        syscalls.set_pdeathsig(SIGKILL)  # changing uid cleared it
+        if _parent_gone(go_r):
+            os._exit(125)
+    status_arg = str(status_w)
+    if proc.exec_fifo is not None:
+        _check_program(proc.argv[0], env)  # as runc does: a missing program fails `create`, not `start`
+        os.write(status_w, READY)
+        os.close(status_w)
+        proc.status_w = -1
+        status_arg = "-"
+        # Blocks until `pycontain-oci start` opens the FIFO for reading; the byte tells it we are past it.
+        fifo = os.open(f"/proc/self/fd/{proc.exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fifo, b"0")
+        os.close(fifo)
+        if proc.start_hooks is not None:
+            proc.start_hooks()
     # CVE-2024-21626: no descriptor of the host's (a directory fd, the cgroupfs) may survive into the
-    # container, where /proc/self/fd/N would lead back out. Kept: the close-on-exec status pipe, and the
-    # helper's memfd (close-on-exec too), which the exec below consumes.
-    first = 3
-    for keep in sorted((status_w, helper)):
+    # container, where /proc/self/fd/N would lead back out. Kept: the close-on-exec status pipe, the
+    # helper's memfd (close-on-exec too), which the exec below consumes, and the descriptors an OCI
+    # caller asked to pass on (--preserve-fds: 3 .. 3+N-1).
+    first = 3 + proc.preserve_fds
+    for fd in range(3, first):
+        os.set_inheritable(fd, True)
+    for keep in sorted(fd for fd in (status_w if proc.status_w >= 0 else -1, helper) if fd >= first):
         if keep > first:
             syscalls.close_range(first, keep - 1)
         first = keep + 1
@@ -240,12 +335,58 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, sock: object, proc: 
                 "replaces pycontain's child, and no host binary is ever its /proc/self/exe")
     # The helper reports a failed execve of the program (127 not found, 126 not executable) on the
     # status pipe itself, so the pipe stays open across this first exec and closes on the second.
-    os.set_inheritable(status_w, True)
+    if proc.status_w >= 0:
+        os.set_inheritable(status_w, True)
     try:
-        os.execve(helper, ["pycontain-exec", HELPER_MAGIC, str(status_w), *proc.argv],
+        os.execve(helper, ["pycontain-exec", HELPER_MAGIC, status_arg, *proc.argv],
                   dict(e.split("=", 1) for e in env if "=" in e))
     except OSError as e:
         raise PycontainError(f"cannot start pycontain's exec helper: {e.strerror}") from None
+
+
+def _identity(proc: Process) -> tuple[security.User, tuple[int, int, int, int, int]]:
+    """Who the process runs as, and its capability sets (bounding, effective, permitted, inheritable,
+    ambient). A user given by name is looked up in the image; like Docker, a non-root user then gets
+    the capabilities only in its bounding set."""
+    if proc.ids is not None:
+        uid, gid, groups = proc.ids
+        user = security.User(uid, gid, groups, _home_of(uid))
+    else:
+        user = security.resolve_user(proc.user)
+    if proc.caps is None:
+        keep = security.capability_mask(security.DEFAULT_CAPS)
+        have = keep if user.uid == 0 else 0
+        return user, (keep, have, have, 0, 0)
+    bounding, effective, permitted, inheritable, ambient = proc.caps
+    if proc.ids is None and user.uid != 0:
+        effective = permitted = ambient = 0
+    return user, (bounding, effective, permitted, inheritable, ambient)
+
+
+def _home_of(uid: int) -> str:
+    """$HOME for a numeric uid, from the image's /etc/passwd (as runc does), else /."""
+    try:
+        return security.resolve_user(str(uid)).home
+    except PycontainError:
+        return "/"
+
+
+def _check_program(program: str, env: list[str]) -> None:
+    """The container's program exists and is executable (looked up in the container's $PATH)."""
+    if "/" in program:
+        candidates = [program]
+    else:
+        path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), DEFAULT_PATH)
+        candidates = [f"{d or '.'}/{program}" for d in path.split(":")]
+    for candidate in candidates:
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return
+    if any(os.path.exists(c) for c in candidates):
+        raise CommandNotExecutable(f"{program}: permission denied")
+    raise CommandNotFound(f"exec: \"{program}\": executable file not found in $PATH")
+
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _join_new_keyring() -> None:
@@ -259,7 +400,7 @@ def _join_new_keyring() -> None:
     explain.say("keyctl(KEYCTL_JOIN_SESSION_KEYRING): a new session keyring, none of the caller's keys")
 
 
-def _attach_pty(sock: object) -> None:
+def _attach_pty(sock: object, size: tuple[int, int] | None = None) -> None:
     """Open a pty inside the container's devpts, send the master to the parent, make the slave our terminal.
 
     In `exec` the container's /dev is the container's to change, so the master is opened as
@@ -274,6 +415,8 @@ def _attach_pty(sock: object) -> None:
         raise PycontainError("/dev/pts/ptmx in the container is not the pty multiplexer")
     fcntl.ioctl(master, TIOCSPTLCK, b"\0\0\0\0")  # unlockpt(3)
     slave = fcntl.ioctl(master, TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    if size:  # process.consoleSize: struct winsize is rows, columns (then two unused shorts)
+        fcntl.ioctl(master, TIOCSWINSZ, size[0].to_bytes(2, "little") + size[1].to_bytes(2, "little") + bytes(4))
     socket.send_fds(sock, [b"m"], [master])  # type: ignore[arg-type]
     os.close(master)
     sock.close()  # type: ignore[attr-defined]
@@ -308,7 +451,7 @@ class Joiner:
             self.close()
             raise
 
-    def __call__(self) -> None:
+    def __call__(self, proc: Process | None = None) -> None:
         for kind in self.kinds:
             syscalls.setns(self.fds[kind], syscalls.NAMESPACE_FLAGS[kind])
         explain.say(f"setns({', '.join(self.kinds)}): joined the container's namespaces")

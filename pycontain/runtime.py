@@ -15,13 +15,13 @@ import _signal
 import os
 import time
 
-from pycontain import explain, mounts, namespaces, network, state, stdio, syscalls
-from pycontain.cgroups import base as cgroups
+from pycontain import cgroups, explain, namespaces, network, specgen, state, stdio, syscalls
 from pycontain.config import merge_env
 from pycontain.errors import ContainerStateError, PycontainError
 from pycontain.images.store import Store
 from pycontain.namespaces import Process
-from pycontain.network import dns, loopback
+from pycontain.network import dns
+from pycontain.oci import executor
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,6 +53,10 @@ class _Undo:
     def __enter__(self) -> _Undo:
         return self
 
+    def forget(self) -> None:
+        """Everything succeeded and is kept: drop the callbacks without running them."""
+        self._callbacks = []
+
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         pending = exc
         while self._callbacks:
@@ -83,16 +87,22 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
     cid = os.urandom(32).hex()
     state.ensure_dirs(paths)
     rec = state.Record(paths, cid)
-    os.mkdir(rec.dir, 0o700)
-    lock_fd = rec.acquire()
-    net = None
     name = cfg.name or f"{_ADJECTIVES[int(cid[0:2], 16) % 12]}_{_NOUNS[int(cid[2:4], 16) % 12]}_{cid[4:8]}"
-    try:
+    with _exit_stack() as undo:
+        # Each step's undo is pushed right after the step: a failure anywhere (a network that cannot be
+        # set up, a full disk) unwinds exactly what was made, and one failing undo does not skip the rest.
+        os.mkdir(rec.dir, 0o700)
+        undo.callback(state.rmtree, rec.dir)
+        lock_fd = rec.acquire()
+        undo.callback(os.close, lock_fd)
         state.reserve_name(paths, name, cid)
+        undo.callback(state.release_name, paths, name, cid)
         resolved = cfg.with_image_defaults(image.config, rec.short_id)
+        undo.callback(state.rmtree, rec.storage)
         for sub in ("upper", "work", "rootfs", "etc"):
             os.makedirs(f"{rec.storage}/{sub}", 0o755)
         net = network.prepare(paths, cid, name, resolved.hostname, cfg)
+        undo.callback(network.release, paths, net, cid)
         etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname)
         etc_files.update((net or {}).get("etc_files", {}))
         meta = {
@@ -103,13 +113,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
         state.atomic_write_json(f"{rec.dir}/state.json", {"status": "starting" if starting else "created"},
                                 durable=False)
-    except BaseException:
-        network.release(paths, net, cid)
-        state.release_name(paths, name, cid)
-        state.rmtree(rec.storage)
-        state.rmtree(rec.dir)
-        os.close(lock_fd)
-        raise
+        undo.forget()  # made: from here on the record is the container's, removed by `rm`
     explain.say(f"record {rec.dir} (name {name}); image {image.ref} with {len(image.layers)} layer(s)")
     return rec, lock_fd
 
@@ -167,21 +171,26 @@ def start_detached(rec: Record, lock_fd: int) -> None:
     report_r, report_w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(report_r)
-        os.setsid()  # no terminal signals from the session that started it
+        # The monitor: whatever happens below (even a failing --rm removal), it ends here, in
+        # os._exit, and never unwinds into the CLI code that forked it.
+        code = 125
         try:
-            supervise(rec, report_fd=report_w)
-            code = 0
-        except BaseException as e:  # noqa: BLE001 - reported to the CLI, which maps it to an exit code
-            code = getattr(e, "exit_code", 125)
+            os.close(report_r)
+            os.setsid()  # no terminal signals from the session that started it
             try:
-                os.write(report_w, f"{code}\t{e}".encode())
-            except OSError:
-                pass
+                supervise(rec, report_fd=report_w)
+                code = 0
+            except BaseException as e:  # noqa: BLE001 - reported to the CLI, which maps it to an exit code
+                code = getattr(e, "exit_code", 125)
+                try:
+                    os.write(report_w, f"{code}\t{e}".encode())
+                except OSError:
+                    pass
+            finally:
+                if rec.config.remove:
+                    _remove(rec)
         finally:
-            if rec.config.remove:
-                _remove(rec)
-        os._exit(code)
+            os._exit(code)
     os.close(report_w)
     os.close(lock_fd)  # the monitor holds the lock from now on
     report = b""
@@ -203,6 +212,21 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
     With report_fd (a detached monitor), "ok" is written there once the command runs, and this
     process then lets go of the caller's terminal.
     """
+    try:
+        return _supervise(rec, report_fd)
+    except BaseException as e:
+        # Any failure after the record said "starting" (a network that cannot attach, a spec the kernel
+        # refuses, Ctrl-C) leaves it exited with that error, never stuck in "starting".
+        try:
+            if rec.status() in ("starting", "created", "running"):
+                rec.set_state(status="exited", exit_code=getattr(e, "exit_code", 125), finished_at=state.now(),
+                              error=str(e) or type(e).__name__)
+        except OSError:
+            pass  # the record itself is gone (removed meanwhile): nothing to mark
+        raise
+
+
+def _supervise(rec: Record, report_fd: int | None) -> int:
     cfg, res, meta = rec.config, rec.resolved, rec.meta()
     detached = report_fd is not None
     log = None
@@ -217,30 +241,18 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
             # -d -i keeps the container's stdin open (nothing writes to it yet), as `docker run -di` does.
             pipes = stdio.Pipes(keep_stdin_open=cfg.interactive)
             undo.callback(pipes.close)
-        cg = cgroups.for_container(rec.id)
-        limits = rec.limits()
-        plan = mounts.RootfsPlan(
-            rootfs=f"{rec.storage}/rootfs", lowerdirs=tuple(meta["layers"]), upperdir=f"{rec.storage}/upper",
-            workdir=f"{rec.storage}/work", mounts=cfg.mounts, etc_files=meta["etc_files"],
-            read_only=cfg.read_only, container_workdir=res.workdir, cgroup_mounts=cg.inside_mounts(),
-        )
-        proc = Process(res.argv, res.env, res.user, res.workdir, tty=cfg.tty, interactive=cfg.interactive,
-                       stdio=pipes.child if pipes else ())
+        # The front end's whole decision, written down as a runtime spec; the executor carries it out.
+        spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, meta["layers"], meta["etc_files"])
+        plan = executor.plan(spec, rec.storage, rec.id)
+        undo.callback(plan.close)
+        proc = plan.process
+        assert proc is not None
+        proc.interactive = cfg.interactive
+        proc.stdio = pipes.child if pipes else ()
 
-        cg.create(limits)
+        cg = executor.make_cgroup(plan)
         undo.callback(cg.remove)
-        explain.say(f"mkdir {cg.dirs()[0]} (cgroup v{cg.version}, pids.max={limits.pids}"
-                    + (f", memory {limits.memory}" if limits.memory else "")
-                    + (f", cpus {limits.cpus}" if limits.cpus else "") + "): "
-                    "the container's processes are accounted and limited as one group")
-
-        flags = namespaces.RUN_FLAGS | (0 if cfg.network == "host" else syscalls.CLONE_NEWNET)
-
-        def prepare() -> None:  # runs in the child, after the parent says go
-            cg.join_self()
-            _prepare_container(plan, res.hostname, cfg.network)
-
-        child = namespaces.spawn(flags, prepare, proc)
+        child = executor.spawn(plan)
         reaper = _Reaper(child.pid)
         undo.callback(reaper.kill_and_reap)
         undo.callback(child.close)
@@ -256,9 +268,8 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         child.go()
         try:
             child.wait_exec()
-        except PycontainError as e:
+        except PycontainError:
             reaper.wait()
-            rec.set_state(status="exited", exit_code=e.exit_code, error=str(e), finished_at=state.now())
             raise
         rec.set_state(status="running", pid=child.pid, pid_start=proc_starttime(child.pid),
                       started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False)
@@ -270,19 +281,6 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
             rec.set_state(status="exited", exit_code=code, finished_at=state.now(), oom_killed=oom)
         explain.say(f"wait4({child.pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
-
-
-def _prepare_container(plan: mounts.RootfsPlan, hostname: str, network: str) -> None:
-    """The child's namespace work, in order. Runs after clone, in the new namespaces."""
-    # A cgroup namespace made now (after joining our cgroup) shows that cgroup as "/".
-    syscalls.unshare(syscalls.CLONE_NEWCGROUP)
-    explain.say("unshare(CLONE_NEWCGROUP): the container sees its own cgroup as the root")
-    if network != "host":
-        loopback.up()
-        explain.say("ioctl(SIOCSIFFLAGS, lo, IFF_UP): the new network namespace has only a loopback device")
-    mounts.setup_rootfs(plan)
-    syscalls.sethostname(hostname)
-    explain.say(f"sethostname({hostname!r}): only this UTS namespace sees it")
 
 
 def _let_go_of_caller(report_fd: int) -> None:

@@ -9,13 +9,11 @@ import os
 
 from pycontain import explain, syscalls
 from pycontain.errors import PycontainError
+from pycontain.oci.spec import DEFAULT_CAPS as SPEC_DEFAULT_CAPS
 
-# podman's default capability set; every other capability is dropped from the bounding, permitted,
-# effective and inheritable sets, and the ambient set is emptied.
-DEFAULT_CAPS = (
-    "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETFCAP", "SETGID",
-    "SETPCAP", "SETUID", "SYS_CHROOT",
-)
+# podman's default capability set (the spec's names, without CAP_); every other capability is dropped
+# from the bounding, permitted, effective and inheritable sets, and the ambient set is emptied.
+DEFAULT_CAPS = tuple(name[4:] for name in SPEC_DEFAULT_CAPS)
 # <linux/capability.h>: each capability's bit. prctl(2) and capset(2) are called through csrc/ rather
 # than python-prctl, whose import cost 0.6 ms of every start (it builds its capability classes).
 CAPABILITIES = {name: bit for bit, name in enumerate((
@@ -140,21 +138,28 @@ def resolve_user(spec: str) -> User:
     return User(uid, gid, sorted({gid, *extra}), home)
 
 
-def drop_privileges(user: User, caps: tuple[str, ...] = DEFAULT_CAPS) -> None:
-    """Capabilities down to `caps`, then become `user`; no_new_privs so nothing can raise them again."""
-    keep = capability_mask(caps)
-    # no_new_privs: execve can never grant privileges again (setuid binaries, file capabilities).
-    syscalls.set_no_new_privs()
+def set_identity(user: User, caps: tuple[int, int, int, int, int], no_new_privs: bool = True) -> None:
+    """Become `user` with the capability sets (bounding, effective, permitted, inheritable, ambient),
+    as bit masks; no_new_privs so that no execve can raise them again (setuid binaries, file caps)."""
+    bounding, effective, permitted, inheritable, ambient = caps
+    if no_new_privs:
+        syscalls.set_no_new_privs()
     # The bounding set limits what any later execve can ever gain; it needs CAP_SETPCAP, so it goes first.
-    syscalls.capbset_keep(keep)
+    syscalls.capbset_keep(bounding)
+    keep = user.uid != 0 and bool(permitted)
+    if keep:  # the spec gives a non-root user capabilities: setuid must not clear the permitted set
+        syscalls.set_keepcaps(True)
     os.setgroups(user.groups)
     os.setgid(user.gid)
-    os.setuid(user.uid)  # to a non-zero uid this clears the permitted and effective sets (no keepcaps)
-    # root keeps `caps` effective and permitted; anyone else keeps none. Inheritable stays empty
-    # (CVE-2022-24769), and so does ambient.
-    have = keep if user.uid == 0 else 0
-    syscalls.capset(have, have, 0)
+    os.setuid(user.uid)  # to a non-zero uid this clears the permitted and effective sets (unless keepcaps)
+    if keep:
+        syscalls.set_keepcaps(False)
+    # Inheritable stays empty unless the spec asks (CVE-2022-24769), and so does ambient.
+    syscalls.capset(effective, permitted, inheritable)
     syscalls.cap_ambient_clear_all()
-    explain.say(f"setgroups/setgid/setuid({user.uid}:{user.gid}) + capset: {len(caps)} capabilities "
-                f"({'kept' if user.uid == 0 else 'bounding only; none effective for a non-root user'}), "
-                "PR_SET_NO_NEW_PRIVS")
+    for bit in range(64):
+        if ambient >> bit & 1:
+            syscalls.cap_ambient_raise(bit)
+    explain.say(f"setgroups/setgid/setuid({user.uid}:{user.gid}) + capset: {bin(bounding).count('1')} capabilities "
+                f"in the bounding set, {bin(effective).count('1')} effective"
+                + (", PR_SET_NO_NEW_PRIVS" if no_new_privs else ""))

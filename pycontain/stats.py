@@ -12,7 +12,7 @@ import sys
 import time
 
 from pycontain import state
-from pycontain.cgroups import base as cgroups
+from pycontain import cgroups
 from pycontain.cli import FLAG, LIMIT_OPTIONS, _need, _table
 from pycontain.errors import ContainerStateError
 

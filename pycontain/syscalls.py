@@ -180,7 +180,10 @@ def join_session_keyring() -> None:
 # <linux/prctl.h>
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
+PR_SET_KEEPCAPS = 8
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 
 
 def set_dumpable(dumpable: bool) -> None:
@@ -193,6 +196,16 @@ def set_pdeathsig(signum: int) -> None:
 
 def set_no_new_privs() -> None:
     _check(_lib().pc_prctl1(PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def set_keepcaps(keep: bool) -> None:
+    """PR_SET_KEEPCAPS: keep the permitted set across setuid() to a non-zero uid (the spec asks for
+    capabilities a non-root process should have)."""
+    _check(_lib().pc_prctl1(PR_SET_KEEPCAPS, int(keep)), "prctl(PR_SET_KEEPCAPS)")
+
+
+def cap_ambient_raise(cap: int) -> None:
+    _check(_lib().pc_prctl2(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap), "prctl(PR_CAP_AMBIENT_RAISE)")
 
 
 def capbset_keep(keep: int) -> None:

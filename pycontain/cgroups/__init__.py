@@ -1,1 +1,31 @@
-"""Control groups: one per container, on cgroup v1 or v2 (detected once, see base.detect)."""
+"""cgroups: the one-time choice between v1 and v2, and a container's cgroup by id or by spec path.
+
+The backends (v1.py, v2.py) share base.Cgroup and files.py; nothing there imports this module back.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pycontain.cgroups.base import Cgroup
+
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def detect() -> int:
+    """2 on a unified (cgroup v2) host, 1 on a v1 or hybrid host."""
+    return 2 if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers") else 1
+
+
+def for_container(cid: str, path: str | None = None, extra: tuple[str, ...] = ()) -> Cgroup:
+    """The cgroup of container `cid`: `pycontain-<cid>` under each hierarchy's root, or the spec's
+    linux.cgroupsPath. extra: v1 controllers to join beyond the default ones (devices, freezer)."""
+    if detect() == 2:
+        from pycontain.cgroups.v2 import CgroupV2
+
+        return CgroupV2(cid, path, extra)
+    from pycontain.cgroups.v1 import CgroupV1
+
+    return CgroupV1(cid, path, extra)

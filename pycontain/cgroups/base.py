@@ -1,7 +1,9 @@
 """What every cgroup backend offers, and the one-time choice between v1 and v2.
 
 A container's cgroup is named `pycontain-<container id>` directly under each hierarchy's root, so `gc`
-can find an orphan by name alone, and nothing is left behind once that one directory is removed.
+can find an orphan by name alone, and nothing is left behind once that one directory is removed. A
+container made from an OCI bundle lives where its linux.cgroupsPath says (podman's
+`/libpod_parent/libpod-<id>`, containerd's `/<namespace>/<id>`); only its own leaf is removed.
 """
 
 from __future__ import annotations
@@ -10,12 +12,12 @@ import os
 import time
 
 from pycontain import explain
+from pycontain.cgroups import files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pycontain.config import Limits
 
-CGROUP_ROOT = "/sys/fs/cgroup"
 PREFIX = "pycontain-"
 
 
@@ -24,9 +26,17 @@ class Cgroup:
 
     version = 0
 
-    def __init__(self, cid: str) -> None:
+    def __init__(self, cid: str, path: str | None = None, extra: tuple[str, ...] = ()) -> None:
         self.cid = cid
-        self.name = PREFIX + cid
+        name = (path or "").strip("/")
+        if ".." in name.split("/"):
+            from pycontain.errors import PycontainError
+
+            raise PycontainError(f"cgroup path {path!r} climbs out of the cgroup hierarchy")
+        self.name = name or PREFIX + cid
+        self.extra = extra
+        # Parent directories this object made for a nested path: removed with the leaf when empty.
+        self.parents_made: list[str] = []
 
     def dirs(self) -> list[str]:
         raise NotImplementedError
@@ -54,18 +64,32 @@ class Cgroup:
         """(fstype, path under /sys/fs/cgroup, options) that show the container its own cgroup."""
         raise NotImplementedError
 
+    def bind_mounts(self) -> list[tuple[str, str, str]]:
+        """inside_mounts for a container without a cgroup namespace: ("bind", subdir, host directory)."""
+        raise NotImplementedError
+
+    def freeze(self, frozen: bool) -> None:
+        """Stop (or resume) every process of the cgroup: `pause`/`resume`."""
+        raise NotImplementedError
+
+    def frozen(self) -> bool:
+        raise NotImplementedError
+
+    def devices(self, rules: list[dict[str, object]]) -> None:
+        """linux.resources.devices: which device nodes the container may open or create."""
+
     def exists(self) -> bool:
         return any(os.path.isdir(d) for d in self.dirs())
 
     def add(self, pid: int) -> None:
         """Move a process in (cgroup.procs); its future children are born inside."""
         for d in self.existing_dirs():
-            _write(f"{d}/cgroup.procs", str(pid))
+            files.write(f"{d}/cgroup.procs", str(pid))
 
     def join_self(self) -> None:
         """Move the calling process in, before it runs anything of the container's."""
         for d in self.dirs():
-            _write(f"{d}/cgroup.procs", "0")
+            files.write(f"{d}/cgroup.procs", "0")
         explain.say(f"write 0 > {self.dirs()[0]}/cgroup.procs: the child joins its cgroup before exec")
 
     def existing_dirs(self) -> list[str]:
@@ -95,6 +119,10 @@ class Cgroup:
 
     def remove(self) -> None:
         """rmdir every directory; the kernel refuses (EBUSY) until the last process has gone."""
+        self._remove_leaves()
+        self.remove_parents()
+
+    def _remove_leaves(self) -> None:
         for d in self.dirs():
             for attempt in range(200):
                 try:
@@ -109,55 +137,37 @@ class Cgroup:
                         self.kill()
                     time.sleep(0.005)
 
+    def make_dir(self, path: str, prepare_parent: object = None) -> None:
+        """mkdir the cgroup's directory, and any parents a nested spec path names (remembered in
+        parents_made, so the ones we made go again with the container)."""
+        try:
+            os.mkdir(path, 0o755)
+            return
+        except FileExistsError:
+            return
+        except FileNotFoundError:
+            pass
+        missing = []
+        parent = os.path.dirname(path)
+        while not os.path.isdir(parent):
+            missing.append(parent)
+            parent = os.path.dirname(parent)
+        for d in reversed(missing):
+            try:
+                os.mkdir(d, 0o755)
+                self.parents_made.append(d)
+            except FileExistsError:
+                pass
+            if callable(prepare_parent):
+                prepare_parent(d)
+        try:
+            os.mkdir(path, 0o755)
+        except FileExistsError:
+            pass
 
-def _write(path: str, value: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
-
-
-def _read_int(path: str) -> int:
-    text = _read(path).strip()
-    return int(text) if text.isdigit() else 0
-
-
-def _keyed(text: str) -> dict[str, int]:
-    """Parse "key value" lines (memory.stat, memory.events, cpu.stat) into a dict."""
-    out = {}
-    for line in text.splitlines():
-        key, _, value = line.partition(" ")
-        if value.strip().isdigit():
-            out[key] = int(value)
-    return out
-
-
-def host_memory() -> int:
-    for line in _read("/proc/meminfo").splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def detect() -> int:
-    """2 on a unified (cgroup v2) host, 1 on a v1 or hybrid host."""
-    return 2 if os.path.exists(f"{CGROUP_ROOT}/cgroup.controllers") else 1
-
-
-def for_container(cid: str) -> Cgroup:
-    if detect() == 2:
-        from pycontain.cgroups.v2 import CgroupV2
-
-        return CgroupV2(cid)
-    from pycontain.cgroups.v1 import CgroupV1
-
-    return CgroupV1(cid)
+    def remove_parents(self) -> None:
+        for d in sorted(self.parents_made, key=len, reverse=True):
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass  # another container still lives below it, or it has gone already

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 
 from pycontain import explain
-from pycontain.cgroups.base import Cgroup, _keyed, _read, _read_int, _write, host_memory
+from pycontain.cgroups.base import Cgroup
+from pycontain.cgroups import files
+from pycontain.cgroups.files import host_memory, keyed, read_int, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -16,6 +18,8 @@ if TYPE_CHECKING:
 # cpuset joins only when --cpuset-cpus asks for it: a v1 cpuset cgroup refuses tasks until cpuset.cpus
 # and cpuset.mems are filled in, which costs reads and writes no other container needs.
 CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "blkio", "cpuset")
+# Joined only when asked for (Cgroup.extra): an OCI container's device rules and `pause`.
+OPTIONAL = ("devices", "freezer")
 CFS_PERIOD_US = 100_000
 UNLIMITED = "-1"
 _hierarchies: list[tuple[str, str]] | None = None
@@ -33,7 +37,7 @@ def hierarchies() -> list[tuple[str, str]]:
                 if len(fields) < 3 or fields[0] != "cgroup":
                     continue
                 point = left.split()[4]
-                controllers = [o for o in fields[2].split(",") if o in CONTROLLERS]
+                controllers = [o for o in fields[2].split(",") if o in CONTROLLERS or o in OPTIONAL]
                 if controllers and point not in (p for p, _ in found):
                     found.append((point, ",".join(controllers)))
         _hierarchies = found
@@ -48,12 +52,19 @@ class CgroupV1(Cgroup):
     version = 1
 
     def roots(self) -> list[str]:
-        return [point for point, _ in hierarchies()]
+        return [point for point, controllers in self.hierarchies()]
+
+    def hierarchies(self) -> list[tuple[str, str]]:
+        """The hierarchies this cgroup lives in: the default controllers', plus any `extra` ones."""
+        wanted = set(CONTROLLERS) | set(self.extra)
+        return [(p, c) for p, c in hierarchies() if wanted & set(c.split(","))]
 
     def dirs(self) -> list[str]:
         return [f"{root}/{self.name}" for root in self.roots()]
 
     def path(self, controller: str) -> str | None:
+        if controller in OPTIONAL and controller not in self.extra:
+            return None
         root = controller_roots().get(controller)
         return f"{root}/{self.name}" if root else None
 
@@ -68,7 +79,7 @@ class CgroupV1(Cgroup):
         joined = 0
         for d in self.dirs():
             try:
-                _write(f"{d}/tasks", "0")
+                write(f"{d}/tasks", "0")
                 joined += 1
             except FileNotFoundError:  # cpuset, when no --cpuset-cpus asked for it
                 pass
@@ -80,70 +91,126 @@ class CgroupV1(Cgroup):
         for d in self.dirs():
             if d == cpuset and limits.cpuset_cpus is None:
                 continue
-            try:
-                os.mkdir(d, 0o755)
-            except FileExistsError:
-                pass
+            self.make_dir(d, _inherit_cpuset if d == cpuset else None)
         if cpuset and limits.cpuset_cpus is not None:
             # A new v1 cpuset starts empty: give it the parent's memory nodes, then the CPUs asked for.
             parent = os.path.dirname(cpuset)
-            _write(f"{cpuset}/cpuset.mems", _read(f"{parent}/cpuset.mems").strip())
+            write(f"{cpuset}/cpuset.mems", files.read(f"{parent}/cpuset.mems").strip())
         self.apply(limits)
 
     def apply(self, limits: Limits) -> None:
         memory, pids, cpu, cpuset = self.path("memory"), self.path("pids"), self.path("cpu"), self.path("cpuset")
         if pids:
-            _write(f"{pids}/pids.max", "max" if limits.pids is None else str(limits.pids))
+            write(f"{pids}/pids.max", "max" if limits.pids is None else str(limits.pids))
         if memory and limits.memory is not None:
             memsw = f"{memory}/memory.memsw.limit_in_bytes"  # present only with swap accounting
             swap = limits.memory_swap if limits.memory_swap is not None else 2 * limits.memory
-            current = _read_int(f"{memory}/memory.limit_in_bytes")
+            current = read_int(f"{memory}/memory.limit_in_bytes")
             # memory+swap may never be below memory: raise it first when growing, lower it last when shrinking.
             order = ["mem", "memsw"] if limits.memory <= current else ["memsw", "mem"]
             for which in order:
                 if which == "mem":
-                    _write(f"{memory}/memory.limit_in_bytes", str(limits.memory))
+                    write(f"{memory}/memory.limit_in_bytes", str(limits.memory))
                 elif os.path.exists(memsw):
-                    _write(memsw, UNLIMITED if swap == -1 else str(swap))
+                    write(memsw, UNLIMITED if swap == -1 else str(swap))
         if memory and limits.memory_reservation is not None:
-            _write(f"{memory}/memory.soft_limit_in_bytes", str(limits.memory_reservation))
+            write(f"{memory}/memory.soft_limit_in_bytes", str(limits.memory_reservation))
         if cpu and limits.cpus is not None:
-            _write(f"{cpu}/cpu.cfs_period_us", str(CFS_PERIOD_US))
-            _write(f"{cpu}/cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
+            write(f"{cpu}/cpu.cfs_period_us", str(CFS_PERIOD_US))
+            write(f"{cpu}/cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
         if cpu and limits.cpu_shares is not None:
-            _write(f"{cpu}/cpu.shares", str(limits.cpu_shares))
+            write(f"{cpu}/cpu.shares", str(limits.cpu_shares))
         if cpuset and limits.cpuset_cpus is not None and os.path.isdir(cpuset):
-            _write(f"{cpuset}/cpuset.cpus", limits.cpuset_cpus)
+            write(f"{cpuset}/cpuset.cpus", limits.cpuset_cpus)
 
     def oom_killed(self) -> bool:
         memory = self.path("memory")
-        return bool(memory) and _keyed(_read(f"{memory}/memory.oom_control")).get("oom_kill", 0) > 0
+        return bool(memory) and keyed(files.read(f"{memory}/memory.oom_control")).get("oom_kill", 0) > 0
 
     def stats(self) -> dict[str, int]:
         memory, cpuacct = self.path("memory"), self.path("cpuacct")
         pids, blkio = self.path("pids"), self.path("blkio")
-        limit = _read_int(f"{memory}/memory.limit_in_bytes") if memory else 0
+        limit = read_int(f"{memory}/memory.limit_in_bytes") if memory else 0
         host = host_memory()
-        usage = _read_int(f"{memory}/memory.usage_in_bytes") if memory else 0
-        cache = _keyed(_read(f"{memory}/memory.stat")).get("total_inactive_file", 0) if memory else 0
+        usage = read_int(f"{memory}/memory.usage_in_bytes") if memory else 0
+        cache = keyed(files.read(f"{memory}/memory.stat")).get("total_inactive_file", 0) if memory else 0
         read = write = 0
-        for line in _read(f"{blkio}/blkio.throttle.io_service_bytes_recursive").splitlines() if blkio else []:
+        for line in files.read(f"{blkio}/blkio.throttle.io_service_bytes_recursive").splitlines() if blkio else []:
             parts = line.split()
             if len(parts) == 3 and parts[1] == "Read":
                 read += int(parts[2])
             elif len(parts) == 3 and parts[1] == "Write":
                 write += int(parts[2])
         return {
-            "cpu_ns": _read_int(f"{cpuacct}/cpuacct.usage") if cpuacct else 0,
+            "cpu_ns": read_int(f"{cpuacct}/cpuacct.usage") if cpuacct else 0,
             "memory": max(0, usage - cache),
             "memory_limit": min(limit, host) if limit and host else limit or host,
-            "pids": _read_int(f"{pids}/pids.current") if pids else 0,
+            "pids": read_int(f"{pids}/pids.current") if pids else 0,
             "blk_read": read,
             "blk_write": write,
         }
 
+    def freeze(self, frozen: bool) -> None:
+        freezer = self.path("freezer")
+        if not freezer or not os.path.isdir(freezer):
+            from pycontain.errors import PycontainError
+
+            raise PycontainError("this container's cgroup has no freezer: it cannot be paused")
+        want = "FROZEN" if frozen else "THAWED"
+        for _ in range(1000):
+            write(f"{freezer}/freezer.state", want)
+            if files.read(f"{freezer}/freezer.state").strip() == want:
+                return
+            import time
+
+            time.sleep(0.001)  # FREEZING: some task is still on its way
+        from pycontain.errors import PycontainError
+
+        raise PycontainError("the freezer did not settle")
+
+    def frozen(self) -> bool:
+        freezer = self.path("freezer")
+        return bool(freezer) and files.read(f"{freezer}/freezer.state").strip() == "FROZEN"
+
+    def devices(self, rules: list[dict[str, object]]) -> None:
+        """The v1 devices controller: each rule written in order to devices.allow or devices.deny, then
+        the nodes every container needs (as runc allows them by default)."""
+        devices = self.path("devices")
+        if not devices:
+            return
+        for rule in list(rules) + DEFAULT_DEVICE_RULES:
+            kind = rule.get("type") or "a"
+            major, minor = rule.get("major"), rule.get("minor")
+            entry = f"{kind} {_num(major)}:{_num(minor)} {rule.get('access') or 'rwm'}"
+            write(f"{devices}/devices.{'allow' if rule.get('allow') else 'deny'}", "a" if kind == "a" else entry)
+
+    def bind_mounts(self) -> list[tuple[str, str, str]]:
+        return [("bind", os.path.basename(point), f"{point}/{self.name}") for point, _ in self.hierarchies()
+                if os.path.isdir(f"{point}/{self.name}")]
+
     def inside_mounts(self) -> list[tuple[str, str, str]]:
         # With a cgroup namespace, each hierarchy mounted inside shows the container's cgroup as its root.
         cpuset = self.path("cpuset")
-        return [("cgroup", os.path.basename(point), controllers) for point, controllers in hierarchies()
+        return [("cgroup", os.path.basename(point), controllers) for point, controllers in self.hierarchies()
                 if not (controllers == "cpuset" and cpuset and not os.path.isdir(cpuset))]
+
+
+# The nodes a container always gets (its /dev has them), and mknod of anything (what it may then open
+# is still up to the rules above): the defaults runc applies after the spec's own rules.
+DEFAULT_DEVICE_RULES: list[dict[str, object]] = [
+    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
+    *(dict[str, object](allow=True, type="c", major=ma, minor=mi, access="rwm")
+      for ma, mi in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, None))),
+]
+
+
+def _num(value: object) -> str:
+    return "*" if value is None or value == -1 else str(value)
+
+
+def _inherit_cpuset(path: str) -> None:
+    """A v1 cpuset directory starts with no CPUs and no memory nodes: copy its parent's."""
+    parent = os.path.dirname(path)
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        write(f"{path}/{name}", files.read(f"{parent}/{name}").strip())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
-from pycontain.cgroups.base import CGROUP_ROOT, Cgroup, _keyed, _read, _read_int, _write, host_memory
+from pycontain.cgroups import CGROUP_ROOT
+from pycontain.cgroups.base import Cgroup
+from pycontain.cgroups import files
+from pycontain.cgroups.files import host_memory, keyed, read_int, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,12 +27,9 @@ class CgroupV2(Cgroup):
         return [f"{CGROUP_ROOT}/{self.name}"]
 
     def create(self, limits: Limits) -> None:
-        _enable_controllers()
+        _enable_controllers(CGROUP_ROOT)
         path = self.dirs()[0]
-        try:
-            os.mkdir(path, 0o755)
-        except FileExistsError:
-            pass
+        self.make_dir(path, _enable_controllers)
         self.apply(limits)
 
     def apply(self, limits: Limits) -> None:
@@ -51,16 +51,16 @@ class CgroupV2(Cgroup):
             _set(path, "cpuset.cpus", limits.cpuset_cpus)
 
     def oom_killed(self) -> bool:
-        return _keyed(_read(f"{self.dirs()[0]}/memory.events")).get("oom_kill", 0) > 0
+        return keyed(files.read(f"{self.dirs()[0]}/memory.events")).get("oom_kill", 0) > 0
 
     def stats(self) -> dict[str, int]:
         path = self.dirs()[0]
-        limit_text = _read(f"{path}/memory.max").strip()
+        limit_text = files.read(f"{path}/memory.max").strip()
         host = host_memory()
         limit = int(limit_text) if limit_text.isdigit() else host
-        cache = _keyed(_read(f"{path}/memory.stat")).get("inactive_file", 0)
+        cache = keyed(files.read(f"{path}/memory.stat")).get("inactive_file", 0)
         read = write = 0
-        for line in _read(f"{path}/io.stat").splitlines():
+        for line in files.read(f"{path}/io.stat").splitlines():
             for field in line.split()[1:]:
                 key, _, value = field.partition("=")
                 if key == "rbytes":
@@ -68,10 +68,10 @@ class CgroupV2(Cgroup):
                 elif key == "wbytes":
                     write += int(value)
         return {
-            "cpu_ns": _keyed(_read(f"{path}/cpu.stat")).get("usage_usec", 0) * 1000,
-            "memory": max(0, _read_int(f"{path}/memory.current") - cache),
+            "cpu_ns": keyed(files.read(f"{path}/cpu.stat")).get("usage_usec", 0) * 1000,
+            "memory": max(0, read_int(f"{path}/memory.current") - cache),
             "memory_limit": min(limit, host) if host else limit,
-            "pids": _read_int(f"{path}/pids.current"),
+            "pids": read_int(f"{path}/pids.current"),
             "blk_read": read,
             "blk_write": write,
         }
@@ -79,11 +79,30 @@ class CgroupV2(Cgroup):
     def inside_mounts(self) -> list[tuple[str, str, str]]:
         return [("cgroup2", "", "")]
 
+    def bind_mounts(self) -> list[tuple[str, str, str]]:
+        return [("bind", "", self.dirs()[0])]
+
+    def freeze(self, frozen: bool) -> None:
+        path = self.dirs()[0]
+        write(f"{path}/cgroup.freeze", "1" if frozen else "0")
+        for _ in range(1000):
+            if keyed(files.read(f"{path}/cgroup.events")).get("frozen", 0) == int(frozen):
+                return
+            import time
+
+            time.sleep(0.001)
+        from pycontain.errors import PycontainError
+
+        raise PycontainError("the cgroup did not settle into the freezer state")
+
+    def frozen(self) -> bool:
+        return keyed(files.read(f"{self.dirs()[0]}/cgroup.events")).get("frozen", 0) == 1
+
     def kill(self) -> None:
         path = f"{self.dirs()[0]}/cgroup.kill"  # Linux 5.14+: the kernel kills every member at once
         if os.path.exists(path):
             try:
-                _write(path, "1")
+                write(path, "1")
             except OSError:
                 pass
         super().kill()
@@ -95,17 +114,18 @@ def _set(path: str, name: str, value: str) -> None:
         from pycontain.errors import PycontainError
 
         raise PycontainError(f"this host's cgroup v2 has no {name} (controller not enabled); cannot apply the limit")
-    _write(target, value)
+    write(target, value)
 
 
-def _enable_controllers() -> None:
+def _enable_controllers(path: str) -> None:
+    """Hand the controllers pycontain uses down from `path` to the cgroups below it."""
     try:
-        with open(f"{CGROUP_ROOT}/cgroup.controllers") as f:
+        with open(f"{path}/cgroup.controllers") as f:
             available = set(f.read().split())
-        with open(f"{CGROUP_ROOT}/cgroup.subtree_control") as f:
+        with open(f"{path}/cgroup.subtree_control") as f:
             enabled = set(f.read().split())
     except OSError:
         return
     missing = [c for c in WANTED if c in available and c not in enabled]
     if missing:
-        _write(f"{CGROUP_ROOT}/cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+        write(f"{path}/cgroup.subtree_control", " ".join(f"+{c}" for c in missing))

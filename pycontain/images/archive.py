@@ -117,7 +117,7 @@ def load(paths: Paths, path: str | None) -> list[str]:
     """Load every image in a docker-archive; returns the names (or ids) loaded."""
     store = Store(paths)
     if path is None:
-        store._ensure()
+        store.ensure()
         # tarfile needs to seek (manifest.json may come last): spool stdin next to the store.
         with tempfile.NamedTemporaryFile(dir=store.root, prefix=f".tmp-{os.getpid()}-") as spool:
             shutil.copyfileobj(sys.stdin.buffer, spool, 1 << 20)
@@ -180,7 +180,7 @@ def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd:
     budget = Budget(store.root, f"image {tags[0] if tags and isinstance(tags[0], str) else 'in ' + what}")
     try:
         for layer, diff_id in zip(entry["Layers"], diff_ids):
-            if not isinstance(layer, str) or not isinstance(diff_id, str) or not reference._is_digest(diff_id):
+            if not isinstance(layer, str) or not isinstance(diff_id, str) or not reference.is_digest(diff_id):
                 raise ImageError(f"an image in {what} has an invalid layer entry {layer!r}")
             if store.has_layer(diff_id):
                 continue

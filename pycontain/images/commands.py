@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pycontain.cli import FLAG, MULTI, VALUE, _ago, _need, _table
+from pycontain.cli import FLAG, MULTI, VALUE, need
+from pycontain.clifmt import ago, size, table
 from pycontain.errors import UsageError
 
 TYPE_CHECKING = False
@@ -63,7 +64,7 @@ def _settings(opts: dict[str, Any]) -> Any:
 def cmd_import(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.images.store import Store
 
-    _need(pos, "TARBALL NAME[:TAG]", exactly=2)
+    need(pos, "TARBALL NAME[:TAG]", exactly=2)
     print(Store(paths).import_tarball(pos[0], pos[1], opts["change"]))
     return 0
 
@@ -75,7 +76,7 @@ def cmd_images(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     store = Store(paths)
     want = reference.parse(pos[0]) if pos else None
     rows, seen = [], set()
-    for repo, tag, config, size in store.images():
+    for repo, tag, config, nbytes in store.images():
         if want is not None and (repo != want.familiar_repository or (":" in pos[0] and tag != want.tag)):
             continue
         image_id = config["id"] if opts["no_trunc"] else config["id"].split(":", 1)[1][:12]
@@ -84,7 +85,7 @@ def cmd_images(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
                 print(image_id)
             seen.add(image_id)
             continue
-        row = [repo, tag, image_id, _ago(config.get("created", "")) + " ago", _size(size)]
+        row = [repo, tag, image_id, ago(config.get("created", "")) + " ago", size(nbytes)]
         if opts["digests"]:
             digests = [d for d in store.meta(config["id"]).get("repo_digests", [])
                        if reference.parse(d).familiar_repository == repo]
@@ -94,23 +95,15 @@ def cmd_images(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
         if opts["digests"]:
             header.insert(2, "DIGEST")
-        _table(header, rows)
+        table(header, rows)
     return 0
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.3g}{unit}" if unit != "B" else f"{n}B"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n}"
 
 
 def cmd_pull(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.images.progress import Progress
     from pycontain.images.pull import Puller
 
-    _need(pos, "an image name", exactly=1)
+    need(pos, "an image name", exactly=1)
     puller = Puller(paths, _settings(opts), Progress(quiet=opts["quiet"]), platform=opts["platform"])
     _, ref = puller.pull(pos[0])
     print(str(ref))
@@ -121,7 +114,7 @@ def cmd_push(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.images.progress import Progress
     from pycontain.images.push import push
 
-    _need(pos, "an image name", exactly=1)
+    need(pos, "an image name", exactly=1)
     digest = push(paths, pos[0], _settings(opts), Progress(quiet=opts["quiet"]))
     print(digest)
     return 0
@@ -131,7 +124,7 @@ def cmd_rmi(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.errors import PycontainError
     from pycontain.images.remove import rmi
 
-    _need(pos, "an image")
+    need(pos, "an image")
     code = 0
     for name in pos:
         try:
@@ -147,7 +140,7 @@ def cmd_tag(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.images import reference
     from pycontain.images.store import Store
 
-    _need(pos, "SOURCE TARGET", exactly=2)
+    need(pos, "SOURCE TARGET", exactly=2)
     store = Store(paths)
     image = store.resolve(pos[0])
     target = reference.parse(pos[1])
@@ -161,7 +154,7 @@ def cmd_tag(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 def cmd_history(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.images.store import Store
 
-    _need(pos, "an image", exactly=1)
+    need(pos, "an image", exactly=1)
     store = Store(paths)
     image = store.resolve(pos[0])
     diff_ids = list(image.config.get("rootfs", {}).get("diff_ids", []))
@@ -170,9 +163,9 @@ def cmd_history(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     layer_index = len(diff_ids) - 1
     for i, entry in enumerate(reversed(history)):
         empty = bool(entry.get("empty_layer"))
-        size = 0
+        nbytes = 0
         if not empty and layer_index >= 0:
-            size = store.layer_info(diff_ids[layer_index]).get("size", 0)
+            nbytes = store.layer_info(diff_ids[layer_index]).get("size", 0)
             layer_index -= 1
         shown_id = (image.id if opts["no_trunc"] else image.short_id) if i == 0 else "<missing>"
         if opts["quiet"]:
@@ -181,17 +174,17 @@ def cmd_history(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         created_by = str(entry.get("created_by", ""))
         if not opts["no_trunc"] and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        rows.append([shown_id, (_ago(entry.get("created", "")) + " ago") if entry.get("created") else "",
-                     created_by, _size(int(size)), str(entry.get("comment", ""))])
+        rows.append([shown_id, (ago(entry.get("created", "")) + " ago") if entry.get("created") else "",
+                     created_by, size(int(nbytes)), str(entry.get("comment", ""))])
     if not opts["quiet"]:
-        _table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+        table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
     return 0
 
 
 def cmd_save(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.images.archive import save
 
-    _need(pos, "an image")
+    need(pos, "an image")
     if opts["output"]:
         save(paths, pos, opts["output"])
         return 0
@@ -239,7 +232,7 @@ def cmd_login(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if not user or not password:
         raise UsageError("user name and password must not be empty")
     probe = Registry(paths, domain, "", _settings(opts))
-    probe._creds = (user, password)
+    probe.credentials = (user, password)  # try these, not the stored ones
     probe.ping()
     auth.store_credentials(paths, domain, user, password)
     print(f"Login Succeeded ({domain}; credentials in {auth.auth_file(paths)}, readable by root only)",
@@ -264,7 +257,7 @@ def _registry_domain(text: str) -> str:
     host = text.removeprefix("https://").removeprefix("http://").split("/", 1)[0]
     if host in ("docker.io", "index.docker.io", "registry-1.docker.io"):
         return "docker.io"
-    if not host or not reference._is_domain(host):
+    if not host or not reference.is_domain(host):
         raise UsageError(f"invalid registry {text!r}: expected HOST[:PORT]")
     return host
 

@@ -12,19 +12,13 @@ import os
 import sys
 import time
 
+from pycontain.clifmt import size
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import TextIO
 
 REDRAW_EVERY = 0.1
-
-
-def human(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
-        n /= 1000
-    return f"{n:.1f}GB"  # pragma: no cover
 
 
 class Progress:
@@ -84,8 +78,8 @@ class Layer:
         if self.status != "Downloading":
             return f"{self.short}: {self.status}"
         rate = self.done / max(time.monotonic() - self.started, 1e-3)
-        total = f"/{human(self.total)}" if self.total else ""
-        return f"{self.short}: Downloading {human(self.done)}{total} {human(rate)}/s"
+        total = f"/{size(self.total)}" if self.total else ""
+        return f"{self.short}: Downloading {size(self.done)}{total} {size(rate)}/s"
 
     def update(self, status: str, force: bool = True) -> None:
         p = self.progress

@@ -91,7 +91,7 @@ def choose_platform(index: dict[str, Any], wanted: tuple[str, str, str], name: s
 
 def _check_descriptor(desc: Any, what: str) -> dict[str, Any]:
     if not isinstance(desc, dict) or not isinstance(desc.get("digest"), str) \
-            or not reference._is_digest(desc["digest"]):
+            or not reference.is_digest(desc["digest"]):
         raise RegistryError(f"{what} has a missing or unsupported digest (only sha256 is supported)")
     if not isinstance(desc.get("size", 0), int) or desc.get("size", 0) < 0:
         raise RegistryError(f"{what} has an invalid size")
@@ -164,7 +164,7 @@ class Puller:
             config = self._config(client, image_id, ref, budget)
             diff_ids = config.get("rootfs", {}).get("diff_ids")
             if not isinstance(diff_ids, list) or len(diff_ids) != len(layers) \
-                    or not all(isinstance(d, str) and reference._is_digest(d) for d in diff_ids):
+                    or not all(isinstance(d, str) and reference.is_digest(d) for d in diff_ids):
                 raise ImageError(f"the config of {ref.familiar} lists {len(diff_ids or [])} layer digests for "
                                  f"{len(layers)} layers; the image is broken")
             try:

@@ -31,11 +31,11 @@ def _is_tag(tag: str) -> bool:
     return 0 < len(tag) <= 128 and tag[0] in _WORD and set(tag) <= _WORD | frozenset(".-")
 
 
-def _is_digest(digest: str) -> bool:
+def is_digest(digest: str) -> bool:
     return digest.startswith("sha256:") and len(digest) == 71 and set(digest[7:]) <= _HEX
 
 
-def _is_domain(domain: str) -> bool:
+def is_domain(domain: str) -> bool:
     host, _, port = domain.partition(":")
     if ":" in domain and not (port.isdigit() and len(port) <= 5):
         return False
@@ -95,7 +95,7 @@ def parse(ref: str) -> Reference:
     name, digest = ref, None
     if "@" in ref:
         name, digest = ref.split("@", 1)
-        if not _is_digest(digest):
+        if not is_digest(digest):
             raise UsageError(f"invalid image reference {ref!r}: digest must be sha256:<64 hex digits>")
     tag = None
     last = name.rsplit("/", 1)[-1]
@@ -106,7 +106,7 @@ def parse(ref: str) -> Reference:
     parts = name.split("/")
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
         domain, path_parts = parts[0], parts[1:]
-        if not _is_domain(domain):
+        if not is_domain(domain):
             raise UsageError(f"invalid image reference {ref!r}: bad registry host {domain!r}")
     else:
         domain, path_parts = DEFAULT_DOMAIN, parts

@@ -201,6 +201,11 @@ class Registry:
             self._creds = auth.credentials(self.paths, self.domain)
         return self._creds  # type: ignore[return-value]
 
+    @credentials.setter
+    def credentials(self, creds: tuple[str, str]) -> None:
+        """`login` checks the credentials it was given, not the stored ones."""
+        self._creds = creds
+
     # -- plumbing --
     def _use(self, endpoint: Endpoint) -> None:
         if endpoint is not self.endpoint:

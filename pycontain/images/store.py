@@ -202,12 +202,13 @@ class Store:
         return sum(self._layer_size(d) for d in config.get("rootfs", {}).get("diff_ids", []))
 
     # -- writing --
-    def _ensure(self) -> None:
+    def ensure(self) -> None:
+        """Make the store's directories: every writer (here, load, pull) calls this before writing."""
         for d in (self.blobs, self.layers, f"{self.root}/meta", f"{self.root}/locks"):
             os.makedirs(d, mode=0o700, exist_ok=True)
 
     def put_blob(self, data: bytes) -> str:
-        self._ensure()
+        self.ensure()
         digest = sha256(data)[7:]
         path = f"{self.blobs}/{digest}"
         if not os.path.exists(path):
@@ -225,7 +226,7 @@ class Store:
         `<digest hex>` serialises the download of one blob: a second concurrent pull waits, then finds
         the layer present instead of fetching it again.
         """
-        self._ensure()
+        self.ensure()
         fd = os.open(f"{self.root}/locks/{name}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         return fd
@@ -246,7 +247,7 @@ class Store:
         from pycontain.images.budget import Budget
         from pycontain.images.unpack import unpack
 
-        self._ensure()
+        self.ensure()
         if budget is None:
             budget = Budget(self.root, what)
         budget.before_layer(known_size, what)
@@ -333,7 +334,7 @@ class Store:
             return before
 
     def write_meta(self, image_id: str, **facts: Any) -> None:
-        self._ensure()
+        self.ensure()
         before = self.meta(image_id)
         meta = dict(before)
         for key, value in facts.items():

@@ -31,12 +31,11 @@ def cmd_network(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         print(net["id"])
         return 0
     if action in ("ls", "list"):
-        rows = [["NETWORK ID", "NAME", "DRIVER", "SUBNET", "CONTAINERS"]]
-        rows += [[n["id"][:12], n["name"], "bridge", n["subnet"], str(len(ipam.leases(paths, n["name"])))]
-                 for n in map(lambda name: ipam.load(paths, name), ipam.names(paths))]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        for r in rows:
-            print("   ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        from pycontain.clifmt import table
+
+        rows = [[n["id"][:12], n["name"], "bridge", n["subnet"], str(len(ipam.leases(paths, n["name"])))]
+                for n in map(lambda name: ipam.load(paths, name), ipam.names(paths))]
+        table(["NETWORK ID", "NAME", "DRIVER", "SUBNET", "CONTAINERS"], rows)
         return 0
     if action == "inspect":
         import json

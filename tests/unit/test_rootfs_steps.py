@@ -9,8 +9,10 @@ import os
 import pytest
 
 from pycontain import mounts, syscalls
-from pycontain.config import BindMount
+from pycontain.config import BindMount, ResolvedConfig, ContainerConfig
 from pycontain.errors import PycontainError
+from pycontain.oci import executor
+from pycontain import specgen
 
 
 def _where(path):
@@ -86,19 +88,23 @@ def kernel(monkeypatch):
     syscalls.install(previous)
 
 
-def make_plan(tmp_path, **kw):
-    root = tmp_path / "rootfs"
-    root.mkdir()
+def make_plan(tmp_path, mounts=(), read_only=False):
+    """The plan the executor makes of the front end's spec for a container: the same path `run` takes."""
+    storage = tmp_path / "storage"
+    (storage / "rootfs").mkdir(parents=True)
     etc = tmp_path / "etcfiles"
     etc.mkdir()
     files = {}
     for name in ("hostname", "hosts", "resolv.conf"):
         (etc / name).write_text("x\n")
         files[f"/etc/{name}"] = str(etc / name)
-    args = dict(rootfs=str(root), lowerdirs=("/l/bottom", "/l/top"), upperdir="/u", workdir="/w", mounts=(),
-                etc_files=files, read_only=False, container_workdir="/app")
-    args.update(kw)
-    return mounts.RootfsPlan(**args)
+    cfg = ContainerConfig(image="x", mounts=tuple(mounts), read_only=read_only)
+    res = ResolvedConfig(argv=("sh",), env=(), workdir="/app", user="", hostname="h")
+    spec = specgen.build("c" * 64, cfg, res, cfg.limits, str(storage), ["/l/bottom", "/l/top"], files)
+    spec["annotations"]["org.pycontain.overlay"] = "lowerdir=/l/top:/l/bottom,upperdir=/u,workdir=/w"
+    plan = executor.plan(spec, str(storage), "c" * 64)
+    plan.rootfs.cgroup_mounts = []
+    return plan.rootfs
 
 
 def test_step_order_slave_overlay_proc_dev_sys_then_pivot(kernel, tmp_path):
@@ -142,7 +148,7 @@ def test_read_only_bind_is_made_read_only_recursively_before_it_is_placed(kernel
     steps = [c for c in kernel.calls if c[0] in ("mount_setattr", "bind") and c[1] == str(tmp_path)]
     assert [c[0] for c in steps] == ["mount_setattr", "bind"]
     assert steps[0][2] & syscalls.AT_RECURSIVE and steps[0][3] == syscalls.MOUNT_ATTR_RDONLY
-    assert steps[1][2] == f"{tmp_path}/rootfs/data"
+    assert steps[1][2] == f"{tmp_path}/storage/rootfs/data"
 
 
 def make_root(tmp_path):

@@ -1,0 +1,267 @@
+"""The executor: a runtime-spec document turned into clone flags, namespaces to join, mounts as data
+and the process to exec. It reads nothing but the spec (and where the bundle is).
+
+Two callers share it. `pycontain run` builds the spec in memory and starts the process at once; the
+`pycontain-oci create` command reads config.json, and the container's init then waits, set up and
+just before execve, until `pycontain-oci start` opens its exec FIFO.
+
+    parent (before clone): check the spec, open namespace paths, parse mounts, resolve capabilities,
+                           make the cgroup and write its limits
+    clone(new namespaces) -> child: join cgroup -> setns(paths) -> unshare(cgroup) -> lo up
+                           -> mounts (spec.mounts) -> [createRuntime/prestart hooks in the parent,
+                           createContainer in the child] -> pivot_root -> masked/read-only paths
+                           -> hostname -> rlimits, umask -> user, capabilities, no_new_privs
+                           -> [ready; wait for start; startContainer hooks] -> execve
+"""
+
+from __future__ import annotations
+
+import os
+
+from pycontain import cgroups, explain, mounts, syscalls
+from pycontain.errors import PycontainError
+from pycontain.namespaces import Process
+from pycontain.oci import spec as ocispec
+from pycontain.security import CAPABILITIES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pycontain.cgroups.base import Cgroup
+    from pycontain.config import Limits
+
+CLONE_FLAGS = {
+    "pid": syscalls.CLONE_NEWPID, "network": syscalls.CLONE_NEWNET, "mount": syscalls.CLONE_NEWNS,
+    "ipc": syscalls.CLONE_NEWIPC, "uts": syscalls.CLONE_NEWUTS, "cgroup": syscalls.CLONE_NEWCGROUP,
+}
+PROC_NS = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup"}
+# Sysctls that belong to a namespace the container owns (the rest are the host's to set).
+IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+               "kernel.shmmni", "kernel.shm_rmid_forced")
+RUNTIME_HOOKS = ("prestart", "createRuntime")
+
+
+def cap_mask(names: list[str] | None) -> int:
+    mask = 0
+    for name in names or ():
+        mask |= 1 << CAPABILITIES[name[4:]]
+    return mask
+
+
+class Plan:
+    """Everything the child needs, computed by the parent before clone."""
+
+    def __init__(self) -> None:
+        self.flags = 0
+        self.join: list[tuple[str, int]] = []  # (proc ns name, fd) to setns in the child
+        self.pid_ns_fd: int | None = None  # joined by the parent itself: it applies to its children
+        self.new_cgroupns = False
+        self.new_netns = False
+        self.rootfs: mounts.RootfsPlan | None = None
+        self.hostname: str | None = None
+        self.cgroup: Cgroup | None = None
+        self.limits: Limits | None = None
+        self.device_rules: list[dict[str, Any]] = []
+        self.process: Process | None = None
+        self.hooks: dict[str, list[dict[str, Any]]] = {}
+        self.oom_score_adj: int | None = None
+        # The state hooks read on stdin (set by pycontain-oci; the pid is filled in when known).
+        self.hook_state: dict[str, Any] = {}
+
+    def close(self) -> None:
+        for _, fd in self.join:
+            os.close(fd)
+        self.join = []
+        if self.pid_ns_fd is not None:
+            os.close(self.pid_ns_fd)
+            self.pid_ns_fd = None
+
+
+def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[str, ...] = ()) -> Plan:
+    """The spec (already checked) as a Plan. Opens the namespace paths it names; Plan.close() them."""
+    linux = spec.get("linux") or {}
+    annotations = spec.get("annotations") or {}
+    p = Plan()
+    try:
+        namespaces = {ns["type"]: ns.get("path") for ns in linux.get("namespaces") or ()}
+        for kind, path in namespaces.items():
+            if path is None:
+                if kind != "cgroup":  # made after joining the cgroup, so that cgroup is its root
+                    p.flags |= CLONE_FLAGS[kind]
+                continue
+            fd = _open_namespace(kind, path)
+            if kind == "pid":
+                p.pid_ns_fd = fd
+            else:
+                p.join.append((PROC_NS[kind], fd))
+        # The mount namespace is joined last: it changes what paths mean.
+        p.join.sort(key=lambda item: item[0] == "mnt")
+        p.new_cgroupns = "cgroup" in namespaces and namespaces["cgroup"] is None
+        p.new_netns = "network" in namespaces and namespaces["network"] is None
+        root = spec["root"]
+        rootfs = root["path"] if root["path"].startswith("/") else os.path.join(bundle, root["path"])
+        rootfs = os.path.realpath(rootfs)
+        if annotations.get(ocispec.OVERLAY) is None and not os.path.isdir(rootfs):
+            raise ocispec.SpecError(f"config.json: root.path: {rootfs} is not a directory")
+        p.cgroup = cgroups.for_container(cid, linux.get("cgroupsPath") or None, extra_controllers)
+        p.limits = ocispec.limits_from(linux.get("resources"))
+        p.device_rules = list((linux.get("resources") or {}).get("devices") or ())
+        process = spec.get("process") or {}
+        p.rootfs = mounts.RootfsPlan(
+            rootfs=rootfs,
+            mounts=[mounts.MountStep.parse(m, bundle) for m in spec.get("mounts") or ()],
+            overlay=annotations.get(ocispec.OVERLAY),
+            masked=tuple(linux.get("maskedPaths") or ()),
+            readonly_paths=tuple(linux.get("readonlyPaths") or ()),
+            read_only=bool(root.get("readonly")),
+            cwd=process.get("cwd") or "/",
+            cgroup_mounts=p.cgroup.inside_mounts() if p.new_cgroupns else None,
+            devices=[_device(d) for d in linux.get("devices") or ()],
+            propagation=_propagation(linux.get("rootfsPropagation")),
+        )
+        p.rootfs.sysctl = _sysctls(linux.get("sysctl") or {}, namespaces)
+        p.hostname = spec.get("hostname") or None
+        if p.hostname and "uts" not in namespaces:
+            raise ocispec.SpecError("config.json: hostname: setting it needs a uts namespace of the container's own")
+        p.hooks = {k: v for k, v in (spec.get("hooks") or {}).items() if v}
+        p.process = process_from(process, annotations)
+        p.oom_score_adj = process.get("oomScoreAdj")
+    except BaseException:
+        p.close()
+        raise
+    return p
+
+
+def process_from(process: dict[str, Any], annotations: dict[str, str] | None = None) -> Process:
+    """spec.process as the namespaces.Process the child execs."""
+    user = process.get("user") or {}
+    caps = process.get("capabilities") or {}
+    proc = Process(
+        tuple(process["args"]), tuple(process.get("env") or ()),
+        (annotations or {}).get(ocispec.USER_NAME, ""), process.get("cwd") or "/",
+        tty=bool(process.get("terminal")),
+    )
+    if ocispec.USER_NAME not in (annotations or {}):
+        proc.ids = (user.get("uid", 0), user.get("gid", 0), list(user.get("additionalGids") or ()))
+    proc.caps = (cap_mask(caps.get("bounding")), cap_mask(caps.get("effective")), cap_mask(caps.get("permitted")),
+                 cap_mask(caps.get("inheritable")), cap_mask(caps.get("ambient")))
+    proc.no_new_privs = bool(process.get("noNewPrivileges"))
+    proc.rlimits = [(ocispec.RLIMITS[r["type"]], r["soft"], r["hard"]) for r in process.get("rlimits") or ()]
+    proc.umask = user.get("umask")
+    size = process.get("consoleSize") or {}
+    if size:
+        proc.console_size = (size.get("height", 0), size.get("width", 0))
+    return proc
+
+
+def _open_namespace(kind: str, path: str) -> int:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ocispec.SpecError(f"config.json: linux.namespaces: cannot open the {kind} namespace {path}: "
+                                f"{e.strerror}") from None
+    return fd
+
+
+def _device(d: dict[str, Any]) -> tuple[str, int, int, int, int, int]:
+    kinds = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}
+    file_mode: int = d["fileMode"] if d.get("fileMode") is not None else 0o666
+    mode = kinds[d["type"]] | file_mode
+    return (d["path"], mode, d.get("major") or 0, d.get("minor") or 0, d.get("uid") or 0, d.get("gid") or 0)
+
+
+def _propagation(value: str | None) -> int:
+    if not value:
+        return syscalls.MS_REC | syscalls.MS_SLAVE
+    base = mounts.PROPAGATION[value.lstrip("r")]
+    return base | (syscalls.MS_REC if value.startswith("r") else 0)
+
+
+def _sysctls(values: dict[str, str], namespaces: dict[str, str | None]) -> list[tuple[str, str]]:
+    """linux.sysctl as (path under /proc/sys, value); only those of a namespace the container has."""
+    out = []
+    for name, value in values.items():
+        ok = (name in IPC_SYSCTLS or name.startswith("fs.mqueue.")) and "ipc" in namespaces
+        ok = ok or (name.startswith("net.") and "network" in namespaces)
+        ok = ok or (name in ("kernel.hostname", "kernel.domainname") and "uts" in namespaces)
+        if not ok or "/" in name or ".." in name.split("."):
+            raise ocispec.SpecError(f"config.json: linux.sysctl: {name} is not a sysctl of a namespace this "
+                                    "container has its own of: it would change the host")
+        out.append(("proc/sys/" + name.replace(".", "/"), value))
+    return out
+
+
+def child_steps(p: Plan) -> Any:
+    """The child's namespace work (runs after clone, in the new namespaces), as a closure."""
+    from pycontain.network import loopback
+
+    def prepare(proc: Process) -> None:
+        if p.cgroup is not None:
+            p.cgroup.join_self()
+        for kind, fd in p.join:
+            syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[kind])
+            explain.say(f"setns({kind}): joined the namespace the spec names")
+        if p.new_cgroupns:
+            # A cgroup namespace made now (after joining our cgroup) shows that cgroup as "/".
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+            explain.say("unshare(CLONE_NEWCGROUP): the container sees its own cgroup as the root")
+        if p.new_netns:
+            loopback.up()
+            explain.say("ioctl(SIOCSIFFLAGS, lo, IFF_UP): the new network namespace has only a loopback device")
+        assert p.rootfs is not None
+        if p.hooks.get("createContainer") or any(p.hooks.get(k) for k in RUNTIME_HOOKS):
+            p.rootfs.before_pivot = lambda: _before_pivot(p, proc)
+        mounts.setup_rootfs(p.rootfs)
+        if p.hostname:
+            syscalls.sethostname(p.hostname)
+            explain.say(f"sethostname({p.hostname!r}): only this UTS namespace sees it")
+
+    return prepare
+
+
+def _before_pivot(p: Plan, proc: Process) -> None:
+    """Mounts made, pivot_root next: the parent runs prestart and createRuntime hooks (in the runtime's
+    namespaces), then this process runs createContainer hooks (in the container's mount namespace,
+    with the host's paths still in view), as the runtime spec orders them."""
+    from pycontain.namespaces import CONTINUE, HOOKS
+    from pycontain.oci import hooks
+
+    if any(p.hooks.get(k) for k in RUNTIME_HOOKS):
+        os.write(proc.status_w, HOOKS)
+        if os.read(proc.go_r, 1) != CONTINUE:
+            raise PycontainError("the runtime stopped before the createRuntime hooks finished")
+    if p.hooks.get("createContainer"):
+        hooks.run_all(p.hooks["createContainer"], dict(p.hook_state, pid=hooks.host_pid()), "createContainer")
+
+
+def make_cgroup(p: Plan) -> Cgroup:
+    """mkdir the container's cgroup and write its limits and device rules, before any process joins.
+    The caller removes it (Cgroup.remove) on every path."""
+    assert p.cgroup is not None and p.limits is not None and p.rootfs is not None
+    cg = p.cgroup
+    cg.create(p.limits)
+    if p.device_rules:
+        cg.devices(p.device_rules)
+    # What the container's /sys/fs/cgroup shows: its own cgroup, now that it exists.
+    p.rootfs.cgroup_mounts = cg.inside_mounts() if p.new_cgroupns else cg.bind_mounts()
+    explain.say(f"mkdir {cg.dirs()[0]} (cgroup v{cg.version}, pids.max={p.limits.pids}"
+                + (f", memory {p.limits.memory}" if p.limits.memory else "")
+                + (f", cpus {p.limits.cpus}" if p.limits.cpus else "") + "): "
+                "the container's processes are accounted and limited as one group")
+    return cg
+
+
+def spawn(p: Plan) -> Any:
+    """clone the container's init into its namespaces (it then waits for Child.go())."""
+    from pycontain import namespaces
+
+    assert p.process is not None
+    if p.pid_ns_fd is not None:
+        # setns on a PID namespace changes where this process's children are born, not this process.
+        syscalls.setns(p.pid_ns_fd, syscalls.CLONE_NEWPID)
+    child = namespaces.spawn(p.flags, child_steps(p), p.process)
+    if p.oom_score_adj is not None:
+        with open(f"/proc/{child.pid}/oom_score_adj", "w") as f:
+            f.write(str(p.oom_score_adj))
+    return child

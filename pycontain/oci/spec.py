@@ -1,0 +1,355 @@
+"""The OCI runtime-spec document as plain data: what a container is, decided by whoever wrote it.
+
+The front end (`pycontain run`) builds this document in memory from the image config and the flags;
+`pycontain-oci` reads it from a bundle's config.json that podman, containerd or a person wrote. Either
+way the executor reads nothing else. A bundle is untrusted input: `check` refuses, with one line naming
+the field, anything the executor would otherwise trip over halfway through a start.
+
+The document stays a dict of JSON values (no model classes): it is what the spec defines, what the
+front end hands over without a JSON round trip, and what `pycontain-oci spec` prints.
+"""
+
+from __future__ import annotations
+
+from pycontain.errors import PycontainError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pycontain.config import Limits
+
+OCI_VERSION = "1.0.2"
+NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+# Annotations only pycontain's own executor reads (other runtimes ignore unknown annotations). They
+# carry what the front end cannot know before the container exists: the overlay its rootfs is built
+# from (mounted inside the container's mount namespace, so nothing is ever mounted on the host), and
+# a user given by name (looked up in the image's own /etc/passwd, after pivot_root).
+OVERLAY = "org.pycontain.overlay"
+USER_NAME = "org.pycontain.user"
+
+# podman's default capability set.
+DEFAULT_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+)
+# Paths a container must not read (kernel memory, keys, timers that leak host activity), as podman masks
+# them: directories get an empty read-only tmpfs, files get /dev/null.
+MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/sched_debug", "/proc/scsi", "/proc/timer_list", "/proc/timer_stats",
+    "/sys/dev/block", "/sys/devices/virtual/powercap", "/sys/firmware", "/sys/fs/selinux",
+)
+# Paths a container may read but not write (kernel tunables and triggers).
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+class SpecError(PycontainError):
+    """The bundle's config.json is not something pycontain can run."""
+
+
+def default_mounts() -> list[dict[str, Any]]:
+    """The filesystems every container gets, as spec mounts: data, not hard-coded steps."""
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]
+
+
+def default_spec(rootfs: str = "rootfs", args: list[str] | None = None, terminal: bool = True) -> dict[str, Any]:
+    """What `pycontain-oci spec` writes: a complete, secure starting point to edit."""
+    caps = list(DEFAULT_CAPS)
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": terminal,
+            "user": {"uid": 0, "gid": 0},
+            "args": args or ["sh"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": rootfs, "readonly": True},
+        "hostname": "pycontain",
+        "mounts": default_mounts(),
+        "linux": {
+            "resources": {"devices": [{"allow": False, "access": "rwm"}]},
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount", "cgroup")],
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+    }
+
+
+# ---------------------------------------------------------------- validation of an untrusted bundle
+
+def _fail(field: str, why: str) -> SpecError:
+    return SpecError(f"config.json: {field}: {why}")
+
+
+def _obj(value: Any, field: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail(field, "must be an object")
+    return value
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise _fail(field, "must be an array")
+    return value
+
+
+def _strings(value: Any, field: str) -> list[str]:
+    items = _list(value, field)
+    for item in items:
+        if not isinstance(item, str) or "\0" in item:
+            raise _fail(field, "must be an array of strings")
+    return items
+
+
+def _int(value: Any, field: str, low: int | None = None, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(field, "must be an integer")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise _fail(field, f"{value} is out of range")
+    return value
+
+
+def _abs(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
+        raise _fail(field, "must be an absolute path")
+    return value
+
+
+def check(spec: Any, need_process: bool = True) -> dict[str, Any]:
+    """Refuse, with one line naming the field, a document the executor cannot carry out safely."""
+    if not isinstance(spec, dict):
+        raise SpecError("config.json: the document must be a JSON object")
+    version = spec.get("ociVersion")
+    if not isinstance(version, str) or not version.startswith("1."):
+        raise _fail("ociVersion", f"{version!r} is not a 1.x runtime-spec version")
+    root = _obj(spec.get("root"), "root")
+    if not isinstance(root.get("path"), str) or not root["path"]:
+        raise _fail("root.path", "is required")
+    process = spec.get("process")
+    if process is None:
+        if need_process:
+            raise _fail("process", "is required to create a container")
+    else:
+        check_process(process, "process")
+    if spec.get("hostname") is not None and not isinstance(spec["hostname"], str):
+        raise _fail("hostname", "must be a string")
+    for i, m in enumerate(_list(spec.get("mounts"), "mounts")):
+        m = _obj(m, f"mounts[{i}]")
+        _abs(m.get("destination"), f"mounts[{i}].destination")
+        if m.get("type") is not None and not isinstance(m["type"], str):
+            raise _fail(f"mounts[{i}].type", "must be a string")
+        if m.get("source") is not None and not isinstance(m["source"], str):
+            raise _fail(f"mounts[{i}].source", "must be a string")
+        _strings(m.get("options"), f"mounts[{i}].options")
+    hooks = _obj(spec.get("hooks"), "hooks")
+    for kind, entries in hooks.items():
+        if kind not in HOOKS:
+            raise _fail(f"hooks.{kind}", f"unknown hook (expected one of {', '.join(HOOKS)})")
+        for i, hook in enumerate(_list(entries, f"hooks.{kind}")):
+            hook = _obj(hook, f"hooks.{kind}[{i}]")
+            _abs(hook.get("path"), f"hooks.{kind}[{i}].path")
+            _strings(hook.get("args"), f"hooks.{kind}[{i}].args")
+            _strings(hook.get("env"), f"hooks.{kind}[{i}].env")
+            if hook.get("timeout") is not None:
+                _int(hook["timeout"], f"hooks.{kind}[{i}].timeout", 1)
+    annotations = _obj(spec.get("annotations"), "annotations")
+    for key, value in annotations.items():
+        if not isinstance(value, str):
+            raise _fail(f"annotations.{key}", "must be a string")
+    linux = _obj(spec.get("linux"), "linux")
+    seen = set()
+    for i, ns in enumerate(_list(linux.get("namespaces"), "linux.namespaces")):
+        ns = _obj(ns, f"linux.namespaces[{i}]")
+        kind = str(ns.get("type"))
+        if kind not in NAMESPACES:
+            raise _fail(f"linux.namespaces[{i}].type", f"{kind!r} is not a namespace type")
+        if kind in seen:
+            raise _fail("linux.namespaces", f"{kind} is listed twice")
+        seen.add(kind)
+        if ns.get("path") is not None:
+            _abs(ns["path"], f"linux.namespaces[{i}].path")
+    if "mount" not in seen:
+        raise _fail("linux.namespaces", "a mount namespace is required (pivot_root would change the host's root)")
+    for key in ("uidMappings", "gidMappings"):
+        if _list(linux.get(key), f"linux.{key}"):
+            raise _fail(f"linux.{key}", "user namespaces are not supported by pycontain-oci yet")
+    if "user" in seen:
+        raise _fail("linux.namespaces", "user namespaces are not supported by pycontain-oci yet")
+    if "time" in seen:
+        raise _fail("linux.namespaces", "time namespaces are not supported by pycontain-oci")
+    if linux.get("cgroupsPath") is not None and not isinstance(linux["cgroupsPath"], str):
+        raise _fail("linux.cgroupsPath", "must be a string")
+    for key in ("maskedPaths", "readonlyPaths"):
+        for p in _strings(linux.get(key), f"linux.{key}"):
+            _abs(p, f"linux.{key}")
+    for key, value in _obj(linux.get("sysctl"), "linux.sysctl").items():
+        if not isinstance(value, str):
+            raise _fail(f"linux.sysctl.{key}", "must be a string")
+    for i, dev in enumerate(_list(linux.get("devices"), "linux.devices")):
+        dev = _obj(dev, f"linux.devices[{i}]")
+        _abs(dev.get("path"), f"linux.devices[{i}].path")
+        if dev.get("type") not in ("c", "b", "u", "p"):
+            raise _fail(f"linux.devices[{i}].type", "must be c, b, u or p")
+        for n in ("major", "minor"):
+            if dev.get("type") != "p" or dev.get(n) is not None:
+                _int(dev.get(n), f"linux.devices[{i}].{n}", 0)
+    check_resources(linux.get("resources"), "linux.resources")
+    if linux.get("seccomp") is not None:
+        raise _fail("linux.seccomp", "seccomp filters are not supported by pycontain-oci yet")
+    propagation = linux.get("rootfsPropagation")
+    if propagation not in (None, "", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable",
+                           "runbindable"):
+        raise _fail("linux.rootfsPropagation", f"{propagation!r} is not a propagation mode")
+    return spec
+
+
+def check_process(process: Any, field: str) -> dict[str, Any]:
+    process = _obj(process, field)
+    args = _strings(process.get("args"), f"{field}.args")
+    if not args or not args[0]:
+        raise _fail(f"{field}.args", "must name a program")
+    _strings(process.get("env"), f"{field}.env")
+    _abs(process.get("cwd"), f"{field}.cwd")
+    user = _obj(process.get("user"), f"{field}.user")
+    for key in ("uid", "gid"):
+        _int(user.get(key, 0), f"{field}.user.{key}", 0, 2**32 - 2)
+    for gid in _list(user.get("additionalGids"), f"{field}.user.additionalGids"):
+        _int(gid, f"{field}.user.additionalGids", 0, 2**32 - 2)
+    if user.get("umask") is not None:
+        _int(user["umask"], f"{field}.user.umask", 0, 0o777)
+    from pycontain.security import CAPABILITIES
+
+    for kind, names in _obj(process.get("capabilities"), f"{field}.capabilities").items():
+        for name in _strings(names, f"{field}.capabilities.{kind}"):
+            if not name.startswith("CAP_") or name[4:] not in CAPABILITIES:
+                raise _fail(f"{field}.capabilities.{kind}", f"unknown capability {name!r}")
+    for i, rl in enumerate(_list(process.get("rlimits"), f"{field}.rlimits")):
+        rl = _obj(rl, f"{field}.rlimits[{i}]")
+        if rl.get("type") not in RLIMITS:
+            raise _fail(f"{field}.rlimits[{i}].type", f"unknown rlimit {rl.get('type')!r}")
+        for key in ("hard", "soft"):
+            _int(rl.get(key), f"{field}.rlimits[{i}].{key}", 0, 2**64 - 1)
+        if rl["soft"] > rl["hard"]:
+            raise _fail(f"{field}.rlimits[{i}]", "soft is above hard")
+    for key in ("terminal", "noNewPrivileges"):
+        if process.get(key) is not None and not isinstance(process[key], bool):
+            raise _fail(f"{field}.{key}", "must be true or false")
+    if process.get("oomScoreAdj") is not None:
+        _int(process["oomScoreAdj"], f"{field}.oomScoreAdj", -1000, 1000)
+    size = _obj(process.get("consoleSize"), f"{field}.consoleSize")
+    for key in ("height", "width"):
+        if key in size:
+            _int(size[key], f"{field}.consoleSize.{key}", 0, 65535)
+    out: dict[str, Any] = process
+    return out
+
+
+# <asm-generic/resource.h>
+RLIMITS = {name: n for n, name in enumerate((
+    "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC",
+    "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+))}
+
+
+def check_resources(value: Any, field: str) -> dict[str, Any]:
+    res = _obj(value, field)
+    memory = _obj(res.get("memory"), f"{field}.memory")
+    for key in ("limit", "reservation", "swap", "kernel", "kernelTCP"):
+        if memory.get(key) is not None:
+            _int(memory[key], f"{field}.memory.{key}", -1)
+    cpu = _obj(res.get("cpu"), f"{field}.cpu")
+    for key in ("shares", "quota", "period", "realtimeRuntime", "realtimePeriod"):
+        if cpu.get(key) is not None:
+            _int(cpu[key], f"{field}.cpu.{key}", -1)
+    for key in ("cpus", "mems"):
+        if cpu.get(key) is not None and (not isinstance(cpu[key], str) or not set(cpu[key]) <= set("0123456789,-")):
+            raise _fail(f"{field}.cpu.{key}", "must be a list like 0-1,3")
+    pids = _obj(res.get("pids"), f"{field}.pids")
+    if pids.get("limit") is not None:
+        _int(pids["limit"], f"{field}.pids.limit")
+    for i, dev in enumerate(_list(res.get("devices"), f"{field}.devices")):
+        dev = _obj(dev, f"{field}.devices[{i}]")
+        if not isinstance(dev.get("allow"), bool):
+            raise _fail(f"{field}.devices[{i}].allow", "must be true or false")
+        if dev.get("type", "a") not in ("a", "c", "b"):
+            raise _fail(f"{field}.devices[{i}].type", "must be a, c or b")
+        if not set(dev.get("access") or "rwm") <= set("rwm"):
+            raise _fail(f"{field}.devices[{i}].access", "must be made of r, w and m")
+        for key in ("major", "minor"):
+            if dev.get(key) is not None:
+                _int(dev[key], f"{field}.devices[{i}].{key}", -1)
+    return res
+
+
+def limits_from(resources: dict[str, Any] | None, base: Limits | None = None) -> Limits:
+    """linux.resources as the cgroup code's Limits (unset fields keep `base`'s, else no limit)."""
+    from pycontain.config import Limits
+
+    res = resources or {}
+    out: dict[str, Any] = (base or Limits(pids=None)).to_json()
+    memory, cpu, pids = res.get("memory") or {}, res.get("cpu") or {}, res.get("pids") or {}
+    if memory.get("limit") is not None:
+        out["memory"] = None if memory["limit"] < 0 else memory["limit"]
+    if memory.get("swap") is not None:
+        out["memory_swap"] = -1 if memory["swap"] < 0 else memory["swap"]
+    if memory.get("reservation") is not None:
+        out["memory_reservation"] = None if memory["reservation"] < 0 else memory["reservation"]
+    if cpu.get("quota") is not None:
+        period = cpu.get("period") or 100_000
+        out["cpus"] = None if cpu["quota"] <= 0 else cpu["quota"] / period
+    if cpu.get("shares"):
+        out["cpu_shares"] = cpu["shares"]
+    if cpu.get("cpus"):
+        out["cpuset_cpus"] = cpu["cpus"]
+    if pids.get("limit") is not None:
+        out["pids"] = None if pids["limit"] <= 0 else pids["limit"]
+    return Limits(**out)
+
+
+def resources_from(limits: Limits) -> dict[str, Any]:
+    """The front end's Limits as linux.resources (the inverse of limits_from)."""
+    res: dict[str, Any] = {}
+    if limits.pids is not None:
+        res["pids"] = {"limit": limits.pids}
+    memory: dict[str, Any] = {}
+    if limits.memory is not None:
+        memory["limit"] = limits.memory
+    if limits.memory_swap is not None:
+        memory["swap"] = limits.memory_swap
+    if limits.memory_reservation is not None:
+        memory["reservation"] = limits.memory_reservation
+    if memory:
+        res["memory"] = memory
+    cpu: dict[str, Any] = {}
+    if limits.cpus is not None:
+        cpu["quota"], cpu["period"] = int(limits.cpus * 100_000), 100_000
+    if limits.cpu_shares is not None:
+        cpu["shares"] = limits.cpu_shares
+    if limits.cpuset_cpus is not None:
+        cpu["cpus"] = limits.cpuset_cpus
+    if cpu:
+        res["cpu"] = cpu
+    return res
