@@ -258,7 +258,7 @@ def cmd_create(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 def cmd_start(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
-    _need(pos, "a container")
+    need(pos, "a container")
     return _each(pos, lambda ref: print(ref) if runtime.start(paths, ref) else None)
 
 
@@ -277,6 +277,7 @@ def cmd_exec(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
 def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import state
+    from pycontain.clifmt import ago, table
 
     # Every read of a record happens here, before sorting: an `rm` running beside us may delete any
     # record between the directory listing and its files being read, and that container is simply gone.
@@ -301,52 +302,32 @@ def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             from pycontain.network import bridged
 
             ports = bridged.ports_text(meta["network"])
-        rows.append([rec.short_id, meta["image"], command, _ago(meta["created"]) + " ago",
+        rows.append([rec.short_id, meta["image"], command, ago(meta["created"]) + " ago",
                      _status_text(status, st), ports, meta["name"]])
     if opts["quiet"]:
         for row in rows:
             print(row[0])
     else:
-        _table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
+        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
     return 0
 
 
 def _status_text(status: str, st: dict[str, Any]) -> str:
+    from pycontain.clifmt import ago
+
     if status == "running":
-        return f"Up {_ago(st.get('started_at', ''))}"
+        return f"Up {ago(st.get('started_at', ''))}"
     if status == "exited":
-        return f"Exited ({st.get('exit_code')}) {_ago(st.get('finished_at', ''))} ago"
+        return f"Exited ({st.get('exit_code')}) {ago(st.get('finished_at', ''))} ago"
     if status == "dead":
         return "Dead (run `pycontain gc`)"
     return "Starting" if status == "starting" else "Created"
 
 
-def _ago(stamp: str) -> str:
-    import calendar
-    import time
-
-    try:
-        then = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
-    except (ValueError, TypeError):
-        return "?"
-    secs = max(0, int(time.time() - then))
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if secs >= size:
-            n = secs // size
-            return f"{n} {unit}{'s' if n > 1 else ''}"
-    return f"{secs} second{'s' if secs != 1 else ''}"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> None:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
-
-
 def cmd_logs(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import state
 
-    _need(pos, "a container", exactly=1)
+    need(pos, "a container", exactly=1)
     rec = state.find(paths, pos[0])
     tail = opts["tail"]
     if tail is not None and not (tail.isdigit() or tail == "all"):
@@ -377,8 +358,9 @@ def cmd_top(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     from pycontain import state
     from pycontain import cgroups
+    from pycontain.clifmt import table
 
-    _need(pos, "a container", exactly=1)
+    need(pos, "a container", exactly=1)
     rec = state.find(paths, pos[0])
     if rec.status() != "running":
         raise UsageError(f"container {rec.name} is not running")
@@ -393,14 +375,14 @@ def cmd_top(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
                              " ".join(p.cmdline()) or f"[{p.name()}]"])
         except psutil.Error:
             continue
-    _table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], [[str(v) for v in r] for r in rows])
+    table(["UID", "PID", "PPID", "STIME", "TIME", "CMD"], [[str(v) for v in r] for r in rows])
     return 0
 
 
 def cmd_stop(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
-    _need(pos, "a container")
+    need(pos, "a container")
     timeout = _number(opts["time"], "--time", 10.0)
     return _each(pos, lambda ref: print(ref) if runtime.stop(paths, ref, timeout) else None)
 
@@ -408,7 +390,7 @@ def cmd_stop(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 def cmd_kill(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
-    _need(pos, "a container")
+    need(pos, "a container")
     signum = parse_signal(opts["signal"] or "KILL")
     return _each(pos, lambda ref: print(ref) if runtime.kill(paths, ref, signum) else None)
 
@@ -429,14 +411,14 @@ def parse_signal(text: str) -> int:
 def cmd_rm(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
-    _need(pos, "a container")
+    need(pos, "a container")
     return _each(pos, lambda ref: print(ref) if runtime.remove(paths, ref, opts["force"]) else None)
 
 
 def cmd_wait(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
-    _need(pos, "a container")
+    need(pos, "a container")
     return _each(pos, lambda ref: print(runtime.wait(paths, ref)))
 
 
@@ -445,7 +427,7 @@ def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     from pycontain import details
 
-    _need(pos, "a container or image")
+    need(pos, "a container or image")
     out, code = [], 0
     for ref in pos:
         try:
@@ -472,7 +454,8 @@ def cmd_gc(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
-def _need(pos: list[str], what: str, exactly: int | None = None) -> None:
+def need(pos: list[str], what: str, exactly: int | None = None) -> None:
+    """Insist on positional arguments (exactly that many, if given); for every command module."""
     if not pos or (exactly is not None and len(pos) != exactly):
         raise UsageError(f"expected {what}" + ("" if exactly is None else f" ({exactly} argument(s))"))
 

@@ -27,6 +27,7 @@ def describe(paths: state.Paths, ref: str) -> dict[str, Any]:
 
 def container(rec: state.Record) -> dict[str, Any]:
     from pycontain import cgroups
+    from pycontain.clifmt import size
     from pycontain.network import bridged
 
     meta, st, cfg = rec.meta(), rec.state(), rec.config
@@ -60,7 +61,7 @@ def container(rec: state.Record) -> dict[str, Any]:
             "AutoRemove": cfg.remove, "ReadonlyRootfs": cfg.read_only, "NetworkMode": cfg.network,
             "PidsLimit": cfg.limits.pids,
             "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}" for m in cfg.mounts],
-            "LogConfig": {"Type": "local", "Config": {"max-size": _size(cfg.log_max_size),
+            "LogConfig": {"Type": "local", "Config": {"max-size": size(cfg.log_max_size, "flag"),
                                                       "max-file": str(cfg.log_max_files)}},
         },
         "Mounts": [{"Type": "bind", "Source": m.source, "Destination": m.target, "RW": not m.readonly}
@@ -75,9 +76,3 @@ def container(rec: state.Record) -> dict[str, Any]:
         "Cgroup": {"Version": cg.version, "Paths": cg.dirs()},
     }
 
-
-def _size(n: int) -> str:
-    for unit, factor in (("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10)):
-        if n % factor == 0:
-            return f"{n // factor}{unit}"
-    return str(n)

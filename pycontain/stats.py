@@ -13,7 +13,8 @@ import time
 
 from pycontain import state
 from pycontain import cgroups
-from pycontain.cli import FLAG, LIMIT_OPTIONS, _need, _table
+from pycontain.cli import FLAG, LIMIT_OPTIONS, need
+from pycontain.clifmt import size, table
 from pycontain.errors import ContainerStateError
 
 TYPE_CHECKING = False
@@ -54,14 +55,6 @@ def _net_io(pid: int | None) -> tuple[int, int]:
     return rx, tx
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.4g}{unit}"
-        n /= 1024
-    return f"{n}"
-
-
 def rows(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[list[str]]:
     out = []
     for old, new in zip(before, after):
@@ -73,11 +66,15 @@ def rows(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[list
         cpu = 100.0 * max(0, new["cpu_ns"] - old.get("cpu_ns", new["cpu_ns"])) / wall
         mem, limit = new["memory"], new["memory_limit"] or 1
         out.append([
-            rec.short_id, rec.name, f"{cpu:.2f}%", f"{_size(mem)} / {_size(limit)}", f"{100.0 * mem / limit:.2f}%",
-            f"{_size(new['net_rx'])} / {_size(new['net_tx'])}",
-            f"{_size(new['blk_read'])} / {_size(new['blk_write'])}", str(new["pids"]),
+            rec.short_id, rec.name, f"{cpu:.2f}%", _pair(mem, limit), f"{100.0 * mem / limit:.2f}%",
+            _pair(new["net_rx"], new["net_tx"]), _pair(new["blk_read"], new["blk_write"]), str(new["pids"]),
         ])
     return out
+
+
+def _pair(a: float, b: float) -> str:
+    """Two byte counts in binary units, as `docker stats` shows them: 1.5MiB / 2GiB."""
+    return f"{size(a, 'iec')} / {size(b, 'iec')}"
 
 
 HEADER = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
@@ -96,7 +93,7 @@ def cmd_stats(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             after = [sample(r) for r in records]
             if tty and not opts["no_stream"]:
                 sys.stdout.write("\x1b[2J\x1b[H")  # clear the screen and redraw, like `top`
-            _table(HEADER, rows(before, after))
+            table(HEADER, rows(before, after))
             sys.stdout.flush()
             if opts["no_stream"]:
                 return 0
@@ -108,7 +105,7 @@ def cmd_stats(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 def cmd_update(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
-    _need(pos, "a container")
+    need(pos, "a container")
     changes = {("pids" if k == "pids_limit" else k): v for k, v in opts.items() if v is not None}
     if not changes:
         raise ContainerStateError("nothing to update: give at least one of " +
