@@ -112,12 +112,12 @@ class Limits(Frozen):
 class ContainerConfig(Frozen):
     __slots__ = ("image", "command", "entrypoint", "name", "env", "workdir", "user", "hostname",
                  "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports",
-                 "pull", "log_max_size", "log_max_files")
+                 "pull", "log_max_size", "log_max_files", "runtime")
     _fields = {
         "image": "", "command": (), "entrypoint": None, "name": None, "env": (), "workdir": None,
         "user": None, "hostname": None, "interactive": False, "tty": False, "detach": False,
         "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(), "ports": (),
-        "pull": "missing", "log_max_size": 10 * 1024 * 1024, "log_max_files": 3,
+        "pull": "missing", "log_max_size": 10 * 1024 * 1024, "log_max_files": 3, "runtime": None,
     }
     image: str
     command: tuple[str, ...]
@@ -137,6 +137,7 @@ class ContainerConfig(Frozen):
     limits: Limits
     ports: tuple[PortMapping, ...]
     pull: str
+    runtime: str | None
     log_max_size: int
     log_max_files: int
 
@@ -396,6 +397,25 @@ def validate_pull(policy: str | None) -> str:
     if value not in PULL_POLICIES:
         raise UsageError(f"invalid --pull {value!r}: use missing, never or always")
     return value
+
+
+def validate_runtime(name: str | None) -> str | None:
+    """--runtime (PYCONTAIN_RUNTIME sets the default): pycontain's own executor (None), or another OCI
+    runtime by name on $PATH (runc, crun) or by absolute path, resolved now to the file that will run."""
+    value = name or os.environ.get("PYCONTAIN_RUNTIME") or "pycontain"
+    if value == "pycontain":
+        return None
+    if "/" in value:
+        if not os.path.isabs(value):
+            raise UsageError(f"invalid --runtime {value!r}: give a name on $PATH or an absolute path")
+        path: str | None = value
+    else:
+        import shutil
+
+        path = shutil.which(value)
+    if not path or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        raise UsageError(f"invalid --runtime {value!r}: no such executable OCI runtime")
+    return os.path.realpath(path)
 
 
 def parse_log_opts(items: list[str]) -> dict[str, int]:

@@ -241,45 +241,57 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
             # -d -i keeps the container's stdin open (nothing writes to it yet), as `docker run -di` does.
             pipes = stdio.Pipes(keep_stdin_open=cfg.interactive)
             undo.callback(pipes.close)
-        # The front end's whole decision, written down as a runtime spec; the executor carries it out.
-        spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, meta["layers"], meta["etc_files"])
-        plan = executor.plan(spec, rec.storage, rec.id)
-        undo.callback(plan.close)
-        proc = plan.process
-        assert proc is not None
-        proc.interactive = cfg.interactive
-        proc.stdio = pipes.child if pipes else ()
+        if cfg.runtime:
+            # Another OCI runtime as the executor, driven through its runc command line.
+            from pycontain.oci import external
 
-        cg = executor.make_cgroup(plan)
-        undo.callback(cg.remove)
-        child = executor.spawn(plan)
-        reaper = _Reaper(child.pid)
-        undo.callback(reaper.kill_and_reap)
-        undo.callback(child.close)
-        _forward_signals(child.pid, undo)
-        if pipes:
-            pipes.close_child_ends()
-        if meta.get("network"):
-            undo.callback(network.detach, rec.paths, meta["network"], rec.id)
-            network.attach(rec.paths, meta["network"], child.pid)
-        explain.say("  new PID, mount, UTS, IPC" + ("" if cfg.network == "host" else ", network")
-                    + " namespaces: the command will be PID 1 and see only its own processes, mounts, "
-                    "hostname" + ("" if cfg.network == "host" else " and network stack"))
-        child.go()
-        try:
-            child.wait_exec()
-        except PycontainError:
-            reaper.wait()
-            raise
-        rec.set_state(status="running", pid=child.pid, pid_start=proc_starttime(child.pid),
+            pid, master_fd = external.supervise(rec, cfg.runtime, pipes, undo)
+            reaper = _Reaper(pid)
+            undo.callback(reaper.kill_and_reap)
+            _forward_signals(pid, undo)
+            cg = cgroups.for_container(rec.id)
+        else:
+            # The front end's whole decision, written down as a runtime spec; the executor carries it out.
+            spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, meta["layers"], meta["etc_files"])
+            plan = executor.plan(spec, rec.storage, rec.id)
+            undo.callback(plan.close)
+            proc = plan.process
+            assert proc is not None
+            proc.interactive = cfg.interactive
+            proc.stdio = pipes.child if pipes else ()
+
+            cg = executor.make_cgroup(plan)
+            undo.callback(cg.remove)
+            child = executor.spawn(plan)
+            pid = child.pid
+            reaper = _Reaper(pid)
+            undo.callback(reaper.kill_and_reap)
+            undo.callback(child.close)
+            _forward_signals(pid, undo)
+            if pipes:
+                pipes.close_child_ends()
+            if meta.get("network"):
+                undo.callback(network.detach, rec.paths, meta["network"], rec.id)
+                network.attach(rec.paths, meta["network"], pid)
+            explain.say("  new PID, mount, UTS, IPC" + ("" if cfg.network == "host" else ", network")
+                        + " namespaces: the command will be PID 1 and see only its own processes, mounts, "
+                        "hostname" + ("" if cfg.network == "host" else " and network stack"))
+            child.go()
+            try:
+                child.wait_exec()
+            except PycontainError:
+                reaper.wait()
+                raise
+            master_fd = child.master_fd
+        rec.set_state(status="running", pid=pid, pid_start=proc_starttime(pid),
                       started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
-        code = _wait(child, reaper, cfg.interactive and not detached, pipes, log)
+        code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log)
         oom = cg.oom_killed()
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
             rec.set_state(status="exited", exit_code=code, finished_at=state.now(), oom_killed=oom)
-        explain.say(f"wait4({child.pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
+        explain.say(f"wait4({pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
 
 
@@ -335,18 +347,18 @@ def _forward_signals(pid: int, undo: _Undo) -> None:
         undo.callback(_signal.signal, signum, _signal.signal(signum, forward))
 
 
-def _wait(child: namespaces.Child, reaper: _Reaper, attached_stdin: bool, pipes: stdio.Pipes | None,
+def _wait(master_fd: int | None, reaper: _Reaper, attached_stdin: bool, pipes: stdio.Pipes | None,
           log: Any) -> int:
     """Relay the container's output (and the caller's input) until its process exits; its exit code."""
     stdin = 0 if attached_stdin else None
     if pipes is not None:
         out = log or stdio.FdSink(1)
-        pipes.relay(child.pid, stdin, out, log or stdio.FdSink(2))
-    elif child.master_fd is not None:
+        pipes.relay(reaper.pid, stdin, out, log or stdio.FdSink(2))
+    elif master_fd is not None:
         from pycontain import console
 
-        console.relay(child.master_fd, stdin, log or stdio.FdSink(1))
-        os.close(child.master_fd)
+        console.relay(master_fd, stdin, log or stdio.FdSink(1))
+        os.close(master_fd)
     return exit_code(reaper.wait())
 
 
@@ -410,7 +422,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
         cg.add(child.pid)
         child.go()
         child.wait_exec()
-        return _wait(child, reaper, interactive, pipes, None)
+        return _wait(child.master_fd, reaper, interactive, pipes, None)
 
 
 # ---------------------------------------------------------------- stop / kill / rm / wait
@@ -513,6 +525,10 @@ def _remove(rec: Record) -> None:
 def _finish_dead(rec: Record) -> None:
     """A container whose supervisor was killed: its processes and cgroup go, and it is marked exited."""
     _release_kernel_objects(rec)
+    if rec.config.runtime:
+        from pycontain.oci import external
+
+        external.gc(rec)
     rec.set_state(status="exited", exit_code=rec.state().get("exit_code") or 137, finished_at=state.now(),
                   error="its pycontain supervisor was killed")
 

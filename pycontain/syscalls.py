@@ -198,6 +198,12 @@ def set_no_new_privs() -> None:
     _check(_lib().pc_prctl1(PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
+def set_child_subreaper() -> None:
+    """PR_SET_CHILD_SUBREAPER: orphaned descendants (an OCI runtime's container init, once `create`
+    exits) are reparented to this process, which can then wait for them."""
+    _check(_lib().pc_prctl1(36, 1), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
 def set_keepcaps(keep: bool) -> None:
     """PR_SET_KEEPCAPS: keep the permitted set across setuid() to a non-zero uid (the spec asks for
     capabilities a non-root process should have)."""

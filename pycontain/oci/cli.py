@@ -355,7 +355,16 @@ class Runtime:
         return 0
 
     def delete(self, opts: Options) -> int:
-        c = self.load(self.one_id(opts, "delete"))
+        cid = self.one_id(opts, "delete")
+        try:
+            c = self.load(cid)
+        except ContainerNotFound:
+            if opts.get("force"):
+                # Engines clean up with `delete --force` after a failed create, which already removed
+                # everything: nothing left to do is success, as with runc.
+                _rmtree(f"{self.root}/{cid}")
+                return 0
+            raise
         self._delete(c, bool(opts.get("force")))
         return 0
 
