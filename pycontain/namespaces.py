@@ -288,7 +288,8 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
         import resource  # imported by the parent before clone (spawn): a dictionary lookup here
 
         for which, soft, hard in proc.rlimits:
-            limits = (soft if soft < 2**63 else resource.RLIM_INFINITY, hard if hard < 2**63 else resource.RLIM_INFINITY)
+            infinity = resource.RLIM_INFINITY
+            limits = (soft if soft < 2**63 else infinity, hard if hard < 2**63 else infinity)
             try:
                 resource.setrlimit(which, limits)
             except (OSError, ValueError) as e:

@@ -11,16 +11,14 @@ json, where containerd reads the last one) and exit status 125.
 
 from __future__ import annotations
 
-import json
+import _signal as signal
 import os
-import signal
-import socket
 import sys
 import time
 
-from pycontain import explain, syscalls
+from pycontain import explain, jsonfast, syscalls
 from pycontain.errors import PycontainError, UsageError
-from pycontain.oci import executor, hooks
+from pycontain.oci import executor
 from pycontain.oci import spec as ocispec
 from pycontain.oci.state import (CREATED, PAUSED, RUNNING, STOPPED, V1_EXTRA, Container, ContainerNotFound,
                                  all_ids, check_id, proc_starttime)
@@ -168,7 +166,7 @@ class Runtime:
         try:
             undo.push(_rmtree, c.dir)
             with open(f"{c.dir}/config.json", "w") as f:
-                json.dump(spec, f)
+                f.write(jsonfast.dumps(spec))
             annotations = spec.get("annotations") or {}
             p = executor.plan(spec, bundle, cid, V1_EXTRA)
             undo.push(p.close)
@@ -192,6 +190,8 @@ class Runtime:
                 raise UsageError("process.terminal is true: give --console-socket (or use `run` in a terminal)")
             p.hook_state = {"ociVersion": spec["ociVersion"], "id": cid, "status": "creating", "bundle": bundle,
                             "annotations": annotations}
+            if p.hooks:
+                from pycontain.oci import hooks  # json + subprocess: only when the spec has hooks
             if p.hooks.get("startContainer"):
                 start_hooks = p.hooks["startContainer"]
                 proc.start_hooks = lambda: hooks.run_all(start_hooks, dict(p.hook_state, status="created"),
@@ -206,6 +206,8 @@ class Runtime:
             child.go()
 
             def runtime_hooks() -> None:
+                from pycontain.oci import hooks
+
                 state = dict(p.hook_state, pid=child.pid)
                 for kind in executor.RUNTIME_HOOKS:
                     hooks.run_all(p.hooks.get(kind) or [], state, kind)
@@ -255,8 +257,11 @@ class Runtime:
 
     def _poststart(self, c: Container) -> None:
         entries = (c.spec.get("hooks") or {}).get("poststart") or []
-        for message in hooks.run_all(entries, c.oci_state(), "poststart", fatal=False):
-            warn(message)
+        if entries:
+            from pycontain.oci import hooks
+
+            for message in hooks.run_all(entries, c.oci_state(), "poststart", fatal=False):
+                warn(message)
 
     def _wait_foreground(self, c: Container, child: Any) -> int:
         """`run` without --detach: relay a terminal if we made one, wait, then delete the container."""
@@ -289,7 +294,7 @@ class Runtime:
 
     def state(self, opts: Options) -> int:
         c = self.load(self.one_id(opts, "state"))
-        print(json.dumps(c.oci_state(), indent=2))
+        print(jsonfast.dumps(c.oci_state()))
         return 0
 
     def list(self, opts: Options) -> int:
@@ -303,7 +308,7 @@ class Runtime:
         if opts.get("quiet"):
             print("\n".join(r["id"] for r in rows))
         elif fmt == "json":
-            print(json.dumps(rows))
+            print(jsonfast.dumps(rows))
         elif fmt == "table":
             print(f"{'ID':<20} {'PID':<8} {'STATUS':<10} {'BUNDLE':<40} {'CREATED':<32} OWNER")
             for r in rows:
@@ -319,7 +324,7 @@ class Runtime:
         pids = sorted(c.cgroup().procs()) if c.status() != STOPPED else []
         fmt = opts.get("format") or "table"
         if fmt == "json":
-            print(json.dumps(pids))
+            print(jsonfast.dumps(pids))
             return 0
         if fmt != "table":
             raise UsageError(f"invalid --format {fmt!r}: use table or json")
@@ -387,9 +392,12 @@ class Runtime:
                 cg.kill()
                 cg.remove()
             entries = (c.spec.get("hooks") or {}).get("poststop") or []
-            state = dict(c.oci_state(), status=STOPPED)
-            for message in hooks.run_all(entries, state, "poststop", fatal=False):
-                warn(message)
+            if entries:
+                from pycontain.oci import hooks
+
+                state = dict(c.oci_state(), status=STOPPED)
+                for message in hooks.run_all(entries, state, "poststop", fatal=False):
+                    warn(message)
             _rmtree(c.dir)
         finally:
             os.close(lock)
@@ -417,7 +425,7 @@ class Runtime:
         if source:
             text = sys.stdin.read() if source == "-" else _read_small(source, "--resources")
             try:
-                resources = json.loads(text)
+                resources = jsonfast.loads(text)
             except ValueError as e:
                 raise UsageError(f"--resources: not JSON: {e}") from None
         for flag, (section, key) in {"memory": ("memory", "limit"), "memory-reservation": ("memory", "reservation"),
@@ -443,7 +451,7 @@ class Runtime:
                 merged[key] = dict(merged.get(key) or {}, **value) if isinstance(value, dict) else value
             linux["resources"] = merged
             with open(f"{c.dir}/config.json", "w") as f:
-                json.dump(c.spec, f)
+                f.write(jsonfast.dumps(c.spec))
         finally:
             os.close(lock)
         return 0
@@ -514,7 +522,7 @@ class Runtime:
     def _exec_process(self, c: Container, opts: Options) -> dict[str, Any]:
         if opts.get("process"):
             try:
-                process = json.loads(_read_small(opts.get("process"), "--process"))
+                process = jsonfast.loads(_read_small(opts.get("process"), "--process"))
             except ValueError as e:
                 raise UsageError(f"--process: not JSON: {e}") from None
         else:
@@ -554,12 +562,16 @@ class Runtime:
         path = os.path.join(opts.get("bundle") or ".", "config.json")
         if os.path.exists(path):
             raise PycontainError(f"{path} exists: remove it first")
+        import json
+
         with open(path, "x") as f:
             json.dump(ocispec.default_spec(), f, indent=2)
             f.write("\n")
         return 0
 
     def features(self, opts: Options) -> int:
+        import json
+
         from pycontain.mounts import MOUNT_FLAGS
         from pycontain.security import CAPABILITIES
 
@@ -610,7 +622,7 @@ def read_bundle(bundle: str) -> dict[str, Any]:
     path = f"{bundle}/config.json"
     text = _read_small(path, "the bundle's config.json")
     try:
-        spec = json.loads(text)
+        spec = jsonfast.loads(text)
     except ValueError as e:
         raise ocispec.SpecError(f"{path}: not valid JSON: {e}") from None
     return ocispec.check(spec)
@@ -632,7 +644,9 @@ def _read_small(path: str, what: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _connect(path: str) -> socket.socket:
+def _connect(path: str) -> Any:
+    import socket
+
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
@@ -691,10 +705,10 @@ def parse_signal(text: str) -> int:
         return value
     name = text.upper()
     name = name if name.startswith("SIG") else "SIG" + name
-    try:
-        return int(getattr(signal.Signals, name))
-    except AttributeError:
-        raise UsageError(f"invalid signal {text!r}") from None
+    found = getattr(signal, name, None)
+    if not isinstance(found, int) or name.startswith("SIG_"):
+        raise UsageError(f"invalid signal {text!r}")
+    return found
 
 
 _log: dict[str, Any] = {"path": None, "format": "text"}
@@ -710,9 +724,9 @@ def _emit(level: str, message: str) -> None:
     if _log["path"]:
         stamp = _now()
         if _log["format"] == "json":
-            line = json.dumps({"level": level, "msg": message, "time": stamp})
+            line = jsonfast.dumps({"level": level, "msg": message, "time": stamp})
         else:
-            line = f'time="{stamp}" level={level} msg={json.dumps(message)}'
+            line = f'time="{stamp}" level={level} msg={jsonfast.dumps(message)}'
         try:
             with open(_log["path"], "a") as f:
                 f.write(line + "\n")

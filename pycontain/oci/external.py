@@ -54,6 +54,10 @@ class External:
         rec, cfg, res, meta = self.rec, self.rec.config, self.rec.resolved, self.rec.meta()
         syscalls.unshare(syscalls.CLONE_NEWNS)
         syscalls.mount("none", "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        if os.path.basename(self.runtime).startswith("crun") and _is_hybrid():
+            # crun refuses a hybrid cgroup host whose cgroup2 hierarchy holds any controller, and only
+            # looks at /sys/fs/cgroup/unified to decide: in this private namespace it is an empty tmpfs.
+            syscalls.mount("tmpfs", "/sys/fs/cgroup/unified", "tmpfs", 0, "size=64k")
         rootfs = f"{rec.storage}/rootfs"
         syscalls.mount("overlay", rootfs, "overlay", 0,
                        mounts.overlay_options(meta["layers"], f"{rec.storage}/upper", f"{rec.storage}/work"))
@@ -126,6 +130,8 @@ def supervise(rec: Record, runtime: str, pipes: Any, undo: Any) -> tuple[int, in
     """Create and start the container with `runtime`; returns the init's pid and the pty master (-t)."""
     ext = External(rec, runtime)
     ext.prepare()
+    # The overlay lives in this process's private mount namespace: unmounted before `rm` deletes its dirs.
+    undo.callback(syscalls.umount2, f"{rec.storage}/rootfs", syscalls.MNT_DETACH)
     undo.callback(ext.delete)
     pid, master = ext.create(pipes.child if pipes else (), rec.config.tty)
     if pipes:
@@ -143,6 +149,12 @@ def gc(rec: Record) -> None:
     runtime = rec.config.runtime
     if runtime and os.access(runtime, os.X_OK):
         External(rec, runtime).delete()
+
+
+def _is_hybrid() -> bool:
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split(" - ")[1].startswith("cgroup2 ") and " /sys/fs/cgroup/unified " in line
+                   for line in f if " - " in line)
 
 
 def _lookup_user(rootfs: str, user: str) -> tuple[int, int, list[int], str]:

@@ -12,10 +12,9 @@ still exist, is the cgroup frozen), so a record cannot go stale whatever process
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import re
 
+from pycontain import jsonfast
 from pycontain.errors import PycontainError
 from pycontain.safefile import replace_file
 
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ROOT = "/run/pycontain-oci"
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
-_ID = re.compile(r"^[\w+.-]+$")
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
 V1_EXTRA = ("devices", "freezer")
 
 
@@ -36,7 +35,7 @@ class ContainerNotFound(PycontainError):
 
 
 def check_id(cid: str) -> str:
-    if not _ID.match(cid) or cid in (".", "..") or len(cid) > 1024:
+    if not cid or not set(cid) <= _ID_CHARS or cid in (".", "..") or len(cid) > 1024:
         raise PycontainError(f"invalid container id {cid!r}: use letters, digits and _ + - .")
     return cid
 
@@ -66,21 +65,21 @@ class Container:
         if self._state is None:
             try:
                 with open(f"{self.dir}/state.json", "rb") as f:
-                    self._state = json.loads(f.read())
+                    self._state = jsonfast.loads(f.read())
             except FileNotFoundError:
                 raise ContainerNotFound(f"container {self.id} does not exist") from None
         return self._state
 
     def save(self, **changes: Any) -> None:
         data = dict(self.state if os.path.exists(f"{self.dir}/state.json") else {}, **changes)
-        replace_file(f"{self.dir}/state.json", json.dumps(data).encode(), 0o600, False)
+        replace_file(f"{self.dir}/state.json", jsonfast.dumps(data).encode(), 0o600, False)
         self._state = data
 
     @property
     def spec(self) -> dict[str, Any]:
         if self._spec is None:
             with open(f"{self.dir}/config.json", "rb") as f:
-                self._spec = json.loads(f.read())
+                self._spec = jsonfast.loads(f.read())
         return self._spec
 
     def cgroup(self) -> Cgroup:
