@@ -13,6 +13,9 @@ ffibuilder = FFI()
 with open("csrc/syscalls.h") as header:
     declarations = "".join(line for line in header if not line.startswith("#"))
 ffibuilder.cdef("typedef int... pid_t;\n" + declarations)
+# No libraries=["seccomp"]: csrc/syscalls.c dlopens libseccomp.so.2 when a spec's seccomp filter is first
+# compiled (pc_scmp_open), so this extension, loaded on every start, does not load it. Only seccomp.h is
+# needed at build time (libseccomp-dev); dlopen itself is in glibc's libc since 2.34 (Debian 12: 2.36).
 ffibuilder.set_source(
     "pycontain._native",
     '#include "syscalls.h"',

@@ -1,12 +1,16 @@
 #define _GNU_SOURCE
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <errno.h>
 #include <linux/capability.h>
+#include <dlfcn.h>
+#include <linux/filter.h>
+#include <seccomp.h> /* types and constants only: the library itself is dlopen'ed (pc_scmp_open) */
 #include "syscalls.h"
 
 pid_t pc_clone(unsigned long flags)
@@ -102,3 +106,99 @@ int pc_capset(unsigned long long effective, unsigned long long permitted, unsign
     };
     return (int)syscall(SYS_capset, &header, data);
 }
+
+int pc_seccomp_set_filter(const void *prog, unsigned short len, unsigned int flags)
+{
+    struct sock_fprog fprog = { len, (struct sock_filter *)prog };
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
+}
+
+/* pycontain/oci/seccomp.py passes these numbers as plain integers: fail the build if a header ever
+ * disagrees with the values it was written against (libseccomp's actions are the kernel's own). */
+_Static_assert(SCMP_CMP_NE == 1 && SCMP_CMP_LT == 2 && SCMP_CMP_LE == 3 && SCMP_CMP_EQ == 4 &&
+               SCMP_CMP_GE == 5 && SCMP_CMP_GT == 6 && SCMP_CMP_MASKED_EQ == 7, "scmp_compare changed");
+_Static_assert(SCMP_ACT_KILL_PROCESS == 0x80000000U && SCMP_ACT_KILL_THREAD == 0 && SCMP_ACT_TRAP == 0x00030000U &&
+               SCMP_ACT_ERRNO(0) == 0x00050000U && SCMP_ACT_TRACE(0) == 0x7ff00000U && SCMP_ACT_LOG == 0x7ffc0000U &&
+               SCMP_ACT_ALLOW == 0x7fff0000U, "libseccomp action values changed");
+
+/* Linking libseccomp would make every start's dlopen of this extension load it too (and fail without
+ * it); only a spec with linux.seccomp needs it, so it is looked up once, on first use. The pointer
+ * types come from seccomp.h itself. */
+static struct {
+    int loaded;
+    char error[256];
+    __typeof__(seccomp_init) *init;
+    __typeof__(seccomp_release) *release;
+    __typeof__(seccomp_arch_resolve_name) *arch_resolve_name;
+    __typeof__(seccomp_arch_add) *arch_add;
+    __typeof__(seccomp_syscall_resolve_name) *syscall_resolve_name;
+    __typeof__(seccomp_rule_add_array) *rule_add_array;
+    __typeof__(seccomp_export_bpf) *export_bpf;
+} scmp;
+
+static void *scmp_symbol(void *handle, const char *name)
+{
+    void *found = dlsym(handle, name);
+    if (!found && !scmp.error[0])
+        snprintf(scmp.error, sizeof scmp.error, "libseccomp.so.2 has no %s", name);
+    return found;
+}
+
+int pc_scmp_open(void)
+{
+    if (scmp.loaded) return 0;
+    scmp.error[0] = 0;
+    void *handle = dlopen("libseccomp.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+        snprintf(scmp.error, sizeof scmp.error, "%s", dlerror());
+        return -1;
+    }
+    scmp.init = scmp_symbol(handle, "seccomp_init");
+    scmp.release = scmp_symbol(handle, "seccomp_release");
+    scmp.arch_resolve_name = scmp_symbol(handle, "seccomp_arch_resolve_name");
+    scmp.arch_add = scmp_symbol(handle, "seccomp_arch_add");
+    scmp.syscall_resolve_name = scmp_symbol(handle, "seccomp_syscall_resolve_name");
+    scmp.rule_add_array = scmp_symbol(handle, "seccomp_rule_add_array");
+    scmp.export_bpf = scmp_symbol(handle, "seccomp_export_bpf");
+    if (scmp.error[0]) {
+        dlclose(handle);
+        return -1;
+    }
+    scmp.loaded = 1;
+    return 0;
+}
+
+const char *pc_scmp_error(void) { return scmp.error; }
+
+void *pc_scmp_init(unsigned int default_action) { return scmp.init(default_action); }
+void pc_scmp_release(void *ctx) { scmp.release(ctx); }
+
+int pc_scmp_arch_add(void *ctx, const char *name)
+{
+    uint32_t token = scmp.arch_resolve_name(name);
+    if (token == 0) return 1;
+    int rc = scmp.arch_add(ctx, token);
+    if (rc == -EEXIST) return 0; /* seccomp_init already added the native arch */
+    /* The other byte order than the native arch's (a filter holds one): no process on this machine
+     * can make that arch's syscalls, so there is nothing to filter. */
+    if (rc == -EDOM) return 1;
+    return rc;
+}
+
+int pc_scmp_syscall(const char *name) { return scmp.syscall_resolve_name(name); }
+
+int pc_scmp_rule_add(void *ctx, unsigned int action, int syscall_nr, unsigned int count,
+                     const unsigned long long *args)
+{
+    struct scmp_arg_cmp cmp[6];
+    if (count > 6) return -EINVAL;
+    for (unsigned int i = 0; i < count; i++) {
+        cmp[i].arg = (unsigned int)args[4 * i];
+        cmp[i].op = (enum scmp_compare)args[4 * i + 1];
+        cmp[i].datum_a = args[4 * i + 2];
+        cmp[i].datum_b = args[4 * i + 3];
+    }
+    return scmp.rule_add_array(ctx, action, syscall_nr, count, cmp);
+}
+
+int pc_scmp_export_bpf(void *ctx, int fd) { return scmp.export_bpf(ctx, fd); }

@@ -37,3 +37,25 @@ int pc_prctl2(int option, unsigned long arg2, unsigned long arg3);
 int pc_capbset_keep(unsigned long long keep);
 /* capset(2) (version 3) of this thread: the effective, permitted and inheritable sets as bit masks. */
 int pc_capset(unsigned long long effective, unsigned long long permitted, unsigned long long inheritable);
+/* seccomp(SECCOMP_SET_MODE_FILTER, flags, &{len, prog}): installs a compiled classic-BPF program of
+ * `len` struct sock_filter (8 bytes each). The only seccomp call a container's child makes. */
+int pc_seccomp_set_filter(const void *prog, unsigned short len, unsigned int flags);
+/* libseccomp, used only to compile a spec's filter in the parent. It is loaded with dlopen on first
+ * use, so the extension does not link it and a start without seccomp never loads it. These return
+ * what libseccomp returns (0 or a negative errno), except as noted. */
+/* Loads libseccomp.so.2: 0, or -1 with pc_scmp_error() saying why. */
+int pc_scmp_open(void);
+const char *pc_scmp_error(void);
+/* seccomp_init: a filter context (NULL on failure). */
+void *pc_scmp_init(unsigned int default_action);
+void pc_scmp_release(void *ctx);
+/* seccomp_arch_add of libseccomp's name for an arch ("x86_64"): 0 if added or already there,
+ * 1 if this libseccomp does not know the name or it has the other byte order (not on this machine). */
+int pc_scmp_arch_add(void *ctx, const char *name);
+/* seccomp_syscall_resolve_name: the native number, -1 (__NR_SCMP_ERROR) for an unknown name. */
+int pc_scmp_syscall(const char *name);
+/* seccomp_rule_add_array with `count` comparisons given flat as (index, op, a, b) quadruples. */
+int pc_scmp_rule_add(void *ctx, unsigned int action, int syscall_nr, unsigned int count,
+                     const unsigned long long *args);
+/* seccomp_export_bpf: writes the program to fd. */
+int pc_scmp_export_bpf(void *ctx, int fd);

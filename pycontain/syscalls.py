@@ -239,3 +239,21 @@ def _null() -> Any:
 def flags_name(flags: int) -> str:
     names = [name for name, bit in _FLAG_NAMES.items() if flags & bit]
     return "|".join(names) or hex(flags)
+
+
+def seccomp_set_filter(prog: bytes, flags: int = 0) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, flags): install a compiled classic-BPF program (8 bytes an
+    instruction) on this process. It needs no_new_privs or CAP_SYS_ADMIN, and it survives execve."""
+    _check(_lib().pc_seccomp_set_filter(prog, len(prog) // 8, flags), "seccomp(SECCOMP_SET_MODE_FILTER)")
+
+
+def libseccomp() -> Any:
+    """The pc_scmp_* functions (csrc/syscalls.c) with libseccomp.so.2 loaded, on first use: no start
+    without a seccomp filter loads it. They return libseccomp's codes (0 or a negative errno)."""
+    lib = _lib()
+    if lib.pc_scmp_open() < 0:
+        from pycontain import _native  # type: ignore[attr-defined]
+
+        why = _native.ffi.string(lib.pc_scmp_error()).decode(errors="replace")
+        raise OSError(0, f"cannot load libseccomp ({why}): install libseccomp2")
+    return lib
