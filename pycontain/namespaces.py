@@ -64,7 +64,7 @@ class Process:
 
     __slots__ = ("argv", "env", "user", "workdir", "tty", "interactive", "stdio", "ids", "caps", "no_new_privs",
                  "rlimits", "umask", "console_size", "console", "oci", "exec_fifo", "preserve_fds", "start_hooks",
-                 "go_r", "status_w")
+                 "go_r", "status_w", "seccomp", "seccomp_flags")
 
     def __init__(self, argv: tuple[str, ...], env: tuple[str, ...], user: str, workdir: str,
                  tty: bool = False, interactive: bool = False, stdio: tuple[int, ...] = ()) -> None:
@@ -83,6 +83,8 @@ class Process:
         self.preserve_fds = 0
         self.start_hooks: Any = None  # startContainer hooks: called in the child, after start, before exec
         self.go_r = self.status_w = -1
+        self.seccomp: bytes | None = None  # a compiled BPF program (oci/seccomp.py), installed last
+        self.seccomp_flags: list[str] = []
 
 
 def sealed_helper() -> int:
@@ -296,6 +298,10 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
                 raise PycontainError(f"setrlimit({which}, {soft}, {hard}): {getattr(e, 'strerror', None) or e} "
                                      "(raising a hard limit needs CAP_SYS_RESOURCE)") from None
     os.umask(proc.umask if proc.umask is not None else 0o022)
+    if proc.seccomp is not None and not proc.no_new_privs:
+        # Without no_new_privs the kernel takes a filter only from a process with CAP_SYS_ADMIN: load it
+        # now, before capabilities are dropped (as runc does); the filter must allow what follows.
+        _install_seccomp(proc)
     security.set_identity(user, caps, proc.no_new_privs)
     if not proc.oci:
         syscalls.set_pdeathsig(SIGKILL)  # changing uid cleared it
@@ -332,6 +338,8 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
     for signum in (_signal.SIGPIPE, _signal.SIGXFSZ, _signal.SIGINT, _signal.SIGTERM):
         _signal.signal(signum, _signal.SIG_DFL)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, [])
+    if proc.seccomp is not None and proc.no_new_privs:
+        _install_seccomp(proc)  # the last step before execve: it filters the container's program only
     explain.say(f"execveat(sealed memfd of pycontain-exec) -> execve({proc.argv[0]}): the container's program "
                 "replaces pycontain's child, and no host binary is ever its /proc/self/exe")
     # The helper reports a failed execve of the program (127 not found, 126 not executable) on the
@@ -343,6 +351,15 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
                   dict(e.split("=", 1) for e in env if "=" in e))
     except OSError as e:
         raise PycontainError(f"cannot start pycontain's exec helper: {e.strerror}") from None
+
+
+def _install_seccomp(proc: Process) -> None:
+    from pycontain.oci import seccomp  # imported by the parent (plan) already: a dictionary lookup
+
+    assert proc.seccomp is not None
+    seccomp.install(proc.seccomp, proc.seccomp_flags)
+    explain.say(f"seccomp(SECCOMP_SET_MODE_FILTER, {len(proc.seccomp) // 8} BPF instructions): the spec's "
+                "syscall filter")
 
 
 def _identity(proc: Process) -> tuple[security.User, tuple[int, int, int, int, int]]:

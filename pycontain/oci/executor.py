@@ -127,6 +127,11 @@ def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[s
         p.hooks = {k: v for k, v in (spec.get("hooks") or {}).items() if v}
         p.process = process_from(process, annotations)
         p.oom_score_adj = process.get("oomScoreAdj")
+        if linux.get("seccomp") is not None:
+            from pycontain.oci import seccomp  # libseccomp: only for a spec that asks for a filter
+
+            p.process.seccomp = seccomp.compile(linux["seccomp"])
+            p.process.seccomp_flags = list(linux["seccomp"].get("flags") or ())
     except BaseException:
         p.close()
         raise

@@ -216,8 +216,7 @@ def check(spec: Any, need_process: bool = True) -> dict[str, Any]:
             if dev.get("type") != "p" or dev.get(n) is not None:
                 _int(dev.get(n), f"linux.devices[{i}].{n}", 0)
     check_resources(linux.get("resources"), "linux.resources")
-    if linux.get("seccomp") is not None:
-        raise _fail("linux.seccomp", "seccomp filters are not supported by pycontain-oci yet")
+    # linux.seccomp is checked (and compiled) by oci/seccomp.py when the executor plans the container.
     propagation = linux.get("rootfsPropagation")
     if propagation not in (None, "", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable",
                            "runbindable"):
