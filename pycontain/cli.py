@@ -22,6 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from pycontain.state import ContainerState, Status
+
 FLAG, VALUE, MULTI = "flag", "value", "multi"
 
 # (names, dest, kind, metavar, help)
@@ -281,29 +283,32 @@ def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     # Every read of a record happens here, before sorting: an `rm` running beside us may delete any
     # record between the directory listing and its files being read, and that container is simply gone.
+    # (The record keeps its config once read: the accessors below read no file again.)
     found = []
     for rec in state.all_records(paths):
         try:
-            found.append((rec, rec.meta(), rec.state(), rec.status()))
+            rec.meta()
+            st = rec.read_state()
+            found.append((rec, st, rec.status(st)))
         except (OSError, ValueError):
             continue
-    found.sort(key=lambda r: str(r[1].get("created", "")), reverse=True)
+    found.sort(key=lambda r: r[0].created, reverse=True)
     rows = []
-    for rec, meta, st, status in found:
-        if status != "running" and not opts["all"]:
+    for rec, st, status in found:
+        if status != state.Status.RUNNING and not opts["all"]:
             continue
         if opts["quiet"]:
             rows.append([rec.short_id])
             continue
-        command = " ".join(meta["resolved"]["argv"])
+        command = " ".join(rec.resolved.argv)
         command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
         ports = ""
-        if meta.get("network"):
+        if rec.network:
             from pycontain.network import bridged
 
-            ports = bridged.ports_text(meta["network"])
-        rows.append([rec.short_id, meta["image"], command, ago(meta["created"]) + " ago",
-                     _status_text(status, st), ports, meta["name"]])
+            ports = bridged.ports_text(rec.network)
+        rows.append([rec.short_id, rec.image, command, ago(rec.created) + " ago", _status_text(status, st), ports,
+                     rec.name])
     if opts["quiet"]:
         for row in rows:
             print(row[0])
@@ -312,16 +317,17 @@ def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
-def _status_text(status: str, st: dict[str, Any]) -> str:
+def _status_text(status: Status, st: ContainerState) -> str:
     from pycontain.clifmt import ago
+    from pycontain.state import Status
 
-    if status == "running":
-        return f"Up {ago(st.get('started_at', ''))}"
-    if status == "exited":
-        return f"Exited ({st.get('exit_code')}) {ago(st.get('finished_at', ''))} ago"
-    if status == "dead":
+    if status == Status.RUNNING:
+        return f"Up {ago(st.started_at or '')}"
+    if status == Status.EXITED:
+        return f"Exited ({st.exit_code}) {ago(st.finished_at or '')} ago"
+    if status == Status.DEAD:
         return "Dead (run `pycontain gc`)"
-    return "Starting" if status == "starting" else "Created"
+    return "Starting" if status == Status.STARTING else "Created"
 
 
 def cmd_logs(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -362,7 +368,7 @@ def cmd_top(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     need(pos, "a container", exactly=1)
     rec = state.find(paths, pos[0])
-    if rec.status() != "running":
+    if not rec.status().can_exec():
         raise UsageError(f"container {rec.name} is not running")
     rows = []
     for pid in sorted(cgroups.for_container(rec.id).procs()):

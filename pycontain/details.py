@@ -30,31 +30,31 @@ def container(rec: state.Record) -> dict[str, Any]:
     from pycontain.clifmt import size
     from pycontain.network import bridged
 
-    meta, st, cfg = rec.meta(), rec.state(), rec.config
-    status = rec.status()
-    resolved = meta["resolved"]
+    st, cfg, resolved = rec.read_state(), rec.config, rec.resolved
+    status = rec.status(st)
+    running = status == state.Status.RUNNING
     cg = cgroups.for_container(rec.id)
     return {
         "Id": rec.id,
-        "Name": meta["name"],
-        "Created": meta["created"],
-        "Path": resolved["argv"][0],
-        "Args": resolved["argv"][1:],
+        "Name": rec.name,
+        "Created": rec.created,
+        "Path": resolved.argv[0],
+        "Args": list(resolved.argv[1:]),
         "State": {
-            "Status": status,
-            "Running": status == "running",
-            "Pid": st.get("pid", 0) if status == "running" else 0,
-            "ExitCode": st.get("exit_code"),
-            "Error": st.get("error") or "",
-            "OOMKilled": bool(st.get("oom_killed")),
-            "StartedAt": st.get("started_at"),
-            "FinishedAt": st.get("finished_at"),
+            "Status": str(status),
+            "Running": running,
+            "Pid": (st.pid or 0) if running else 0,
+            "ExitCode": st.exit_code,
+            "Error": st.error or "",
+            "OOMKilled": st.oom_killed,
+            "StartedAt": st.started_at,
+            "FinishedAt": st.finished_at,
         },
-        "Image": meta["image_id"],
-        "ImageName": meta["image"],
+        "Image": rec.image_id,
+        "ImageName": rec.image,
         "Config": {
-            "Hostname": resolved["hostname"], "User": resolved["user"], "Env": resolved["env"],
-            "Cmd": list(cfg.command) or None, "Entrypoint": cfg.entrypoint, "WorkingDir": resolved["workdir"],
+            "Hostname": resolved.hostname, "User": resolved.user, "Env": list(resolved.env),
+            "Cmd": list(cfg.command) or None, "Entrypoint": cfg.entrypoint, "WorkingDir": resolved.workdir,
             "Tty": cfg.tty, "OpenStdin": cfg.interactive,
         },
         "HostConfig": {
@@ -67,11 +67,11 @@ def container(rec: state.Record) -> dict[str, Any]:
         "Mounts": [{"Type": "bind", "Source": m.source, "Destination": m.target, "RW": not m.readonly}
                    for m in cfg.mounts],
         "GraphDriver": {"Name": "overlay", "Data": {
-            "LowerDir": ":".join(reversed(meta["layers"])), "UpperDir": f"{rec.storage}/upper",
+            "LowerDir": ":".join(reversed(rec.layers)), "UpperDir": f"{rec.storage}/upper",
             "WorkDir": f"{rec.storage}/work",
             "MergedDir": f"{rec.storage}/rootfs (inside the container's mount namespace)",
         }},
-        "NetworkSettings": bridged.describe(meta.get("network")),
+        "NetworkSettings": bridged.describe(rec.network),
         "LogPath": rec.log_path,
         "Cgroup": {"Version": cg.version, "Paths": cg.dirs()},
     }

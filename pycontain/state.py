@@ -18,13 +18,13 @@ import os
 import time
 
 from pycontain import jsonfast
-from pycontain.config import ContainerConfig, Limits, ResolvedConfig
+from pycontain.config import ContainerConfig, Frozen, Limits, ResolvedConfig
 from pycontain.errors import ContainerNotFound, NameInUse, UsageError
 from pycontain.safefile import replace_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, ClassVar
 
 DEFAULT_STATE = "/run/pycontain"
 DEFAULT_STORAGE = "/var/lib/pycontain"
@@ -118,6 +118,78 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() % 1 * 1e9):09d}Z"
 
 
+class Status(str):
+    """A container's status, and what it allows (as youki's ContainerStatus does).
+
+        created --start/run--> starting --execve--> running --exit--> exited --start--> starting ...
+
+    DEAD is never stored: a record that says running or starting while nobody holds its lock lost its
+    supervisor (SIGKILL), and reads as dead until `gc` or `start` finishes it (then it is exited).
+
+    A str subclass: state.json keeps the plain strings it always had (old records read unchanged),
+    and code still comparing with string literals keeps working while it moves to these constants.
+    Not an enum: `import enum` costs milliseconds of every start.
+    """
+
+    __slots__ = ()
+
+    CREATED: ClassVar[Status]
+    STARTING: ClassVar[Status]
+    RUNNING: ClassVar[Status]
+    EXITED: ClassVar[Status]
+    DEAD: ClassVar[Status]
+
+    def can_start(self) -> bool:
+        """`start`: it never ran, or it has stopped (a dead one is finished off first)."""
+        return self in (CREATED, EXITED, DEAD)
+
+    def can_kill(self) -> bool:
+        """`kill`/`stop`: only a running container has a process to signal."""
+        return self == RUNNING
+
+    def can_exec(self) -> bool:
+        """`exec`/`top`: a process runs only in a running container."""
+        return self == RUNNING
+
+    def can_remove(self) -> bool:
+        """`rm` without -f: nothing runs or is about to (a dead one's leftovers are released by rm)."""
+        return self in (CREATED, EXITED, DEAD)
+
+
+Status.CREATED = CREATED = Status("created")
+Status.STARTING = STARTING = Status("starting")
+Status.RUNNING = RUNNING = Status("running")
+Status.EXITED = EXITED = Status("exited")
+Status.DEAD = DEAD = Status("dead")
+
+
+class ContainerState(Frozen):
+    """state.json, typed. Absent keys take these defaults, so records written by older versions read
+    as they always did; limits is the last `update`'s (None: the limits given at create)."""
+
+    __slots__ = ("status", "pid", "pid_start", "exit_code", "started_at", "finished_at", "error", "oom_killed",
+                 "limits")
+    _fields = {"status": CREATED, "pid": None, "pid_start": None, "exit_code": None, "started_at": None,
+               "finished_at": None, "error": None, "oom_killed": False, "limits": None}
+    status: Status  # as stored: never DEAD (Record.status() says that)
+    pid: int | None  # PID 1 of a running container, on the host
+    pid_start: int | None  # its start time (/proc/PID/stat): with pid, names that one process
+    exit_code: int | None
+    started_at: str | None  # now() stamps
+    finished_at: str | None
+    error: str | None  # why it exited, when pycontain rather than the command ended it
+    oom_killed: bool
+    limits: Limits | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ContainerState:
+        limits = data.get("limits")
+        return cls(status=Status(data.get("status") or CREATED), pid=data.get("pid"), pid_start=data.get("pid_start"),
+                   exit_code=data.get("exit_code"), started_at=data.get("started_at"),
+                   finished_at=data.get("finished_at"), error=data.get("error"),
+                   oom_killed=bool(data.get("oom_killed")), limits=Limits(**limits) if limits else None)
+
+
 class Record:
     """One container's record directory: config.json, state.json, lock."""
 
@@ -159,21 +231,55 @@ class Record:
 
     def limits(self) -> Limits:
         """The limits in force: those given at create, or the last `update`."""
-        override = self.state().get("limits")
-        return Limits(**override) if override else self.config.limits
+        return self.read_state().limits or self.config.limits
 
     @property
     def name(self) -> str:
         return str(self.meta()["name"])
 
+    @property
+    def created(self) -> str:
+        """When it was created (a now() stamp)."""
+        return str(self.meta().get("created", ""))
+
+    @property
+    def image(self) -> str:
+        """The image as the user named it (`busybox`, `alpine:3.20`)."""
+        return str(self.meta()["image"])
+
+    @property
+    def image_id(self) -> str:
+        return str(self.meta().get("image_id", ""))
+
+    @property
+    def layers(self) -> list[str]:
+        """The image's unpacked layer directories, lowest first: what its overlay is made of."""
+        return list(self.meta().get("layers", []))
+
+    @property
+    def network(self) -> dict[str, Any] | None:
+        """What network.prepare() returned for it (None for --network none/host)."""
+        net = self.meta().get("network")
+        return dict(net) if net else None
+
     # -- state (rewritten atomically on every transition) --
+    def read_state(self) -> ContainerState:
+        """state.json, typed (status as stored: see status() for the one to act on)."""
+        return ContainerState.from_json(self.state())
+
+    def write_state(self, st: ContainerState) -> None:
+        """Replace the state: `rec.write_state(rec.read_state().replace(status=Status.EXITED, ...))`."""
+        self.set_state(**st.to_json())
+
     def state(self) -> dict[str, Any]:
+        """state.json as a plain dict (read_state() is the typed view)."""
         try:
             return dict(read_json(f"{self.dir}/state.json"))
         except FileNotFoundError:
-            return {"status": "created"}
+            return {"status": CREATED}
 
     def set_state(self, **changes: Any) -> dict[str, Any]:
+        """Merge changes into state.json (keys this version does not know are kept)."""
         st = self.state()
         st.update(changes)
         atomic_write_json(f"{self.dir}/state.json", st, durable=False)
@@ -193,12 +299,13 @@ class Record:
             os.close(fd)
         return False
 
-    def status(self) -> str:
-        """created | starting | running | exited | dead (its supervisor was killed; `gc` cleans it)."""
-        st = self.state().get("status", "created")
-        if st in ("running", "starting") and not self.is_locked():
-            return "dead"
-        return str(st)
+    def status(self, st: ContainerState | None = None) -> Status:
+        """The status to act on: the stored one, except DEAD for a running or starting container whose
+        supervisor was killed (`gc` cleans it). st: a state already read, so as not to read it again."""
+        stored = (st or self.read_state()).status
+        if stored in (RUNNING, STARTING) and not self.is_locked():
+            return DEAD
+        return stored
 
     def acquire(self, blocking: bool = False) -> int:
         """Take the supervisor lock; returns the fd that holds it (close it to release)."""

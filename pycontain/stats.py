@@ -31,11 +31,12 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
 
 
 def sample(rec: state.Record) -> dict[str, Any]:
-    running = rec.status() == "running"
+    st = rec.read_state()
+    running = rec.status(st) == state.Status.RUNNING
     out: dict[str, Any] = {"rec": rec, "running": running, "time": time.monotonic_ns()}
     if running:
         out.update(cgroups.for_container(rec.id).stats())
-        out["net_rx"], out["net_tx"] = _net_io(rec.state().get("pid"))
+        out["net_rx"], out["net_tx"] = _net_io(st.pid)
     return out
 
 
@@ -84,7 +85,7 @@ def cmd_stats(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if pos:
         records = [state.find(paths, ref) for ref in pos]
     else:
-        records = [r for r in state.all_records(paths) if opts["all"] or r.status() == "running"]
+        records = [r for r in state.all_records(paths) if opts["all"] or r.status() == state.Status.RUNNING]
     before = [sample(r) for r in records]
     tty = sys.stdout.isatty()
     try:

@@ -384,12 +384,11 @@ class Store:
         out: dict[str, list[tuple[str, bool, list[str]]]] = {}
         for rec in state.all_records(paths):
             try:
-                meta = rec.meta()
-                running = rec.status() == "running" or rec.is_locked()
+                rec.meta()  # read once, inside the guard: the accessors below use it
+                running = rec.status() == state.Status.RUNNING or rec.is_locked()
             except (OSError, ValueError):
                 continue
-            out.setdefault(str(meta.get("image_id", "")), []).append(
-                (str(meta.get("name", rec.short_id)), running, list(meta.get("layers", []))))
+            out.setdefault(rec.image_id, []).append((str(rec.meta().get("name", rec.short_id)), running, rec.layers))
         return out
 
     def delete_image(self, image_id: str) -> None:

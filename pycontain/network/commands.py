@@ -101,7 +101,7 @@ def cmd_port(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     if len(pos) != 1:
         raise UsageError("usage: pycontain port CONTAINER")
-    for line in bridged.port_lines(state.find(paths, pos[0]).meta().get("network")):
+    for line in bridged.port_lines(state.find(paths, pos[0]).network):
         print(line)
     return 0
 

@@ -2,6 +2,7 @@
 
     gc with a broken nft     `gc` must not report success while DNAT rules stay behind
     ps racing rm             a container removed while `ps` reads the records is skipped, not an error
+    old state.json           typed container state reads records an older pycontain wrote
 """
 
 from __future__ import annotations
@@ -89,3 +90,18 @@ def test_ps_while_containers_are_removed_never_fails(pc: Pycontain) -> None:
                 failures.append(describe(res))
     assert all(f.result().returncode == 0 for f in removing)
     assert failures == []
+
+
+def test_a_record_in_the_older_state_format_is_listed_and_inspected(pc: Pycontain) -> None:
+    """Typed state reads the state.json an older pycontain wrote (fewer keys) exactly as before."""
+    cid = pc.ok("create", "--name", "old", "busybox", "true").stdout.strip()
+    state_file = pc.root / "run" / "containers" / cid / "state.json"
+    state_file.write_text('{"exit_code": 3, "finished_at": "2024-01-02T03:04:05.000000000Z", "status": "exited"}')
+    line = pc.ok("ps", "-a").stdout.splitlines()[1]
+    assert "Exited (3)" in line and line.endswith("old"), line
+    st = pc.inspect("old")["State"]
+    assert st == {"Status": "exited", "Running": False, "Pid": 0, "ExitCode": 3, "Error": "", "OOMKilled": False,
+                  "StartedAt": None, "FinishedAt": "2024-01-02T03:04:05.000000000Z"}
+    assert pc.ok("start", "old").stdout.strip() == "old"
+    assert pc.ok("wait", "old").stdout.strip() == "0"
+    assert pc.status("old") == "exited"

@@ -15,7 +15,8 @@ def write_record(paths: state.Paths, cid: str, name: str, created: str) -> state
     Path(rec.dir).mkdir()
     state.atomic_write_json(f"{rec.dir}/config.json", {
         "id": cid, "name": name, "created": created, "image": "busybox", "image_id": "sha256:" + "0" * 64,
-        "layers": [], "config": {"image": "busybox"}, "resolved": {"argv": ["sleep", "1"]}, "network": None,
+        "layers": [], "config": {"image": "busybox"}, "network": None,
+        "resolved": {"argv": ["sleep", "1"], "env": [], "workdir": "/", "user": "", "hostname": "h"},
     }, durable=False)
     state.atomic_write_json(f"{rec.dir}/state.json", {"status": "exited", "exit_code": 0,
                                                       "finished_at": created}, durable=False)
