@@ -85,18 +85,22 @@ class External:
         pid_file = f"{self.bundle}/init.pid"
         args = ["create", "--bundle", self.bundle, "--pid-file", pid_file]
         listener = None
+        bundle_fd = None
         if tty:
+            # A socket path may be at most 107 bytes, and the bundle's path can be longer: bound through
+            # /proc/self/fd/N of the bundle directory, and named relative to it for the runtime, which
+            # runs with the bundle as its working directory.
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock_path = f"{self.bundle}/console.sock"
-            listener.bind(sock_path)
+            bundle_fd = os.open(self.bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            listener.bind(f"/proc/self/fd/{bundle_fd}/console.sock")
             listener.listen(1)
-            args += ["--console-socket", sock_path]
+            args += ["--console-socket", "console.sock"]
         try:
             null = os.open("/dev/null", os.O_RDWR)
             try:
                 fds = stdio if stdio else (null, null, null)
                 res = subprocess.run(self.command(*args, self.rec.id), stdin=fds[0], stdout=fds[1],
-                                     stderr=subprocess.PIPE if tty else fds[2], close_fds=True)
+                                     stderr=subprocess.PIPE if tty else fds[2], close_fds=True, cwd=self.bundle)
             finally:
                 os.close(null)
             if res.returncode != 0:
@@ -113,6 +117,8 @@ class External:
         finally:
             if listener is not None:
                 listener.close()
+            if bundle_fd is not None:
+                os.close(bundle_fd)
         explain.say(f"{os.path.basename(self.runtime)} create -> init pid {pid}, waiting before execve")
         return pid, master
 
