@@ -111,8 +111,8 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
             "etc_files": etc_files, "network": net,
         }
         state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
-        state.atomic_write_json(f"{rec.dir}/state.json", {"status": "starting" if starting else "created"},
-                                durable=False)
+        state.atomic_write_json(f"{rec.dir}/state.json",
+                                {"status": state.STARTING if starting else state.CREATED}, durable=False)
         undo.forget()  # made: from here on the record is the container's, removed by `rm`
     explain.say(f"record {rec.dir} (name {name}); image {image.ref} with {len(image.layers)} layer(s)")
     return rec, lock_fd
@@ -160,7 +160,7 @@ def start(paths: Paths, ref: str) -> Record:
         lock_fd = rec.acquire()
     except BlockingIOError:
         return rec  # already running: like `docker start`, nothing to do
-    if rec.state().get("status") == "running":  # its supervisor was killed: clean up first
+    if rec.read_state().status == state.RUNNING:  # its supervisor was killed: clean up first
         _finish_dead(rec)
     start_detached(rec, lock_fd)
     return rec
@@ -218,8 +218,8 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         # Any failure after the record said "starting" (a network that cannot attach, a spec the kernel
         # refuses, Ctrl-C) leaves it exited with that error, never stuck in "starting".
         try:
-            if rec.status() in ("starting", "created", "running"):
-                rec.set_state(status="exited", exit_code=getattr(e, "exit_code", 125), finished_at=state.now(),
+            if rec.read_state().status in (state.STARTING, state.CREATED, state.RUNNING):
+                rec.set_state(status=state.EXITED, exit_code=getattr(e, "exit_code", 125), finished_at=state.now(),
                               error=str(e) or type(e).__name__)
         except OSError:
             pass  # the record itself is gone (removed meanwhile): nothing to mark
@@ -227,7 +227,7 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
 
 
 def _supervise(rec: Record, report_fd: int | None) -> int:
-    cfg, res, meta = rec.config, rec.resolved, rec.meta()
+    cfg, res = rec.config, rec.resolved
     detached = report_fd is not None
     log = None
     pipes = None
@@ -252,7 +252,7 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
             cg = cgroups.for_container(rec.id)
         else:
             # The front end's whole decision, written down as a runtime spec; the executor carries it out.
-            spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, meta["layers"], meta["etc_files"])
+            spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files)
             plan = executor.plan(spec, rec.storage, rec.id)
             undo.callback(plan.close)
             proc = plan.process
@@ -270,9 +270,9 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
             _forward_signals(pid, undo)
             if pipes:
                 pipes.close_child_ends()
-            if meta.get("network"):
-                undo.callback(network.detach, rec.paths, meta["network"], rec.id)
-                network.attach(rec.paths, meta["network"], pid)
+            if rec.network:
+                undo.callback(network.detach, rec.paths, rec.network, rec.id)
+                network.attach(rec.paths, rec.network, pid)
             explain.say("  new PID, mount, UTS, IPC" + ("" if cfg.network == "host" else ", network")
                         + " namespaces: the command will be PID 1 and see only its own processes, mounts, "
                         "hostname" + ("" if cfg.network == "host" else " and network stack"))
@@ -283,14 +283,14 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
                 reaper.wait()
                 raise
             master_fd = child.master_fd
-        rec.set_state(status="running", pid=pid, pid_start=proc_starttime(pid),
+        rec.set_state(status=state.RUNNING, pid=pid, pid_start=proc_starttime(pid),
                       started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
         code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log)
         oom = cg.oom_killed()
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
-            rec.set_state(status="exited", exit_code=code, finished_at=state.now(), oom_killed=oom)
+            rec.set_state(status=state.EXITED, exit_code=code, finished_at=state.now(), oom_killed=oom)
         explain.say(f"wait4({pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
 
@@ -379,11 +379,10 @@ def proc_starttime(pid: int) -> int:
 
 def live_pid(rec: Record) -> int | None:
     """The container's PID 1 on the host, if that exact process is still alive."""
-    st = rec.state()
-    pid = st.get("pid")
-    if st.get("status") != "running" or not pid:
+    st = rec.read_state()
+    if st.status != state.RUNNING or not st.pid:
         return None
-    return int(pid) if proc_starttime(int(pid)) == st.get("pid_start") else None
+    return st.pid if proc_starttime(st.pid) == st.pid_start else None
 
 
 # ---------------------------------------------------------------- exec
@@ -391,7 +390,7 @@ def live_pid(rec: Record) -> int | None:
 def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str | None, user: str | None,
           tty: bool, interactive: bool) -> int:
     rec = state.find(paths, ref)
-    pid = live_pid(rec) if rec.status() == "running" else None
+    pid = live_pid(rec) if rec.status().can_exec() else None
     if pid is None:
         raise ContainerStateError(f"container {rec.name} is not running; start it with `pycontain start {rec.name}`")
     res = rec.resolved
@@ -429,7 +428,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
 
 def stop(paths: Paths, ref: str, timeout: float = 10.0) -> Record:
     rec = state.find(paths, ref)
-    pid = live_pid(rec) if rec.status() == "running" else None
+    pid = live_pid(rec) if rec.status().can_kill() else None
     if pid is None:
         return rec
     _send(pid, _signal.SIGTERM)
@@ -445,7 +444,7 @@ def stop(paths: Paths, ref: str, timeout: float = 10.0) -> Record:
 
 def kill(paths: Paths, ref: str, signum: int) -> Record:
     rec = state.find(paths, ref)
-    pid = live_pid(rec) if rec.status() == "running" else None
+    pid = live_pid(rec) if rec.status().can_kill() else None
     if pid is None:
         raise ContainerStateError(f"container {rec.name} is not running")
     _send(pid, signum)
@@ -461,8 +460,8 @@ def _send(pid: int, signum: int) -> None:
 
 def remove(paths: Paths, ref: str, force: bool = False) -> Record:
     rec = state.find(paths, ref)
-    status = rec.status()
-    if status == "running" or (status in ("created", "exited") and rec.is_locked()):
+    # Not removable as it is: it runs, or a supervisor holds it (a `start` under way).
+    if not rec.status().can_remove() or rec.is_locked():
         if not force:
             raise ContainerStateError(
                 f"container {rec.name} is running: stop it first or use `pycontain rm -f {rec.name}`")
@@ -485,7 +484,7 @@ def update(paths: Paths, ref: str, changes: dict[str, Any]) -> Record:
 
     rec = state.find(paths, ref)
     limits = parse_limits(base=rec.limits(), **changes)
-    if rec.status() == "running":
+    if rec.status() == state.RUNNING:
         cgroups.for_container(rec.id).apply(limits)
     rec.set_state(limits=limits.to_json())
     explain.say(f"wrote new limits to the cgroup of {rec.name}")
@@ -495,8 +494,7 @@ def update(paths: Paths, ref: str, changes: dict[str, Any]) -> Record:
 def wait(paths: Paths, ref: str) -> int:
     rec = state.find(paths, ref)
     rec.wait_unlocked()
-    st = rec.state()
-    return int(st.get("exit_code") or 0)
+    return rec.read_state().exit_code or 0
 
 
 def _release_kernel_objects(rec: Record) -> None:
@@ -511,7 +509,7 @@ def _release_kernel_objects(rec: Record) -> None:
 
 def _network_of(rec: Record) -> dict[str, Any] | None:
     try:
-        return rec.meta().get("network")
+        return rec.network
     except (OSError, ValueError):
         return None
 
@@ -529,7 +527,7 @@ def _finish_dead(rec: Record) -> None:
         from pycontain.oci import external
 
         external.gc(rec)
-    rec.set_state(status="exited", exit_code=rec.state().get("exit_code") or 137, finished_at=state.now(),
+    rec.set_state(status=state.EXITED, exit_code=rec.read_state().exit_code or 137, finished_at=state.now(),
                   error="its pycontain supervisor was killed")
 
 
@@ -547,11 +545,11 @@ def gc(paths: Paths) -> list[str]:
             live.add(rec.id)  # a live supervisor owns it
             continue
         try:
-            status = rec.state().get("status")
-            if status in ("running", "starting") or cgroups.for_container(rec.id).exists():
+            status = rec.read_state().status
+            if status in (state.RUNNING, state.STARTING) or cgroups.for_container(rec.id).exists():
                 _finish_dead(rec)
                 done.append(f"stopped orphaned container {rec.short_id}")
-            if rec.config.remove and status != "created":  # `create --rm` waits for its `start`
+            if rec.config.remove and status != state.CREATED:  # `create --rm` waits for its `start`
                 _remove(rec)
                 done.append(f"removed container {rec.short_id} (--rm)")
             else:

@@ -257,6 +257,11 @@ class Record:
         return list(self.meta().get("layers", []))
 
     @property
+    def etc_files(self) -> dict[str, str]:
+        """The container's own /etc files (container path -> host file), bound in at start."""
+        return dict(self.meta().get("etc_files") or {})
+
+    @property
     def network(self) -> dict[str, Any] | None:
         """What network.prepare() returned for it (None for --network none/host)."""
         net = self.meta().get("network")

@@ -51,7 +51,7 @@ class External:
 
     def prepare(self) -> dict[str, Any]:
         """Private mount namespace, overlay rootfs, the spec with a numeric user: the bundle."""
-        rec, cfg, res, meta = self.rec, self.rec.config, self.rec.resolved, self.rec.meta()
+        rec, cfg, res = self.rec, self.rec.config, self.rec.resolved
         syscalls.unshare(syscalls.CLONE_NEWNS)
         syscalls.mount("none", "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
         if os.path.basename(self.runtime).startswith("crun") and _is_hybrid():
@@ -60,10 +60,10 @@ class External:
             syscalls.mount("tmpfs", "/sys/fs/cgroup/unified", "tmpfs", 0, "size=64k")
         rootfs = f"{rec.storage}/rootfs"
         syscalls.mount("overlay", rootfs, "overlay", 0,
-                       mounts.overlay_options(meta["layers"], f"{rec.storage}/upper", f"{rec.storage}/work"))
+                       mounts.overlay_options(rec.layers, f"{rec.storage}/upper", f"{rec.storage}/work"))
         explain.say("unshare(CLONE_NEWNS) + mount(overlay): the rootfs exists only in this supervisor's "
                     f"private mount namespace, for {os.path.basename(self.runtime)} to use")
-        spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, meta["layers"], meta["etc_files"],
+        spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files,
                              own_executor=False)
         uid, gid, groups, home = _lookup_user(rootfs, res.user)
         process = spec["process"]
@@ -142,10 +142,9 @@ def supervise(rec: Record, runtime: str, pipes: Any, undo: Any) -> tuple[int, in
     pid, master = ext.create(pipes.child if pipes else (), rec.config.tty)
     if pipes:
         pipes.close_child_ends()
-    meta = rec.meta()
-    if meta.get("network"):
-        undo.callback(network.detach, rec.paths, meta["network"], rec.id)
-        network.attach(rec.paths, meta["network"], pid)
+    if rec.network:
+        undo.callback(network.detach, rec.paths, rec.network, rec.id)
+        network.attach(rec.paths, rec.network, pid)
     ext.start()
     return pid, master
 
