@@ -9,6 +9,8 @@ and containerd and its shims are stopped, before the repo's leak check (engines.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import pty
 import signal
@@ -20,7 +22,7 @@ from support import COMMAND_TIMEOUT, alive, describe, read_until
 # asserts get pytest's rewriting only if registered before the first import.
 pytest.register_assert_rewrite("engines")
 
-from engines import CTR_IMAGE, Containerd, wait_for  # noqa: E402 - after the registration above
+from engines import CTR_IMAGE, Containerd, run, wait_for  # noqa: E402 - after the registration above
 
 pytest_plugins = ["engines"]
 
@@ -108,3 +110,18 @@ def test_ctr_killed_task_leaves_nothing_behind(containerd: Containerd, how: str)
     # The init's death takes the PID namespace, and so the background sleep, with it.
     wait_for("the container's processes to be gone", lambda: not any(alive(p) for p in pids))
     assert containerd.leftovers() == []
+
+
+def test_ctr_uses_the_runtime_under_test(containerd: Containerd) -> None:
+    """Guard against a silent fallback to the shim's default runc: the container records our binary,
+    and the runtime's own `state` (in the root the shim gave it) knows the task's init."""
+    containerd.ok(*containerd.run_args("c1", "-d"), CTR_IMAGE, "c1", "sleep", "1000")
+    init = containerd.wait_status("c1", "RUNNING")
+    info = json.loads(containerd.ok("containers", "info", "c1").stdout)
+    # The shim's options (runc.v1.Options, BinaryName among them) as the protobuf bytes ctr shows in base64.
+    options = base64.b64decode(info["Runtime"]["Options"]["value"])
+    assert containerd.runtime.encode() in options, info["Runtime"]
+    res = run([containerd.runtime, "--root", str(containerd.runc_root / containerd.NAMESPACE), "state", "c1"])
+    assert res.returncode == 0, describe(res)
+    state = json.loads(res.stdout)
+    assert (state["id"], state["status"], state["pid"]) == ("c1", "running", init), state
