@@ -57,6 +57,8 @@ RUN_OPTIONS = [
     (("--pull",), "pull", VALUE, "POLICY", "missing (default): pull if absent; never; always"),
     (("--log-opt",), "log_opt", MULTI, "K=V",
      "log rotation of a detached container: max-size=SIZE (default 10m), max-file=N (default 3)"),
+    (("--runtime",), "runtime", VALUE, "RUNTIME",
+     "the OCI runtime that runs it: pycontain (default), runc, crun, or a path"),
     *LIMIT_OPTIONS,
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
 ]
@@ -221,6 +223,7 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         mounts=tuple(c.parse_volume(v) for v in opts["volume"]),
         ports=tuple(c.parse_publish(p) for p in opts["publish"]),
         pull=c.validate_pull(opts["pull"]),
+        runtime=c.validate_runtime(opts.get("runtime")),
         limits=limits,
         **c.parse_log_opts(opts["log_opt"]),
     )

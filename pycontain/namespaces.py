@@ -23,6 +23,7 @@ import select
 import stat
 
 from pycontain import explain, security, syscalls
+from pycontain.capabilities import capability_mask
 from pycontain.errors import CommandNotExecutable, CommandNotFound, PycontainError
 
 TYPE_CHECKING = False
@@ -372,7 +373,7 @@ def _identity(proc: Process) -> tuple[security.User, tuple[int, int, int, int, i
     else:
         user = security.resolve_user(proc.user)
     if proc.caps is None:
-        keep = security.capability_mask(security.DEFAULT_CAPS)
+        keep = capability_mask(security.DEFAULT_CAPS)
         have = keep if user.uid == 0 else 0
         return user, (keep, have, have, 0, 0)
     bounding, effective, permitted, inheritable, ambient = proc.caps

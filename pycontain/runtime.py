@@ -18,6 +18,7 @@ import time
 from pycontain import cgroups, explain, namespaces, network, specgen, state, stdio, syscalls
 from pycontain.config import merge_env
 from pycontain.errors import ContainerStateError, PycontainError
+from pycontain.images.policy import image_for
 from pycontain.images.store import Store
 from pycontain.namespaces import Process
 from pycontain.network import dns
@@ -120,13 +121,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
 
 def _image_for(store: Store, cfg: ContainerConfig) -> Any:
     """--pull missing (pull only when absent, as Docker does), never, or always."""
-    if cfg.pull == "never":
-        return store.resolve(cfg.image)
-    if cfg.pull == "always":
-        from pycontain.images.pull import pull_for_run
-
-        return pull_for_run(store, cfg.image)
-    return store.resolve_or_pull(cfg.image)
+    return image_for(store, cfg.image, cfg.pull)
 
 
 # ---------------------------------------------------------------- run / start

@@ -14,25 +14,6 @@ from pycontain.oci.spec import DEFAULT_CAPS as SPEC_DEFAULT_CAPS
 # podman's default capability set (the spec's names, without CAP_); every other capability is dropped
 # from the bounding, permitted, effective and inheritable sets, and the ambient set is emptied.
 DEFAULT_CAPS = tuple(name[4:] for name in SPEC_DEFAULT_CAPS)
-# <linux/capability.h>: each capability's bit. prctl(2) and capset(2) are called through csrc/ rather
-# than python-prctl, whose import cost 0.6 ms of every start (it builds its capability classes).
-CAPABILITIES = {name: bit for bit, name in enumerate((
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-    "CHECKPOINT_RESTORE",
-))}
-
-
-def capability_mask(caps: tuple[str, ...]) -> int:
-    mask = 0
-    for name in caps:
-        mask |= 1 << CAPABILITIES[name]
-    return mask
-
-
 class User:
     __slots__ = ("uid", "gid", "groups", "home")
 

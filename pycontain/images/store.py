@@ -99,16 +99,6 @@ class Store:
                 raise ImageError(f"image {name} is missing layer {os.path.basename(layer)[:12]}; import it again")
         return Image(id=image_id, config=config, layers=layers, ref=ref.familiar if ref else image_id)
 
-    def resolve_or_pull(self, name: str) -> Image:
-        """Deprecated: policy.image_for(store, name, "missing"), where the pull policy lives.
-
-        Kept only while runtime.py still calls it; delete it once runtime calls policy.image_for, and
-        the store no longer refers to the pull code at all.
-        """
-        from pycontain.images.policy import image_for
-
-        return image_for(self, name, "missing")
-
     def inspect(self, image: Image) -> dict[str, Any]:
         """Docker-shaped `inspect` JSON of an image (for details.py): every tag and repository digest."""
         config = image.config

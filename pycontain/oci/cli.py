@@ -579,7 +579,7 @@ class Runtime:
         import json
 
         from pycontain.mounts import MOUNT_FLAGS
-        from pycontain.security import CAPABILITIES
+        from pycontain.capabilities import CAPABILITIES
 
         print(json.dumps({
             "ociVersionMin": "1.0.0", "ociVersionMax": ocispec.OCI_VERSION,

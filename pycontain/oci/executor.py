@@ -22,7 +22,7 @@ from pycontain import cgroups, explain, mounts, syscalls
 from pycontain.errors import PycontainError
 from pycontain.namespaces import Process
 from pycontain.oci import spec as ocispec
-from pycontain.security import CAPABILITIES
+from pycontain.capabilities import CAPABILITIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -11,6 +11,7 @@ front end hands over without a JSON round trip, and what `pycontain-oci spec` pr
 
 from __future__ import annotations
 
+from pycontain.capabilities import CAPABILITIES
 from pycontain.errors import PycontainError
 
 TYPE_CHECKING = False
@@ -238,8 +239,6 @@ def check_process(process: Any, field: str) -> dict[str, Any]:
         _int(gid, f"{field}.user.additionalGids", 0, 2**32 - 2)
     if user.get("umask") is not None:
         _int(user["umask"], f"{field}.user.umask", 0, 0o777)
-    from pycontain.security import CAPABILITIES
-
     for kind, names in _obj(process.get("capabilities"), f"{field}.capabilities").items():
         for name in _strings(names, f"{field}.capabilities.{kind}"):
             if not name.startswith("CAP_") or name[4:] not in CAPABILITIES:

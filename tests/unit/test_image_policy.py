@@ -11,8 +11,6 @@ import pytest
 
 from pycontain.errors import ImageNotFound, UsageError
 from pycontain.images import policy, pull
-from pycontain.images.store import Store
-from pycontain.state import Paths
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,12 +59,6 @@ def test_always_pulls_even_a_stored_image(pulls: list[str]) -> None:
 def test_an_unknown_policy_is_a_usage_error(pulls: list[str]) -> None:
     with pytest.raises(UsageError, match="--pull"):
         policy.image_for(FakeStore(True), "busybox", "sometimes")
-
-
-def test_the_old_store_entry_point_follows_the_same_policy(pulls: list[str], tmp_path: Path) -> None:
-    store = Store(Paths(str(tmp_path / "run"), str(tmp_path / "storage")))
-    assert store.resolve_or_pull("busybox") == "pulled busybox"
-    assert pulls == ["busybox"]
 
 
 @pytest.mark.parametrize("first", ["pycontain.images.store", "pycontain.images.policy", "pycontain.images.pull"])

@@ -14,15 +14,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "pycontain"
 
 # Cycles known and owned elsewhere, with why they are tolerated; anything else fails.
-KNOWN_CYCLES = {
-    # Store.resolve_or_pull is a deprecated shim over policy.image_for, kept until runtime.py calls
-    # image_for itself; delete the shim and this entry together.
-    frozenset({"pycontain.images.store", "pycontain.images.policy", "pycontain.images.pull"}),
-}
-# Modules whose import cycles belong to work in progress elsewhere (the cgroups backends, the OCI
-# executor): judged by their owners, not here.
-OTHERS = ("pycontain.cgroups", "pycontain.oci", "pycontain.security", "pycontain.runtime", "pycontain.mounts",
-          "pycontain.namespaces")
+KNOWN_CYCLES: set[frozenset[str]] = set()
+OTHERS: tuple[str, ...] = ()
 
 
 def modules() -> dict[str, ast.Module]:
