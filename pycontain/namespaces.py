@@ -319,8 +319,8 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
         fifo = os.open(f"/proc/self/fd/{proc.exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fifo, b"0")
         os.close(fifo)
-        if proc.start_hooks is not None:
-            proc.start_hooks()
+    if proc.start_hooks is not None:  # startContainer: inside the container, after start, before execve
+        proc.start_hooks()
     # CVE-2024-21626: no descriptor of the host's (a directory fd, the cgroupfs) may survive into the
     # container, where /proc/self/fd/N would lead back out. Kept: the close-on-exec status pipe, the
     # helper's memfd (close-on-exec too), which the exec below consumes, and the descriptors an OCI
