@@ -23,6 +23,7 @@ from pycontain.images.store import Store
 from pycontain.namespaces import Process
 from pycontain.network import dns
 from pycontain.oci import executor
+from pycontain.oci.state import proc_starttime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -361,15 +362,6 @@ def exit_code(status: int) -> int:
     """A wait status as a shell reports it: the exit code, or 128+N for death by signal N."""
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
-
-
-def proc_starttime(pid: int) -> int:
-    """Field 22 of /proc/PID/stat: with the pid, it names one process even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return -1
 
 
 def live_pid(rec: Record) -> int | None:

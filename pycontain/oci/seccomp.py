@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from pycontain import syscalls
-from pycontain.oci.spec import SpecError
+from pycontain.oci.spec import array, field_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -68,62 +68,50 @@ FIELD = "linux.seccomp"
 Rule = tuple[str, list[str], int, list[tuple[int, int, int, int]]]
 
 
-def _fail(field: str, why: str) -> SpecError:
-    return SpecError(f"config.json: {field}: {why}")
-
-
 def _action(obj: dict[str, Any], field: str, action_key: str, errno_key: str) -> int:
     """The action value of obj[action_key], with obj[errno_key] (default EPERM) in its data."""
     name = obj.get(action_key)
     if not isinstance(name, str):
-        raise _fail(f"{field}.{action_key}", "must be a string naming an action (SCMP_ACT_...)")
+        raise field_error(f"{field}.{action_key}", "must be a string naming an action (SCMP_ACT_...)")
     if name == "SCMP_ACT_NOTIFY":
-        raise _fail(f"{field}.{action_key}", "SCMP_ACT_NOTIFY needs a seccomp notification agent, "
+        raise field_error(f"{field}.{action_key}", "SCMP_ACT_NOTIFY needs a seccomp notification agent, "
                     "which pycontain-oci does not support")
     if name not in ACTIONS:
-        raise _fail(f"{field}.{action_key}", f"unknown action {name!r}")
+        raise field_error(f"{field}.{action_key}", f"unknown action {name!r}")
     errno_ret = obj.get(errno_key)
     if errno_ret is None:
         return ACTIONS[name] | (EPERM if name in WITH_ERRNO else 0)
     if name not in WITH_ERRNO:
-        raise _fail(f"{field}.{errno_key}", f"only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take one, not {name}")
+        raise field_error(f"{field}.{errno_key}", f"only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take one, not {name}")
     return ACTIONS[name] | _uint(errno_ret, f"{field}.{errno_key}", 0xFFFF)
 
 
 def _uint(value: Any, field: str, high: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(field, "must be an integer")
+        raise field_error(field, "must be an integer")
     if not 0 <= value <= high:
-        raise _fail(field, f"{value} is out of range (0..{high})")
-    return value
-
-
-def _list(value: Any, field: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise _fail(field, "must be an array")
+        raise field_error(field, f"{value} is out of range (0..{high})")
     return value
 
 
 def _names(value: Any, field: str, what: str) -> list[str]:
-    items = _list(value, field)
+    items = array(value, field)
     for i, item in enumerate(items):
         if not isinstance(item, str) or not item or "\0" in item:
-            raise _fail(f"{field}[{i}]", f"must be a {what} name")
+            raise field_error(f"{field}[{i}]", f"must be a {what} name")
     return items
 
 
 def _args(value: Any, field: str) -> list[tuple[int, int, int, int]]:
     out = []
-    for i, arg in enumerate(_list(value, field)):
+    for i, arg in enumerate(array(value, field)):
         where = f"{field}[{i}]"
         if not isinstance(arg, dict):
-            raise _fail(where, "must be an object")
+            raise field_error(where, "must be an object")
         index = _uint(arg.get("index"), f"{where}.index", MAX_ARGS - 1)
         op = arg.get("op")
         if op not in OPS:
-            raise _fail(f"{where}.op", f"unknown operator {op!r}" if isinstance(op, str)
+            raise field_error(f"{where}.op", f"unknown operator {op!r}" if isinstance(op, str)
                         else "must be a string naming an operator (SCMP_CMP_...)")
         a = _uint(arg.get("value"), f"{where}.value", 2**64 - 1)
         b = _uint(arg.get("valueTwo", 0), f"{where}.valueTwo", 2**64 - 1)
@@ -134,26 +122,26 @@ def _args(value: Any, field: str) -> list[tuple[int, int, int, int]]:
 def check(seccomp: Any) -> tuple[int, list[str], list[str], list[Rule]]:
     """Validate the untrusted object: (default action, arch names, flag names, rules), or SpecError."""
     if not isinstance(seccomp, dict):
-        raise _fail(FIELD, "must be an object")
+        raise field_error(FIELD, "must be an object")
     if seccomp.get("listenerPath"):
-        raise _fail(f"{FIELD}.listenerPath", "seccomp notification agents are not supported by pycontain-oci")
+        raise field_error(f"{FIELD}.listenerPath", "seccomp notification agents are not supported by pycontain-oci")
     default = _action(seccomp, FIELD, "defaultAction", "defaultErrnoRet")
     arches = _names(seccomp.get("architectures"), f"{FIELD}.architectures", "architecture")
     for i, arch in enumerate(arches):
         if arch not in ARCHES:
-            raise _fail(f"{FIELD}.architectures[{i}]", f"unknown architecture {arch!r}")
+            raise field_error(f"{FIELD}.architectures[{i}]", f"unknown architecture {arch!r}")
     flags = _names(seccomp.get("flags"), f"{FIELD}.flags", "flag")
     for i, flag in enumerate(flags):
         if flag not in FLAGS:
-            raise _fail(f"{FIELD}.flags[{i}]", f"unsupported flag {flag!r} (supported: {', '.join(FLAGS)})")
+            raise field_error(f"{FIELD}.flags[{i}]", f"unsupported flag {flag!r} (supported: {', '.join(FLAGS)})")
     rules: list[Rule] = []
-    for i, call in enumerate(_list(seccomp.get("syscalls"), f"{FIELD}.syscalls")):
+    for i, call in enumerate(array(seccomp.get("syscalls"), f"{FIELD}.syscalls")):
         where = f"{FIELD}.syscalls[{i}]"
         if not isinstance(call, dict):
-            raise _fail(where, "must be an object")
+            raise field_error(where, "must be an object")
         names = _names(call.get("names"), f"{where}.names", "syscall")
         if not names:
-            raise _fail(f"{where}.names", "must list at least one syscall")
+            raise field_error(f"{where}.names", "must list at least one syscall")
         action = _action(call, where, "action", "errnoRet")
         rules.append((where, names, action, _args(call.get("args"), f"{where}.args")))
     return default, arches, flags, rules
@@ -165,15 +153,15 @@ def compile(seccomp: dict[str, Any]) -> bytes:
     try:
         lib = syscalls.libseccomp()
     except OSError as e:
-        raise _fail(FIELD, e.strerror or str(e)) from None
+        raise field_error(FIELD, e.strerror or str(e)) from None
     ctx = lib.pc_scmp_init(default)
     if not ctx:
-        raise _fail(f"{FIELD}.defaultAction", "libseccomp refused it (not supported by this kernel?)")
+        raise field_error(f"{FIELD}.defaultAction", "libseccomp refused it (not supported by this kernel?)")
     try:
         for i, arch in enumerate(arches):
             rc = lib.pc_scmp_arch_add(ctx, arch.removeprefix("SCMP_ARCH_").lower().encode())
             if rc < 0:
-                raise _fail(f"{FIELD}.architectures[{i}]", f"libseccomp refused {arch}: {os.strerror(-rc)}")
+                raise field_error(f"{FIELD}.architectures[{i}]", f"libseccomp refused {arch}: {os.strerror(-rc)}")
         for where, names, action, args in rules:
             if action == default:
                 continue  # changes nothing, and libseccomp refuses it
@@ -188,7 +176,7 @@ def compile(seccomp: dict[str, Any]) -> bytes:
                     flat = [v for cmp in group for v in cmp]
                     rc = lib.pc_scmp_rule_add(ctx, action, nr, len(group), flat)
                     if rc < 0:
-                        raise _fail(where, f"libseccomp refused the rule for {name!r}: {os.strerror(-rc)}")
+                        raise field_error(where, f"libseccomp refused the rule for {name!r}: {os.strerror(-rc)}")
         return _export(lib, ctx)
     finally:
         lib.pc_scmp_release(ctx)
@@ -199,15 +187,15 @@ def _export(lib: Any, ctx: Any) -> bytes:
     try:
         rc = lib.pc_scmp_export_bpf(ctx, fd)
         if rc < 0:
-            raise _fail(FIELD, f"libseccomp could not export the filter: {os.strerror(-rc)}")
+            raise field_error(FIELD, f"libseccomp could not export the filter: {os.strerror(-rc)}")
         size = os.fstat(fd).st_size
         bpf = os.pread(fd, size, 0)
     finally:
         os.close(fd)
     if not bpf or len(bpf) % INSN_SIZE or len(bpf) != size:
-        raise _fail(FIELD, f"libseccomp exported a malformed filter ({len(bpf)} bytes)")
+        raise field_error(FIELD, f"libseccomp exported a malformed filter ({len(bpf)} bytes)")
     if len(bpf) // INSN_SIZE > MAX_INSNS:
-        raise _fail(FIELD, f"the filter compiles to {len(bpf) // INSN_SIZE} instructions, over the kernel's "
+        raise field_error(FIELD, f"the filter compiles to {len(bpf) // INSN_SIZE} instructions, over the kernel's "
                     f"limit of {MAX_INSNS}")
     return bpf
 

@@ -96,7 +96,7 @@ def default_spec(rootfs: str = "rootfs", args: list[str] | None = None, terminal
 
 # ---------------------------------------------------------------- validation of an untrusted bundle
 
-def _fail(field: str, why: str) -> SpecError:
+def field_error(field: str, why: str) -> SpecError:
     return SpecError(f"config.json: {field}: {why}")
 
 
@@ -104,37 +104,37 @@ def _obj(value: Any, field: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise _fail(field, "must be an object")
+        raise field_error(field, "must be an object")
     return value
 
 
-def _list(value: Any, field: str) -> list[Any]:
+def array(value: Any, field: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _fail(field, "must be an array")
+        raise field_error(field, "must be an array")
     return value
 
 
 def _strings(value: Any, field: str) -> list[str]:
-    items = _list(value, field)
+    items = array(value, field)
     for item in items:
         if not isinstance(item, str) or "\0" in item:
-            raise _fail(field, "must be an array of strings")
+            raise field_error(field, "must be an array of strings")
     return items
 
 
 def _int(value: Any, field: str, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(field, "must be an integer")
+        raise field_error(field, "must be an integer")
     if (low is not None and value < low) or (high is not None and value > high):
-        raise _fail(field, f"{value} is out of range")
+        raise field_error(field, f"{value} is out of range")
     return value
 
 
 def _abs(value: Any, field: str) -> str:
     if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
-        raise _fail(field, "must be an absolute path")
+        raise field_error(field, "must be an absolute path")
     return value
 
 
@@ -144,31 +144,31 @@ def check(spec: Any, need_process: bool = True) -> dict[str, Any]:
         raise SpecError("config.json: the document must be a JSON object")
     version = spec.get("ociVersion")
     if not isinstance(version, str) or not version.startswith("1."):
-        raise _fail("ociVersion", f"{version!r} is not a 1.x runtime-spec version")
+        raise field_error("ociVersion", f"{version!r} is not a 1.x runtime-spec version")
     root = _obj(spec.get("root"), "root")
     if not isinstance(root.get("path"), str) or not root["path"]:
-        raise _fail("root.path", "is required")
+        raise field_error("root.path", "is required")
     process = spec.get("process")
     if process is None:
         if need_process:
-            raise _fail("process", "is required to create a container")
+            raise field_error("process", "is required to create a container")
     else:
         check_process(process, "process")
     if spec.get("hostname") is not None and not isinstance(spec["hostname"], str):
-        raise _fail("hostname", "must be a string")
-    for i, m in enumerate(_list(spec.get("mounts"), "mounts")):
+        raise field_error("hostname", "must be a string")
+    for i, m in enumerate(array(spec.get("mounts"), "mounts")):
         m = _obj(m, f"mounts[{i}]")
         _abs(m.get("destination"), f"mounts[{i}].destination")
         if m.get("type") is not None and not isinstance(m["type"], str):
-            raise _fail(f"mounts[{i}].type", "must be a string")
+            raise field_error(f"mounts[{i}].type", "must be a string")
         if m.get("source") is not None and not isinstance(m["source"], str):
-            raise _fail(f"mounts[{i}].source", "must be a string")
+            raise field_error(f"mounts[{i}].source", "must be a string")
         _strings(m.get("options"), f"mounts[{i}].options")
     hooks = _obj(spec.get("hooks"), "hooks")
     for kind, entries in hooks.items():
         if kind not in HOOKS:
-            raise _fail(f"hooks.{kind}", f"unknown hook (expected one of {', '.join(HOOKS)})")
-        for i, hook in enumerate(_list(entries, f"hooks.{kind}")):
+            raise field_error(f"hooks.{kind}", f"unknown hook (expected one of {', '.join(HOOKS)})")
+        for i, hook in enumerate(array(entries, f"hooks.{kind}")):
             hook = _obj(hook, f"hooks.{kind}[{i}]")
             _abs(hook.get("path"), f"hooks.{kind}[{i}].path")
             _strings(hook.get("args"), f"hooks.{kind}[{i}].args")
@@ -178,41 +178,41 @@ def check(spec: Any, need_process: bool = True) -> dict[str, Any]:
     annotations = _obj(spec.get("annotations"), "annotations")
     for key, value in annotations.items():
         if not isinstance(value, str):
-            raise _fail(f"annotations.{key}", "must be a string")
+            raise field_error(f"annotations.{key}", "must be a string")
     linux = _obj(spec.get("linux"), "linux")
     seen = set()
-    for i, ns in enumerate(_list(linux.get("namespaces"), "linux.namespaces")):
+    for i, ns in enumerate(array(linux.get("namespaces"), "linux.namespaces")):
         ns = _obj(ns, f"linux.namespaces[{i}]")
         kind = str(ns.get("type"))
         if kind not in NAMESPACES:
-            raise _fail(f"linux.namespaces[{i}].type", f"{kind!r} is not a namespace type")
+            raise field_error(f"linux.namespaces[{i}].type", f"{kind!r} is not a namespace type")
         if kind in seen:
-            raise _fail("linux.namespaces", f"{kind} is listed twice")
+            raise field_error("linux.namespaces", f"{kind} is listed twice")
         seen.add(kind)
         if ns.get("path") is not None:
             _abs(ns["path"], f"linux.namespaces[{i}].path")
     if "mount" not in seen:
-        raise _fail("linux.namespaces", "a mount namespace is required (pivot_root would change the host's root)")
+        raise field_error("linux.namespaces", "a mount namespace is required (pivot_root would change the host's root)")
     for key in ("uidMappings", "gidMappings"):
-        if _list(linux.get(key), f"linux.{key}"):
-            raise _fail(f"linux.{key}", "user namespaces are not supported by pycontain-oci yet")
+        if array(linux.get(key), f"linux.{key}"):
+            raise field_error(f"linux.{key}", "user namespaces are not supported by pycontain-oci yet")
     if "user" in seen:
-        raise _fail("linux.namespaces", "user namespaces are not supported by pycontain-oci yet")
+        raise field_error("linux.namespaces", "user namespaces are not supported by pycontain-oci yet")
     if "time" in seen:
-        raise _fail("linux.namespaces", "time namespaces are not supported by pycontain-oci")
+        raise field_error("linux.namespaces", "time namespaces are not supported by pycontain-oci")
     if linux.get("cgroupsPath") is not None and not isinstance(linux["cgroupsPath"], str):
-        raise _fail("linux.cgroupsPath", "must be a string")
+        raise field_error("linux.cgroupsPath", "must be a string")
     for key in ("maskedPaths", "readonlyPaths"):
         for p in _strings(linux.get(key), f"linux.{key}"):
             _abs(p, f"linux.{key}")
     for key, value in _obj(linux.get("sysctl"), "linux.sysctl").items():
         if not isinstance(value, str):
-            raise _fail(f"linux.sysctl.{key}", "must be a string")
-    for i, dev in enumerate(_list(linux.get("devices"), "linux.devices")):
+            raise field_error(f"linux.sysctl.{key}", "must be a string")
+    for i, dev in enumerate(array(linux.get("devices"), "linux.devices")):
         dev = _obj(dev, f"linux.devices[{i}]")
         _abs(dev.get("path"), f"linux.devices[{i}].path")
         if dev.get("type") not in ("c", "b", "u", "p"):
-            raise _fail(f"linux.devices[{i}].type", "must be c, b, u or p")
+            raise field_error(f"linux.devices[{i}].type", "must be c, b, u or p")
         for n in ("major", "minor"):
             if dev.get("type") != "p" or dev.get(n) is not None:
                 _int(dev.get(n), f"linux.devices[{i}].{n}", 0)
@@ -221,7 +221,7 @@ def check(spec: Any, need_process: bool = True) -> dict[str, Any]:
     propagation = linux.get("rootfsPropagation")
     if propagation not in (None, "", "private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable",
                            "runbindable"):
-        raise _fail("linux.rootfsPropagation", f"{propagation!r} is not a propagation mode")
+        raise field_error("linux.rootfsPropagation", f"{propagation!r} is not a propagation mode")
     return spec
 
 
@@ -229,31 +229,31 @@ def check_process(process: Any, field: str) -> dict[str, Any]:
     process = _obj(process, field)
     args = _strings(process.get("args"), f"{field}.args")
     if not args or not args[0]:
-        raise _fail(f"{field}.args", "must name a program")
+        raise field_error(f"{field}.args", "must name a program")
     _strings(process.get("env"), f"{field}.env")
     _abs(process.get("cwd"), f"{field}.cwd")
     user = _obj(process.get("user"), f"{field}.user")
     for key in ("uid", "gid"):
         _int(user.get(key, 0), f"{field}.user.{key}", 0, 2**32 - 2)
-    for gid in _list(user.get("additionalGids"), f"{field}.user.additionalGids"):
+    for gid in array(user.get("additionalGids"), f"{field}.user.additionalGids"):
         _int(gid, f"{field}.user.additionalGids", 0, 2**32 - 2)
     if user.get("umask") is not None:
         _int(user["umask"], f"{field}.user.umask", 0, 0o777)
     for kind, names in _obj(process.get("capabilities"), f"{field}.capabilities").items():
         for name in _strings(names, f"{field}.capabilities.{kind}"):
             if not name.startswith("CAP_") or name[4:] not in CAPABILITIES:
-                raise _fail(f"{field}.capabilities.{kind}", f"unknown capability {name!r}")
-    for i, rl in enumerate(_list(process.get("rlimits"), f"{field}.rlimits")):
+                raise field_error(f"{field}.capabilities.{kind}", f"unknown capability {name!r}")
+    for i, rl in enumerate(array(process.get("rlimits"), f"{field}.rlimits")):
         rl = _obj(rl, f"{field}.rlimits[{i}]")
         if rl.get("type") not in RLIMITS:
-            raise _fail(f"{field}.rlimits[{i}].type", f"unknown rlimit {rl.get('type')!r}")
+            raise field_error(f"{field}.rlimits[{i}].type", f"unknown rlimit {rl.get('type')!r}")
         for key in ("hard", "soft"):
             _int(rl.get(key), f"{field}.rlimits[{i}].{key}", 0, 2**64 - 1)
         if rl["soft"] > rl["hard"]:
-            raise _fail(f"{field}.rlimits[{i}]", "soft is above hard")
+            raise field_error(f"{field}.rlimits[{i}]", "soft is above hard")
     for key in ("terminal", "noNewPrivileges"):
         if process.get(key) is not None and not isinstance(process[key], bool):
-            raise _fail(f"{field}.{key}", "must be true or false")
+            raise field_error(f"{field}.{key}", "must be true or false")
     if process.get("oomScoreAdj") is not None:
         _int(process["oomScoreAdj"], f"{field}.oomScoreAdj", -1000, 1000)
     size = _obj(process.get("consoleSize"), f"{field}.consoleSize")
@@ -284,18 +284,18 @@ def check_resources(value: Any, field: str) -> dict[str, Any]:
             _int(cpu[key], f"{field}.cpu.{key}", -1)
     for key in ("cpus", "mems"):
         if cpu.get(key) is not None and (not isinstance(cpu[key], str) or not set(cpu[key]) <= set("0123456789,-")):
-            raise _fail(f"{field}.cpu.{key}", "must be a list like 0-1,3")
+            raise field_error(f"{field}.cpu.{key}", "must be a list like 0-1,3")
     pids = _obj(res.get("pids"), f"{field}.pids")
     if pids.get("limit") is not None:
         _int(pids["limit"], f"{field}.pids.limit")
-    for i, dev in enumerate(_list(res.get("devices"), f"{field}.devices")):
+    for i, dev in enumerate(array(res.get("devices"), f"{field}.devices")):
         dev = _obj(dev, f"{field}.devices[{i}]")
         if not isinstance(dev.get("allow"), bool):
-            raise _fail(f"{field}.devices[{i}].allow", "must be true or false")
+            raise field_error(f"{field}.devices[{i}].allow", "must be true or false")
         if dev.get("type", "a") not in ("a", "c", "b"):
-            raise _fail(f"{field}.devices[{i}].type", "must be a, c or b")
+            raise field_error(f"{field}.devices[{i}].type", "must be a, c or b")
         if not set(dev.get("access") or "rwm") <= set("rwm"):
-            raise _fail(f"{field}.devices[{i}].access", "must be made of r, w and m")
+            raise field_error(f"{field}.devices[{i}].access", "must be made of r, w and m")
         for key in ("major", "minor"):
             if dev.get(key) is not None:
                 _int(dev[key], f"{field}.devices[{i}].{key}", -1)
