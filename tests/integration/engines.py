@@ -28,13 +28,13 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import leaks
 import pytest
-from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, Pycontain, describe
+from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, Pycontain, describe, read_until
 
 RUNTIME = os.environ.get("PYCONTAIN_OCI_RUNTIME", "/usr/local/bin/pycontain-oci")
 # The state root the runtime uses when the caller passes no --root (podman passes none): runc's is
@@ -707,3 +707,28 @@ def containerd(engine_no_leaks: None, oci_runtime: str, busybox_archive: Path, t
         finally:
             problems += engine.stop()
     assert not problems, "containerd left objects behind:\n" + "\n".join(problems)
+
+
+# A command for `-t` tests: it proves a terminal, reads a typed line back and exits 3.
+PTY_SCRIPT = "test -t 0 && test -t 1 && echo IS-A-TTY; tty; read line; echo got:$line; exit 3"
+
+
+def assert_runs_in_a_pty(start: Callable[[int], subprocess.Popen[bytes]]) -> None:
+    """start(slave) launches an engine's `-t` run of PTY_SCRIPT on a real pty; the container must see a
+    terminal, get what is typed, and its exit status must come back."""
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        proc = start(slave)
+        os.close(slave)
+        slave = -1
+        out = read_until(master, b"/dev/pts/")  # `tty` prints the name after the test -t line
+        assert b"IS-A-TTY" in out, out
+        os.write(master, b"hello\r")
+        out += read_until(master, b"got:hello")
+        assert proc.wait(timeout=COMMAND_TIMEOUT) == 3, out
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)

@@ -12,17 +12,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import pty
 import signal
 
 import pytest
-from support import COMMAND_TIMEOUT, alive, describe, read_until
+from support import COMMAND_TIMEOUT, alive, describe
 
 # engines.py holds this module's fixtures (loaded as a plugin below) and helpers imported here; its
 # asserts get pytest's rewriting only if registered before the first import.
 pytest.register_assert_rewrite("engines")
 
-from engines import CTR_IMAGE, Containerd, run, wait_for  # noqa: E402 - after the registration above
+from engines import CTR_IMAGE, PTY_SCRIPT, Containerd, assert_runs_in_a_pty, run, wait_for  # noqa: E402 - after the registration above
 
 pytest_plugins = ["engines"]
 
@@ -42,22 +41,9 @@ def test_ctr_run_passes_the_exit_code(containerd: Containerd) -> None:
 
 def test_ctr_run_tty_gives_the_container_a_terminal(containerd: Containerd) -> None:
     """`ctr run -t`: the shim passes --console-socket and relays the pty the runtime hands back."""
-    script = "test -t 0 && test -t 1 && echo IS-A-TTY; tty; read line; echo got:$line; exit 3"
-    master, slave = pty.openpty()
-    try:
-        proc = containerd.popen(*containerd.run_args("c1", "--rm", "-t"), CTR_IMAGE, "c1", "sh", "-c", script,
-                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-        os.close(slave)
-        slave = -1
-        out = read_until(master, b"/dev/pts/")  # `tty` prints the name after the test -t line
-        assert b"IS-A-TTY" in out, out
-        os.write(master, b"hello\r")
-        out += read_until(master, b"got:hello")
-        assert proc.wait(timeout=COMMAND_TIMEOUT) == 3, out
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
+    assert_runs_in_a_pty(lambda slave: containerd.popen(
+        *containerd.run_args("c1", "--rm", "-t"), CTR_IMAGE, "c1", "sh", "-c", PTY_SCRIPT,
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True))
 
 
 def test_ctr_task_exec_runs_in_the_container(containerd: Containerd) -> None:

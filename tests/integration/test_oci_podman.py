@@ -10,13 +10,11 @@ engines.engine_no_leaks) after the engine's own objects are removed.
 
 from __future__ import annotations
 
-import os
-import pty
 import signal
 
 import pytest
 from netns_support import HTTP_GET
-from support import COMMAND_TIMEOUT, describe, read_until
+from support import COMMAND_TIMEOUT, describe
 
 # engines.py holds this module's fixtures (loaded as a plugin below) and helpers imported here; its
 # asserts get pytest's rewriting only if registered before the first import.
@@ -24,9 +22,11 @@ pytest.register_assert_rewrite("engines")
 
 from engines import (  # noqa: E402 - after the registration above
     PODMAN_IMAGE,
+    PTY_SCRIPT,
     RUNTIME_DEFAULT_ROOT,
     EngineNs,
     Podman,
+    assert_runs_in_a_pty,
     memory_limit_of,
     mounts_under,
     run,
@@ -52,22 +52,9 @@ def test_podman_run_passes_the_exit_code(podman: Podman) -> None:
 
 def test_podman_run_it_gives_the_container_a_terminal(podman: Podman) -> None:
     """`run -it` from a real terminal: the runtime gets --console-socket and hands conmon the pty."""
-    script = "test -t 0 && test -t 1 && echo IS-A-TTY; tty; read line; echo got:$line; exit 3"
-    master, slave = pty.openpty()
-    try:
-        proc = podman.popen(*podman.run_args("--rm", "-it", PODMAN_IMAGE, "sh", "-c", script),
-                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
-        os.close(slave)
-        slave = -1
-        out = read_until(master, b"/dev/pts/")  # `tty` prints the name after the test -t line
-        assert b"IS-A-TTY" in out, out
-        os.write(master, b"hello\r")
-        out += read_until(master, b"got:hello")
-        assert proc.wait(timeout=COMMAND_TIMEOUT) == 3, out
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
+    assert_runs_in_a_pty(lambda slave: podman.popen(
+        *podman.run_args("--rm", "-it", PODMAN_IMAGE, "sh", "-c", PTY_SCRIPT),
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True))
 
 
 def test_podman_detached_container_logs_exec_stop_rm(podman: Podman) -> None:
