@@ -330,9 +330,9 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
         os.set_inheritable(fd, True)
     for keep in sorted(fd for fd in (status_w if proc.status_w >= 0 else -1, helper) if fd >= first):
         if keep > first:
-            syscalls.close_range(first, keep - 1)
+            _close_range(first, keep - 1)
         first = keep + 1
-    syscalls.close_range(first)
+    _close_range(first, 0xFFFFFFFF)
     if not os.getcwd().startswith("/"):
         raise PycontainError("the working directory is outside the container")
     # Python ignores SIGPIPE and SIGXFSZ for itself; a container's program expects the defaults.
@@ -352,6 +352,15 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
                   dict(e.split("=", 1) for e in env if "=" in e))
     except OSError as e:
         raise PycontainError(f"cannot start pycontain's exec helper: {e.strerror}") from None
+
+
+def _close_range(first: int, last: int) -> None:
+    """close_range(2), or one close(2) per descriptor where it is refused: a spec's seccomp filter
+    (loaded before this step when no_new_privs is off) may not know the newer call."""
+    try:
+        syscalls.close_range(first, last)
+    except OSError:
+        os.closerange(first, min(last + 1, os.sysconf("SC_OPEN_MAX")))
 
 
 def _install_seccomp(proc: Process) -> None:
