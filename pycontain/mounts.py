@@ -277,6 +277,10 @@ def setup_rootfs(plan: RootfsPlan) -> None:
     # Stop mount events flowing back to the host: after this, nothing mounted here is seen outside.
     syscalls.mount("none", "/", None, plan.propagation)
     explain.say("mount(/, MS_REC|MS_SLAVE): mounts made from here on stay inside the container's mount namespace")
+    if plan.propagation & PROPAGATION["shared"]:
+        # pivot_root(2) refuses when the mount holding the new root (or the current root) is shared: that
+        # one mount becomes private; everything below keeps the shared propagation the spec asked for.
+        syscalls.mount("none", _mount_point_of(os.path.dirname(root)), None, syscalls.MS_PRIVATE)
     if plan.overlay is not None:
         syscalls.mount("overlay", root, "overlay", 0, plan.overlay)
         explain.say(f"mount(overlay, lowerdir={plan.overlay.count(':') + 1} image layer(s), upperdir=per-container): "
@@ -343,6 +347,17 @@ def setup_rootfs(plan: RootfsPlan) -> None:
         finally:
             os.close(new_root)
         explain.say("mount_setattr(/, MOUNT_ATTR_RDONLY): a read-only root")
+
+
+def _mount_point_of(path: str) -> str:
+    """The mount point of the mount `path` is on (the longest one that contains it)."""
+    best = "/"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) > len(best):
+                best = point
+    return best
 
 
 def _mount_one(root_fd: int, m: MountStep) -> None:
@@ -416,7 +431,10 @@ def _make_devices(root_fd: int, devices: list[tuple[str, int, int, int, int, int
         parent = open_in_root(root_fd, parent_path or "/", "dir")
         try:
             try:
-                syscalls.mknod(f"{fd_path(parent)}/{name}", mode, major, minor)
+                # mode carries the node's type (S_IFCHR, S_IFBLK, S_IFIFO); mknod applies the umask, so
+                # the permissions are set again exactly.
+                os.mknod(name, mode, os.makedev(major, minor), dir_fd=parent)
+                os.chmod(name, mode & 0o7777, dir_fd=parent)
             except FileExistsError:
                 pass
             os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
