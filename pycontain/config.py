@@ -94,12 +94,17 @@ class Limits(Frozen):
 
     memory, memory_swap (memory + swap, -1 unlimited) and memory_reservation are bytes; cpus is a
     fraction of CPUs (CFS quota); cpu_shares is the v1 weight (2..262144, 1024 = default);
-    cpuset_cpus is a CPU list like "0-1,3".
+    cpuset_cpus is a CPU list like "0-1,3". The rest come only from an OCI spec's linux.resources:
+    cpu_period (the CFS period cpus is measured in; default 100 ms), cpuset_mems, memory_swappiness,
+    oom_kill_disable, net_classid and net_priorities ({interface: priority}).
     """
 
-    __slots__ = ("pids", "memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus")
+    __slots__ = ("pids", "memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus",
+                 "cpu_period", "cpuset_mems", "memory_swappiness", "oom_kill_disable", "net_classid",
+                 "net_priorities")
     _fields = {"pids": 2048, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
-               "cpu_shares": None, "cpuset_cpus": None}
+               "cpu_shares": None, "cpuset_cpus": None, "cpu_period": None, "cpuset_mems": None,
+               "memory_swappiness": None, "oom_kill_disable": None, "net_classid": None, "net_priorities": None}
     pids: int | None
     memory: int | None
     memory_swap: int | None
@@ -107,6 +112,12 @@ class Limits(Frozen):
     cpus: float | None
     cpu_shares: int | None
     cpuset_cpus: str | None
+    cpu_period: int | None
+    cpuset_mems: str | None
+    memory_swappiness: int | None
+    oom_kill_disable: bool | None
+    net_classid: int | None
+    net_priorities: dict[str, int] | None
 
 
 class ContainerConfig(Frozen):

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 # and cpuset.mems are filled in, which costs reads and writes no other container needs.
 CONTROLLERS = ("pids", "memory", "cpu", "cpuacct", "blkio", "cpuset")
 # Joined only when asked for (Cgroup.extra): an OCI container's device rules and `pause`.
-OPTIONAL = ("devices", "freezer")
+OPTIONAL = ("devices", "freezer", "net_cls", "net_prio")
 CFS_PERIOD_US = 100_000
 UNLIMITED = "-1"
 _hierarchies: list[tuple[str, str]] | None = None
@@ -115,13 +115,27 @@ class CgroupV1(Cgroup):
                     write(memsw, UNLIMITED if swap == -1 else str(swap))
         if memory and limits.memory_reservation is not None:
             write(f"{memory}/memory.soft_limit_in_bytes", str(limits.memory_reservation))
+        period = limits.cpu_period or CFS_PERIOD_US
+        if cpu and (limits.cpus is not None or limits.cpu_period):
+            write(f"{cpu}/cpu.cfs_period_us", str(period))
         if cpu and limits.cpus is not None:
-            write(f"{cpu}/cpu.cfs_period_us", str(CFS_PERIOD_US))
-            write(f"{cpu}/cpu.cfs_quota_us", str(int(limits.cpus * CFS_PERIOD_US)))
+            write(f"{cpu}/cpu.cfs_quota_us", str(round(limits.cpus * period)))
         if cpu and limits.cpu_shares is not None:
             write(f"{cpu}/cpu.shares", str(limits.cpu_shares))
         if cpuset and limits.cpuset_cpus is not None and os.path.isdir(cpuset):
             write(f"{cpuset}/cpuset.cpus", limits.cpuset_cpus)
+            if limits.cpuset_mems:
+                write(f"{cpuset}/cpuset.mems", limits.cpuset_mems)
+        if memory and limits.memory_swappiness is not None:
+            write(f"{memory}/memory.swappiness", str(limits.memory_swappiness))
+        if memory and limits.oom_kill_disable is not None:
+            write(f"{memory}/memory.oom_control", "1" if limits.oom_kill_disable else "0")
+        net_cls, net_prio = self.path("net_cls"), self.path("net_prio")
+        if net_cls and limits.net_classid is not None:
+            write(f"{net_cls}/net_cls.classid", str(limits.net_classid))
+        if net_prio and limits.net_priorities:
+            for name, priority in limits.net_priorities.items():
+                write(f"{net_prio}/net_prio.ifpriomap", f"{name} {priority}")
 
     def oom_killed(self) -> bool:
         memory = self.path("memory")

@@ -43,12 +43,15 @@ class CgroupV2(Cgroup):
         if limits.memory_reservation is not None:
             _set(path, "memory.low", str(limits.memory_reservation))
         if limits.cpus is not None:
-            _set(path, "cpu.max", f"{int(limits.cpus * CFS_PERIOD_US)} {CFS_PERIOD_US}")
+            period = limits.cpu_period or CFS_PERIOD_US
+            _set(path, "cpu.max", f"{round(limits.cpus * period)} {period}")
         if limits.cpu_shares is not None:
             # v1 shares 2..262144 map onto v2 weight 1..10000 (the mapping runc and crun use).
             _set(path, "cpu.weight", str(1 + ((limits.cpu_shares - 2) * 9999) // 262142))
         if limits.cpuset_cpus is not None:
             _set(path, "cpuset.cpus", limits.cpuset_cpus)
+        if limits.cpuset_mems:
+            _set(path, "cpuset.mems", limits.cpuset_mems)
 
     def oom_killed(self) -> bool:
         return keyed(files.read(f"{self.dirs()[0]}/memory.events")).get("oom_kill", 0) > 0

@@ -285,6 +285,16 @@ def check_resources(value: Any, field: str) -> dict[str, Any]:
     for key in ("cpus", "mems"):
         if cpu.get(key) is not None and (not isinstance(cpu[key], str) or not set(cpu[key]) <= set("0123456789,-")):
             raise field_error(f"{field}.cpu.{key}", "must be a list like 0-1,3")
+    if memory.get("swappiness") is not None:
+        _int(memory["swappiness"], f"{field}.memory.swappiness", 0, 100)
+    network = _obj(res.get("network"), f"{field}.network")
+    if network.get("classID") is not None:
+        _int(network["classID"], f"{field}.network.classID", 0, 2**32 - 1)
+    for i, prio in enumerate(array(network.get("priorities"), f"{field}.network.priorities")):
+        prio = _obj(prio, f"{field}.network.priorities[{i}]")
+        if not isinstance(prio.get("name"), str) or not prio["name"] or "/" in prio["name"]:
+            raise field_error(f"{field}.network.priorities[{i}].name", "must be an interface name")
+        _int(prio.get("priority"), f"{field}.network.priorities[{i}].priority", 0, 2**32 - 1)
     pids = _obj(res.get("pids"), f"{field}.pids")
     if pids.get("limit") is not None:
         _int(pids["limit"], f"{field}.pids.limit")
@@ -315,9 +325,22 @@ def limits_from(resources: dict[str, Any] | None, base: Limits | None = None) ->
         out["memory_swap"] = -1 if memory["swap"] < 0 else memory["swap"]
     if memory.get("reservation") is not None:
         out["memory_reservation"] = None if memory["reservation"] < 0 else memory["reservation"]
+    if cpu.get("period"):
+        out["cpu_period"] = cpu["period"]
     if cpu.get("quota") is not None:
-        period = cpu.get("period") or 100_000
+        period = cpu.get("period") or out.get("cpu_period") or 100_000
         out["cpus"] = None if cpu["quota"] <= 0 else cpu["quota"] / period
+    if cpu.get("mems"):
+        out["cpuset_mems"] = cpu["mems"]
+    if memory.get("swappiness") is not None:
+        out["memory_swappiness"] = memory["swappiness"]
+    if memory.get("disableOOMKiller") is not None:
+        out["oom_kill_disable"] = bool(memory["disableOOMKiller"])
+    network = res.get("network") or {}
+    if network.get("classID") is not None:
+        out["net_classid"] = network["classID"]
+    if network.get("priorities"):
+        out["net_priorities"] = {p["name"]: p["priority"] for p in network["priorities"]}
     if cpu.get("shares"):
         out["cpu_shares"] = cpu["shares"]
     if cpu.get("cpus"):

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 DEFAULT_ROOT = "/run/pycontain-oci"
 CREATING, CREATED, RUNNING, PAUSED, STOPPED = "creating", "created", "running", "paused", "stopped"
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+-.")
-V1_EXTRA = ("devices", "freezer")
+V1_EXTRA = ("devices", "freezer", "net_cls", "net_prio")
 
 
 class ContainerNotFound(PycontainError):
