@@ -179,6 +179,7 @@ class Runtime:
             if not start_now:
                 # 0622: the init may have become a non-root user by the time it opens it for writing.
                 os.mkfifo(c.fifo, 0o622)
+                os.chmod(c.fifo, 0o622)  # mkfifo applied the umask
                 proc.exec_fifo = os.open(c.fifo, os.O_PATH | os.O_CLOEXEC)
                 undo.push(_close_fifo, proc)
             if opts.get("console-socket"):
