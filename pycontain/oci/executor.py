@@ -202,6 +202,12 @@ def child_steps(p: Plan) -> Any:
     from pycontain.network import loopback
 
     def prepare(proc: Process) -> None:
+        if p.hooks.get("createContainer") or p.hooks.get("startContainer"):
+            from pycontain.oci import hooks
+
+            # The state these hooks read carries our pid as the host sees it: read now, while /proc is
+            # still the host's (the parent only learns it after clone, in its own copy of the plan).
+            p.hook_state["pid"] = hooks.host_pid()
         if p.cgroup is not None:
             p.cgroup.join_self()
         for kind, fd in p.join:
@@ -237,7 +243,7 @@ def _before_pivot(p: Plan, proc: Process) -> None:
         if os.read(proc.go_r, 1) != CONTINUE:
             raise PycontainError("the runtime stopped before the createRuntime hooks finished")
     if p.hooks.get("createContainer"):
-        hooks.run_all(p.hooks["createContainer"], dict(p.hook_state, pid=hooks.host_pid()), "createContainer")
+        hooks.run_all(p.hooks["createContainer"], p.hook_state, "createContainer")
 
 
 def make_cgroup(p: Plan) -> Cgroup:
