@@ -122,12 +122,6 @@ class RootfsPlan:
         self.before_pivot: Any = None
 
 
-def overlay_options(lowerdirs: tuple[str, ...] | list[str], upperdir: str, workdir: str) -> str:
-    # overlayfs lists lowerdirs top-most first; image layers are stored lowest first.
-    lower = ":".join(reversed(lowerdirs))
-    return f"lowerdir={lower},upperdir={upperdir},workdir={workdir}"
-
-
 # Every path inside the image is opened with openat2(2) relative to the rootfs, never as a string joined
 # onto it: RESOLVE_IN_ROOT makes absolute links and ".." stop at the rootfs (CVE-2021-30465), and
 # RESOLVE_NO_MAGICLINKS refuses /proc/PID/{cwd,root,fd/N} links, which the kernel would otherwise follow

@@ -15,15 +15,14 @@ import _signal
 import os
 import time
 
-from pycontain import cgroups, explain, namespaces, network, specgen, state, stdio, syscalls
+from pycontain import cgroups, explain, namespaces, network, state, stdio, syscalls
 from pycontain.config import merge_env
-from pycontain.errors import ContainerStateError, PycontainError
-from pycontain.images.policy import image_for
+from pycontain.errors import ContainerStateError, ImageNotFound, PycontainError, UsageError
 from pycontain.images.store import Store
 from pycontain.namespaces import Process
 from pycontain.network import dns
 from pycontain.oci import executor
-from pycontain.oci.state import proc_starttime
+from pycontain.oci import spec as ocispec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -121,8 +120,31 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
 
 
 def _image_for(store: Store, cfg: ContainerConfig) -> Any:
-    """--pull missing (pull only when absent, as Docker does), never, or always."""
     return image_for(store, cfg.image, cfg.pull)
+
+
+def image_for(store: Store, ref: str, policy: str) -> Any:
+    """The pull policy of `run` and `create` (--pull, PYCONTAIN_PULL), decided here and nowhere else:
+
+        missing   use the stored image; pull it only if it is not there (Docker's default)
+        never     use the stored image or fail
+        always    pull first (an up-to-date image downloads only its manifest)
+
+    The store never needs the pull code to read an image, and the pull code (http.client, ssl,
+    hashlib ...) is imported only when a pull really happens.
+    """
+    if policy == "never":
+        return store.resolve(ref)
+    if policy == "missing":
+        try:
+            return store.resolve(ref)
+        except ImageNotFound:
+            pass
+    elif policy != "always":
+        raise UsageError(f"invalid --pull {policy!r}: use missing, never or always")
+    from pycontain.images.pull import pull_for_run
+
+    return pull_for_run(store, ref)
 
 
 # ---------------------------------------------------------------- run / start
@@ -248,7 +270,7 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
             cg = cgroups.for_container(rec.id)
         else:
             # The front end's whole decision, written down as a runtime spec; the executor carries it out.
-            spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files)
+            spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files)
             plan = executor.plan(spec, rec.storage, rec.id)
             undo.callback(plan.close)
             proc = plan.process
@@ -279,7 +301,7 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
                 reaper.wait()
                 raise
             master_fd = child.master_fd
-        rec.set_state(status=state.RUNNING, pid=pid, pid_start=proc_starttime(pid),
+        rec.set_state(status=state.RUNNING, pid=pid, pid_start=state.proc_starttime(pid),
                       started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
@@ -369,7 +391,7 @@ def live_pid(rec: Record) -> int | None:
     st = rec.read_state()
     if st.status != state.RUNNING or not st.pid:
         return None
-    return st.pid if proc_starttime(st.pid) == st.pid_start else None
+    return st.pid if state.proc_starttime(st.pid) == st.pid_start else None
 
 
 # ---------------------------------------------------------------- exec

@@ -432,3 +432,12 @@ def rmtree(path: str) -> None:
         os.rmdir(path)
     except FileNotFoundError:
         pass
+
+
+def proc_starttime(pid: int) -> int:
+    """Field 22 of /proc/PID/stat: with the pid, it names one process even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return -1

@@ -12,7 +12,6 @@ import os
 import time
 
 from pycontain import explain
-from pycontain.cgroups import files
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,12 +83,12 @@ class Cgroup:
     def add(self, pid: int) -> None:
         """Move a process in (cgroup.procs); its future children are born inside."""
         for d in self.existing_dirs():
-            files.write(f"{d}/cgroup.procs", str(pid))
+            write(f"{d}/cgroup.procs", str(pid))
 
     def join_self(self) -> None:
         """Move the calling process in, before it runs anything of the container's."""
         for d in self.dirs():
-            files.write(f"{d}/cgroup.procs", "0")
+            write(f"{d}/cgroup.procs", "0")
         explain.say(f"write 0 > {self.dirs()[0]}/cgroup.procs: the child joins its cgroup before exec")
 
     def existing_dirs(self) -> list[str]:
@@ -171,3 +170,43 @@ class Cgroup:
                 os.rmdir(d)
             except OSError:
                 pass  # another container still lives below it, or it has gone already
+
+
+# ---------------------------------------------------------------- cgroupfs files, shared by v1 and v2
+
+def write(path: str, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def read_int(path: str) -> int:
+    text = read(path).strip()
+    return int(text) if text.isdigit() else 0
+
+
+def keyed(text: str) -> dict[str, int]:
+    """Parse "key value" lines (memory.stat, memory.events, cpu.stat) into a dict."""
+    out = {}
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if value.strip().isdigit():
+            out[key] = int(value)
+    return out
+
+
+def host_memory() -> int:
+    for line in read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) * 1024
+    return 0

@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 
 from pycontain import explain
-from pycontain.cgroups.base import Cgroup
-from pycontain.cgroups import files
-from pycontain.cgroups.files import host_memory, keyed, read_int, write
+from pycontain.cgroups.base import Cgroup, host_memory, keyed, read, read_int, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -44,8 +42,14 @@ def hierarchies() -> list[tuple[str, str]]:
     return _hierarchies
 
 
+_roots: dict[str, str] | None = None
+
+
 def controller_roots() -> dict[str, str]:
-    return {c: point for point, controllers in hierarchies() for c in controllers.split(",")}
+    global _roots
+    if _roots is None:
+        _roots = {c: point for point, controllers in hierarchies() for c in controllers.split(",")}
+    return _roots
 
 
 class CgroupV1(Cgroup):
@@ -56,8 +60,11 @@ class CgroupV1(Cgroup):
 
     def hierarchies(self) -> list[tuple[str, str]]:
         """The hierarchies this cgroup lives in: the default controllers', plus any `extra` ones."""
-        wanted = set(CONTROLLERS) | set(self.extra)
-        return [(p, c) for p, c in hierarchies() if wanted & set(c.split(","))]
+        mine: list[tuple[str, str]] | None = self.__dict__.get("_mine")
+        if mine is None:  # asked for on every path() and dirs(): worked out once per object
+            wanted = set(CONTROLLERS) | set(self.extra)
+            mine = self.__dict__["_mine"] = [(p, c) for p, c in hierarchies() if wanted & set(c.split(","))]
+        return mine
 
     def dirs(self) -> list[str]:
         return [f"{root}/{self.name}" for root in self.roots()]
@@ -95,7 +102,7 @@ class CgroupV1(Cgroup):
         if cpuset and limits.cpuset_cpus is not None:
             # A new v1 cpuset starts empty: give it the parent's memory nodes, then the CPUs asked for.
             parent = os.path.dirname(cpuset)
-            write(f"{cpuset}/cpuset.mems", files.read(f"{parent}/cpuset.mems").strip())
+            write(f"{cpuset}/cpuset.mems", read(f"{parent}/cpuset.mems").strip())
         self.apply(limits)
 
     def apply(self, limits: Limits) -> None:
@@ -139,7 +146,7 @@ class CgroupV1(Cgroup):
 
     def oom_killed(self) -> bool:
         memory = self.path("memory")
-        return bool(memory) and keyed(files.read(f"{memory}/memory.oom_control")).get("oom_kill", 0) > 0
+        return bool(memory) and keyed(read(f"{memory}/memory.oom_control")).get("oom_kill", 0) > 0
 
     def stats(self) -> dict[str, int]:
         memory, cpuacct = self.path("memory"), self.path("cpuacct")
@@ -147,21 +154,21 @@ class CgroupV1(Cgroup):
         limit = read_int(f"{memory}/memory.limit_in_bytes") if memory else 0
         host = host_memory()
         usage = read_int(f"{memory}/memory.usage_in_bytes") if memory else 0
-        cache = keyed(files.read(f"{memory}/memory.stat")).get("total_inactive_file", 0) if memory else 0
-        read = write = 0
-        for line in files.read(f"{blkio}/blkio.throttle.io_service_bytes_recursive").splitlines() if blkio else []:
+        cache = keyed(read(f"{memory}/memory.stat")).get("total_inactive_file", 0) if memory else 0
+        read_bytes = write_bytes = 0
+        for line in read(f"{blkio}/blkio.throttle.io_service_bytes_recursive").splitlines() if blkio else []:
             parts = line.split()
             if len(parts) == 3 and parts[1] == "Read":
-                read += int(parts[2])
+                read_bytes += int(parts[2])
             elif len(parts) == 3 and parts[1] == "Write":
-                write += int(parts[2])
+                write_bytes += int(parts[2])
         return {
             "cpu_ns": read_int(f"{cpuacct}/cpuacct.usage") if cpuacct else 0,
             "memory": max(0, usage - cache),
             "memory_limit": min(limit, host) if limit and host else limit or host,
             "pids": read_int(f"{pids}/pids.current") if pids else 0,
-            "blk_read": read,
-            "blk_write": write,
+            "blk_read": read_bytes,
+            "blk_write": write_bytes,
         }
 
     def freeze(self, frozen: bool) -> None:
@@ -173,7 +180,7 @@ class CgroupV1(Cgroup):
         want = "FROZEN" if frozen else "THAWED"
         for _ in range(1000):
             write(f"{freezer}/freezer.state", want)
-            if files.read(f"{freezer}/freezer.state").strip() == want:
+            if read(f"{freezer}/freezer.state").strip() == want:
                 return
             import time
 
@@ -184,7 +191,7 @@ class CgroupV1(Cgroup):
 
     def frozen(self) -> bool:
         freezer = self.path("freezer")
-        return bool(freezer) and files.read(f"{freezer}/freezer.state").strip() == "FROZEN"
+        return bool(freezer) and read(f"{freezer}/freezer.state").strip() == "FROZEN"
 
     def devices(self, rules: list[dict[str, object]]) -> None:
         """The v1 devices controller: each rule written in order to devices.allow or devices.deny, then
@@ -227,4 +234,4 @@ def _inherit_cpuset(path: str) -> None:
     """A v1 cpuset directory starts with no CPUs and no memory nodes: copy its parent's."""
     parent = os.path.dirname(path)
     for name in ("cpuset.cpus", "cpuset.mems"):
-        write(f"{path}/{name}", files.read(f"{parent}/{name}").strip())
+        write(f"{path}/{name}", read(f"{parent}/{name}").strip())

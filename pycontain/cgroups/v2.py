@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 
 from pycontain.cgroups import CGROUP_ROOT
-from pycontain.cgroups.base import Cgroup
-from pycontain.cgroups import files
-from pycontain.cgroups.files import host_memory, keyed, read_int, write
+from pycontain.cgroups.base import Cgroup, host_memory, keyed, read, read_int, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,29 +52,29 @@ class CgroupV2(Cgroup):
             _set(path, "cpuset.mems", limits.cpuset_mems)
 
     def oom_killed(self) -> bool:
-        return keyed(files.read(f"{self.dirs()[0]}/memory.events")).get("oom_kill", 0) > 0
+        return keyed(read(f"{self.dirs()[0]}/memory.events")).get("oom_kill", 0) > 0
 
     def stats(self) -> dict[str, int]:
         path = self.dirs()[0]
-        limit_text = files.read(f"{path}/memory.max").strip()
+        limit_text = read(f"{path}/memory.max").strip()
         host = host_memory()
         limit = int(limit_text) if limit_text.isdigit() else host
-        cache = keyed(files.read(f"{path}/memory.stat")).get("inactive_file", 0)
-        read = write = 0
-        for line in files.read(f"{path}/io.stat").splitlines():
+        cache = keyed(read(f"{path}/memory.stat")).get("inactive_file", 0)
+        read_bytes = write_bytes = 0
+        for line in read(f"{path}/io.stat").splitlines():
             for field in line.split()[1:]:
                 key, _, value = field.partition("=")
                 if key == "rbytes":
-                    read += int(value)
+                    read_bytes += int(value)
                 elif key == "wbytes":
-                    write += int(value)
+                    write_bytes += int(value)
         return {
-            "cpu_ns": keyed(files.read(f"{path}/cpu.stat")).get("usage_usec", 0) * 1000,
+            "cpu_ns": keyed(read(f"{path}/cpu.stat")).get("usage_usec", 0) * 1000,
             "memory": max(0, read_int(f"{path}/memory.current") - cache),
             "memory_limit": min(limit, host) if host else limit,
             "pids": read_int(f"{path}/pids.current"),
-            "blk_read": read,
-            "blk_write": write,
+            "blk_read": read_bytes,
+            "blk_write": write_bytes,
         }
 
     def inside_mounts(self) -> list[tuple[str, str, str]]:
@@ -89,7 +87,7 @@ class CgroupV2(Cgroup):
         path = self.dirs()[0]
         write(f"{path}/cgroup.freeze", "1" if frozen else "0")
         for _ in range(1000):
-            if keyed(files.read(f"{path}/cgroup.events")).get("frozen", 0) == int(frozen):
+            if keyed(read(f"{path}/cgroup.events")).get("frozen", 0) == int(frozen):
                 return
             import time
 
@@ -99,7 +97,7 @@ class CgroupV2(Cgroup):
         raise PycontainError("the cgroup did not settle into the freezer state")
 
     def frozen(self) -> bool:
-        return keyed(files.read(f"{self.dirs()[0]}/cgroup.events")).get("frozen", 0) == 1
+        return keyed(read(f"{self.dirs()[0]}/cgroup.events")).get("frozen", 0) == 1
 
     def kill(self) -> None:
         path = f"{self.dirs()[0]}/cgroup.kill"  # Linux 5.14+: the kernel kills every member at once

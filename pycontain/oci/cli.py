@@ -18,10 +18,11 @@ import time
 
 from pycontain import explain, jsonfast, syscalls
 from pycontain.errors import PycontainError, UsageError
-from pycontain.oci import executor
+from pycontain.oci import executor, validate
 from pycontain.oci import spec as ocispec
 from pycontain.oci.state import (CREATED, PAUSED, RUNNING, STOPPED, V1_EXTRA, Container, ContainerNotFound,
-                                 all_ids, check_id, proc_starttime)
+                                 all_ids, check_id)
+from pycontain.state import proc_starttime
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -440,7 +441,7 @@ class Runtime:
                     raise UsageError(f"--{flag}: {opts.get(flag)!r} is not a number") from None
         if opts.get("cpuset-cpus"):
             resources.setdefault("cpu", {})["cpus"] = opts.get("cpuset-cpus")
-        ocispec.check_resources(resources, "resources")
+        validate.check_resources(resources, "resources")
         linux = c.spec.setdefault("linux", {})
         base = ocispec.limits_from(linux.get("resources"))
         limits = ocispec.limits_from(resources, base)
@@ -558,7 +559,7 @@ class Runtime:
         if not isinstance(process, dict):
             raise UsageError("--process: expected a JSON object")
         process.setdefault("cwd", "/")
-        ocispec.check_process(process, "process")
+        validate.check_process(process, "process")
         return process
 
     # ------------------------------------------------------------ spec / features
@@ -572,7 +573,7 @@ class Runtime:
         import json
 
         with open(path, "x") as f:
-            json.dump(ocispec.default_spec(), f, indent=2)
+            json.dump(validate.default_spec(), f, indent=2)
             f.write("\n")
         return 0
 
@@ -580,7 +581,7 @@ class Runtime:
         import json
 
         from pycontain.mounts import MOUNT_FLAGS
-        from pycontain.capabilities import CAPABILITIES
+        from pycontain.oci.spec import CAPABILITIES
 
         print(json.dumps({
             "ociVersionMin": "1.0.0", "ociVersionMax": ocispec.OCI_VERSION,
@@ -632,7 +633,7 @@ def read_bundle(bundle: str) -> dict[str, Any]:
         spec = jsonfast.loads(text)
     except ValueError as e:
         raise ocispec.SpecError(f"{path}: not valid JSON: {e}") from None
-    return ocispec.check(spec)
+    return validate.check(spec)
 
 
 def _read_small(path: str, what: str) -> str:

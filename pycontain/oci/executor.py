@@ -22,7 +22,6 @@ from pycontain import cgroups, explain, mounts, syscalls
 from pycontain.errors import PycontainError
 from pycontain.namespaces import Process
 from pycontain.oci import spec as ocispec
-from pycontain.capabilities import CAPABILITIES
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,7 +44,7 @@ RUNTIME_HOOKS = ("prestart", "createRuntime")
 def cap_mask(names: list[str] | None) -> int:
     mask = 0
     for name in names or ():
-        mask |= 1 << CAPABILITIES[name[4:]]
+        mask |= 1 << ocispec.CAPABILITIES[name[4:]]
     return mask
 
 
@@ -116,7 +115,6 @@ def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[s
             readonly_paths=tuple(linux.get("readonlyPaths") or ()),
             read_only=bool(root.get("readonly")),
             cwd=process.get("cwd") or "/",
-            cgroup_mounts=p.cgroup.inside_mounts() if p.new_cgroupns else None,
             devices=[_device(d) for d in linux.get("devices") or ()],
             propagation=_propagation(linux.get("rootfsPropagation")),
         )

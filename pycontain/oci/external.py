@@ -23,7 +23,7 @@ import os
 import socket
 import subprocess
 
-from pycontain import explain, mounts, network, security, specgen, syscalls
+from pycontain import explain, network, security, syscalls
 from pycontain.errors import CommandNotExecutable, CommandNotFound, PycontainError
 from pycontain.oci import spec as ocispec
 
@@ -60,10 +60,10 @@ class External:
             syscalls.mount("tmpfs", "/sys/fs/cgroup/unified", "tmpfs", 0, "size=64k")
         rootfs = f"{rec.storage}/rootfs"
         syscalls.mount("overlay", rootfs, "overlay", 0,
-                       mounts.overlay_options(rec.layers, f"{rec.storage}/upper", f"{rec.storage}/work"))
+                       ocispec.overlay_options(rec.layers, f"{rec.storage}/upper", f"{rec.storage}/work"))
         explain.say("unshare(CLONE_NEWNS) + mount(overlay): the rootfs exists only in this supervisor's "
                     f"private mount namespace, for {os.path.basename(self.runtime)} to use")
-        spec = specgen.build(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files,
+        spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files,
                              own_executor=False)
         uid, gid, groups, home = _lookup_user(rootfs, res.user)
         process = spec["process"]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from pycontain import syscalls
-from pycontain.oci.spec import array, field_error
+from pycontain.oci.validate import array, field_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

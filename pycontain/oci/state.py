@@ -148,12 +148,3 @@ def all_ids(root: str) -> list[str]:
         return sorted(d for d in os.listdir(root) if os.path.isfile(f"{root}/{d}/state.json"))
     except FileNotFoundError:
         return []
-
-
-def proc_starttime(pid: int) -> int:
-    """Field 22 of /proc/PID/stat: with the pid, it names one process even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
-    except (OSError, IndexError, ValueError):
-        return -1

@@ -1,4 +1,4 @@
-"""The pull policy (--pull missing|never|always) has one home, images/policy.py, and the store does not
+"""The pull policy (--pull missing|never|always) has one home, runtime.image_for, and the store does not
 need the pull code to read an image."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pycontain.errors import ImageNotFound, UsageError
-from pycontain.images import policy, pull
+from pycontain import runtime as policy
+from pycontain.images import pull
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,9 +62,9 @@ def test_an_unknown_policy_is_a_usage_error(pulls: list[str]) -> None:
         policy.image_for(FakeStore(True), "busybox", "sometimes")
 
 
-@pytest.mark.parametrize("first", ["pycontain.images.store", "pycontain.images.policy", "pycontain.images.pull"])
+@pytest.mark.parametrize("first", ["pycontain.images.store", "pycontain.runtime", "pycontain.images.pull"])
 def test_each_images_module_imports_on_its_own_and_reading_needs_no_pull_code(first: str) -> None:
-    code = (f"import sys; import {first}; import pycontain.images.store, pycontain.images.policy; "
+    code = (f"import sys; import {first}; import pycontain.images.store, pycontain.runtime; "
             "print('pycontain.images.pull' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(first == "pycontain.images.pull")

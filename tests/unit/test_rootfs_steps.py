@@ -12,7 +12,7 @@ from pycontain import mounts, syscalls
 from pycontain.config import BindMount, ResolvedConfig, ContainerConfig
 from pycontain.errors import PycontainError
 from pycontain.oci import executor
-from pycontain import specgen
+from pycontain.oci import spec as ocispec
 
 
 def _where(path):
@@ -100,7 +100,7 @@ def make_plan(tmp_path, mounts=(), read_only=False):
         files[f"/etc/{name}"] = str(etc / name)
     cfg = ContainerConfig(image="x", mounts=tuple(mounts), read_only=read_only)
     res = ResolvedConfig(argv=("sh",), env=(), workdir="/app", user="", hostname="h")
-    spec = specgen.build("c" * 64, cfg, res, cfg.limits, str(storage), ["/l/bottom", "/l/top"], files)
+    spec = ocispec.container_spec("c" * 64, cfg, res, cfg.limits, str(storage), ["/l/bottom", "/l/top"], files)
     spec["annotations"]["org.pycontain.overlay"] = "lowerdir=/l/top:/l/bottom,upperdir=/u,workdir=/w"
     plan = executor.plan(spec, str(storage), "c" * 64)
     plan.rootfs.cgroup_mounts = []
