@@ -138,6 +138,9 @@ def set_identity(user: User, caps: tuple[int, int, int, int, int], no_new_privs:
     # Inheritable stays empty unless the spec asks (CVE-2022-24769), and so does ambient.
     syscalls.capset(effective, permitted, inheritable)
     syscalls.cap_ambient_clear_all()
+    # The kernel raises an ambient capability only if it is both permitted and inheritable; like runc,
+    # a spec asking for others (runc's own default spec lists ambient but no inheritable) gets those it can.
+    ambient &= permitted & inheritable
     for bit in range(64):
         if ambient >> bit & 1:
             syscalls.cap_ambient_raise(bit)
