@@ -30,6 +30,14 @@ _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 V1_EXTRA = ("devices", "freezer", "net_cls", "net_prio")
 
 
+def v1_extra(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The optional v1 controllers a container needs: the freezer always (pause), devices and
+    net_cls/net_prio only when its spec has rules for them (each is a mkdir and an rmdir per container)."""
+    resources = (spec.get("linux") or {}).get("resources") or {}
+    return ("freezer",) + (("devices",) if resources.get("devices") else ()) + \
+        (("net_cls", "net_prio") if resources.get("network") else ())
+
+
 class ContainerNotFound(PycontainError):
     pass
 
@@ -86,7 +94,7 @@ class Container:
         from pycontain import cgroups
 
         st = self.state
-        cg = cgroups.for_container(self.id, st.get("cgroup_path"), V1_EXTRA)
+        cg = cgroups.for_container(self.id, st.get("cgroup_path"), tuple(st.get("cgroup_extra") or V1_EXTRA))
         cg.parents_made = list(st.get("cgroup_parents") or ())
         return cg
 
