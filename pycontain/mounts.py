@@ -391,6 +391,8 @@ _WHY = {
     "/dev": "a tmpfs with only the standard device nodes: no host device is reachable",
     "/dev/pts": "a private devpts instance (newinstance): the container's own ptys",
     "/sys": "read-only, and it lists only the container's network devices",
+    "/dev/shm": "the container's own POSIX shared memory",
+    "/dev/mqueue": "the container's own POSIX message queues (its IPC namespace)",
 }
 
 

@@ -271,6 +271,10 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
         else:
             # The front end's whole decision, written down as a runtime spec; the executor carries it out.
             spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files)
+            explain.say(f"runtime spec: {len(spec['mounts'])} mounts, {len(spec['linux']['namespaces'])} namespaces, "
+                        f"{len(spec['process']['capabilities']['bounding'])} capabilities, the image's command: the "
+                        "whole contract between the front end and the executor (pycontain-oci runs the same "
+                        "document from a config.json)")
             plan = executor.plan(spec, rec.storage, rec.id)
             undo.callback(plan.close)
             proc = plan.process
