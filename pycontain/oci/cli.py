@@ -6,7 +6,8 @@ shim) and Kubernetes can use pycontain's executor as their OCI runtime.
 create leaves the container's init set up and blocked just before execve, as a child of the caller
 (conmon and the shim are subreapers that wait for it); start lets it exec; state reads the kernel;
 delete releases everything. Errors are one line on stderr (and in --log, as JSON with --log-format
-json, where containerd reads the last one) and exit status 125.
+json, where containerd reads the last one) and exit status 125; 127 (126) when the container's program
+does not exist (cannot be executed), which create checks before it reports the container ready.
 """
 
 from __future__ import annotations
@@ -222,6 +223,7 @@ class Runtime:
             else:
                 child.wait_ready(runtime_hooks)
             c.save(pid=child.pid, pid_start=proc_starttime(child.pid), creator=None)
+            c.write_fast(spec, cg)
             if opts.get("pid-file"):
                 _write_pid_file(opts.get("pid-file"), child.pid)
             undo.forget()

@@ -4,6 +4,7 @@
                              created, cgroup path, annotations
     <root>/<id>/config.json  the spec as the bundle had it at create (hooks, namespaces, process)
     <root>/<id>/exec.fifo    exists from create until start: the init blocks opening it for writing
+    <root>/<id>/fast         what the C fast path of start/delete needs (csrc/oci_fast.c), as plain lines
 
 The status is never stored: it is read off the kernel each time (is the pid alive, does the FIFO
 still exist, is the cgroup frozen), so a record cannot go stale whatever process died.
@@ -89,6 +90,17 @@ class Container:
             with open(f"{self.dir}/config.json", "rb") as f:
                 self._spec = jsonfast.loads(f.read())
         return self._spec
+
+    def write_fast(self, spec: dict[str, Any], cg: Cgroup) -> None:
+        """The `fast` file csrc/oci_fast.c reads to `start` and `delete` without Python: the init's pid and
+        start time, whether any poststart/poststop hook needs Python, and the cgroup directories (leaves,
+        then the parents this container made, deepest first). Plain lines, written like every record."""
+        hooks = spec.get("hooks") or {}
+        lines = [f"pid {self.pid()} {self.state.get('pid_start')}",
+                 f"hooks {int(bool(hooks.get('poststart') or hooks.get('poststop')))}"]
+        lines += [f"cgroup {d}" for d in cg.existing_dirs()]
+        lines += [f"parent {d}" for d in sorted(cg.parents_made, key=len, reverse=True)]
+        replace_file(f"{self.dir}/fast", ("\n".join(lines) + "\n").encode(), 0o600, False)
 
     def cgroup(self) -> Cgroup:
         from pycontain import cgroups

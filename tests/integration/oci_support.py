@@ -253,12 +253,12 @@ class Oci:
         except AssertionError:
             raise AssertionError(f"stderr of the container: {c.errors()}") from None
 
-    def create_fails(self, bundle_path: Path, cid: str | None = None) -> str:
+    def create_fails(self, bundle_path: Path, cid: str | None = None, code: int = 125) -> str:
         """`create` must fail with the runtime's error contract; the one error line; nothing left behind."""
         cid = cid or new_id()
         self.cgroup_names.append(f"pycontain-{cid}")
         res = self("create", "--bundle", bundle_path, "--pid-file", self.tmp / f"{cid}.pid", cid)
-        line = error_line(res)
+        line = error_line(res, code)
         assert not (self.root / cid).exists(), f"a failed create left its state directory: {line}"
         assert not (self.tmp / f"{cid}.pid").exists(), f"a failed create wrote the pid file: {line}"
         assert cgroup_dirs(f"pycontain-{cid}") == [], f"a failed create left its cgroup: {line}"
@@ -282,14 +282,14 @@ class Oci:
         return problems
 
 
-def error_line(res: subprocess.CompletedProcess[str]) -> str:
-    """The runtime's error contract: non-zero (125), exactly one line on stderr, no traceback."""
+def error_line(res: subprocess.CompletedProcess[str], code: int = 125) -> str:
+    """The runtime's error contract: exactly one line on stderr, no traceback, and exit status 125 (its own
+    error), or 127/126 when the container's program is missing or cannot be executed."""
     assert res.returncode != 0, describe(res)
     assert "Traceback" not in res.stderr, describe(res)
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1, f"expected one line on stderr:\n{describe(res)}"
-    assert res.returncode == 125, "every pycontain-oci error exits 125 (its documented contract: cli.py, " \
-        f"COMMON.md):\n{describe(res)}"
+    assert res.returncode == code, f"expected exit status {code}:\n{describe(res)}"
     return lines[0]
 
 

@@ -1000,7 +1000,7 @@ def test_bad_bundle_is_refused(oci: Oci, broken: str) -> None:
         config = b.edit()
         _break(broken, config)
         (b.path / "config.json").write_text(json.dumps(config))
-    line = oci.create_fails(b.path)
+    line = oci.create_fails(b.path, code=127 if broken == "program not in the rootfs" else 125)
     assert BAD[broken].lower() in line.lower(), f"the error names {BAD[broken]!r}: {line}"
     if broken == "unknown capability":
         assert "process.capabilities" in line, line
@@ -1052,3 +1052,48 @@ def test_spec_writes_a_config_that_runs(oci: Oci) -> None:
     res = oci("run", "--bundle", b.path, cid)
     assert (res.returncode, res.stdout.splitlines()[:1]) == (0, ["from-spec"]), describe(res)
     assert not (oci.root / cid).exists()
+
+
+# ---------------------------------------------------------------- the C fast path of start and delete
+
+LAUNCHER = "/opt/pycontain/libexec/pycontain-oci"  # the Python command line (scripts/install)
+
+
+def python_ran(oci: Oci, *args: str, trace: Path) -> bool:
+    """Run `pycontain-oci ARGS` under strace: did Python run (the launcher executed, or any Python
+    module opened)? A shebang script shows up only as its own path, so both are looked for."""
+    res = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve,open,openat", "-o", str(trace), OCI,
+                          "--root", str(oci.root), *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
+    assert res.returncode == 0, describe(res)
+    paths = [line.split('"')[1] for line in trace.read_text().splitlines() if '"' in line]
+    assert paths, "strace saw nothing"
+    return any(p == LAUNCHER or p.endswith((".py", ".pyc")) for p in paths)
+
+
+def test_start_and_delete_of_a_plain_container_do_not_start_python(oci: Oci, tmp_path: Path) -> None:
+    b = oci.bundle(["sh", "-c", "echo ran"])
+    c = oci.create(b)
+    assert not python_ran(oci, "start", c.id, trace=tmp_path / "start.trace")
+    assert c.wait() == 0 and c.output() == "ran\n"
+    assert not python_ran(oci, "delete", c.id, trace=tmp_path / "delete.trace")
+    assert not (oci.root / c.id).exists() and cgroup_dirs(f"pycontain-{c.id}") == []
+
+
+def test_what_the_fast_path_does_not_know_goes_to_python(oci: Oci, tmp_path: Path) -> None:
+    # A poststop hook needs the Python implementation: delete hands over, and the hook runs.
+    hook_log = tmp_path / "poststop.log"
+    b = oci.bundle(["true"])
+    b.config["hooks"] = {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", f"cat > {hook_log}"]}]}
+    c = oci.create(b)
+    c.start()
+    assert c.wait() == 0
+    assert python_ran(oci, "delete", c.id, trace=tmp_path / "delete.trace")
+    assert json.loads(hook_log.read_text())["status"] == "stopped"
+    # A running container without --force: Python's one-line error, and nothing removed.
+    b2 = oci.bundle(["sh", "-c", WAIT_FOR_GO])
+    c2 = oci.create(b2)
+    c2.start()
+    line = error_line(oci("delete", c2.id))
+    assert "running" in line and (oci.root / c2.id).exists(), line
+    c2.delete("--force")
+    assert not (oci.root / c2.id).exists()
