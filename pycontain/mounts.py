@@ -20,7 +20,7 @@ import stat
 
 from pycontain import explain, syscalls
 from pycontain.errors import PycontainError
-from pycontain.oci.spec import MASKED_PATHS, READONLY_PATHS
+from pycontain.oci import MASKED_PATHS, READONLY_PATHS
 from pycontain.syscalls import MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC
 
 TYPE_CHECKING = False

@@ -23,7 +23,7 @@ import select
 import stat
 
 from pycontain import explain, security, syscalls
-from pycontain.oci.spec import capability_mask
+from pycontain.oci import capability_mask
 from pycontain.errors import CommandNotExecutable, CommandNotFound, PycontainError
 
 TYPE_CHECKING = False

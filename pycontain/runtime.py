@@ -22,7 +22,7 @@ from pycontain.images.store import Store
 from pycontain.namespaces import Process
 from pycontain.network import dns
 from pycontain.oci import executor
-from pycontain.oci import spec as ocispec
+from pycontain import oci as ocispec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import os
 
 from pycontain import explain, syscalls
 from pycontain.errors import PycontainError
-from pycontain.oci.spec import DEFAULT_CAPS as SPEC_DEFAULT_CAPS
+from pycontain.oci import DEFAULT_CAPS as SPEC_DEFAULT_CAPS
 
 # podman's default capability set (the spec's names, without CAP_); every other capability is dropped
 # from the bounding, permitted, effective and inheritable sets, and the ambient set is emptied.

@@ -1,8 +1,231 @@
-"""The executor: carries out an OCI runtime-spec document (config.json + rootfs), and nothing else.
+"""The OCI runtime-spec document as plain data: what a container is, decided by whoever wrote it.
 
-spec.py      the document: defaults, validation of an untrusted bundle, resources -> cgroup limits
-executor.py  spec -> clone flags, namespaces to join, mounts as data, the process to exec
-state.py     pycontain-oci's own records (one directory per container under --root)
-hooks.py     prestart/createRuntime/createContainer/startContainer/poststart/poststop
-cli.py       `pycontain-oci`: the runc command line that podman, containerd and Kubernetes call
+The front end (`pycontain run`) builds this document in memory from the image config and the flags
+(container_spec); `pycontain-oci` reads it from a bundle's config.json that podman, containerd or a
+person wrote, and checks it first (validate.py: a bundle is untrusted input). Either way the executor
+reads nothing else. This module is on every start's path, so it holds only the defaults, the tables
+and the conversions the start needs.
+
+The document stays a dict of JSON values (no model classes): it is what the spec defines, what the
+front end hands over without a JSON round trip, and what `pycontain-oci spec` prints.
+
+The package is the executor that carries the document out, and reads nothing else:
+    validate.py  checks of an untrusted bundle, and the default config.json `pycontain-oci spec` writes
+    executor.py  spec -> clone flags, namespaces to join, mounts as data, the process to exec
+    seccomp.py   linux.seccomp -> a BPF program (libseccomp, in the parent), installed in the child
+    external.py  `pycontain run --runtime runc`: another runtime as the executor
+    state.py     pycontain-oci's own records (one directory per container under --root)
+    hooks.py     prestart/createRuntime/createContainer/startContainer/poststart/poststop
+    cli.py       `pycontain-oci`: the runc command line that podman, containerd and Kubernetes call
+
+The document's defaults and conversions live here, in the package itself: every start needs them, and
+one module less to load is ~0.15 ms of it.
 """
+
+from __future__ import annotations
+
+from pycontain.errors import PycontainError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pycontain.config import ContainerConfig, Limits, ResolvedConfig
+
+OCI_VERSION = "1.0.2"
+NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+# Annotations only pycontain's own executor reads (other runtimes ignore unknown annotations). They
+# carry what the front end cannot know before the container exists: the overlay its rootfs is built
+# from (mounted inside the container's mount namespace, so nothing is ever mounted on the host), and
+# a user given by name (looked up in the image's own /etc/passwd, after pivot_root).
+OVERLAY = "org.pycontain.overlay"
+USER_NAME = "org.pycontain.user"
+
+# <linux/capability.h>: each capability's bit, by the name the spec uses without its CAP_ prefix (for
+# capset(2) and PR_CAPBSET_DROP, called through csrc/: python-prctl's import cost 0.6 ms of every start).
+CAPABILITIES = {name: bit for bit, name in enumerate((
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+))}
+
+
+def capability_mask(caps: tuple[str, ...]) -> int:
+    mask = 0
+    for name in caps:
+        mask |= 1 << CAPABILITIES[name]
+    return mask
+
+
+# podman's default capability set.
+DEFAULT_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+)
+# Paths a container must not read (kernel memory, keys, timers that leak host activity), as podman masks
+# them: directories get an empty read-only tmpfs, files get /dev/null.
+MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/sched_debug", "/proc/scsi", "/proc/timer_list", "/proc/timer_stats",
+    "/sys/dev/block", "/sys/devices/virtual/powercap", "/sys/firmware", "/sys/fs/selinux",
+)
+# Paths a container may read but not write (kernel tunables and triggers).
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+# <asm-generic/resource.h>
+RLIMITS = {name: n for n, name in enumerate((
+    "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC",
+    "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE",
+    "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+))}
+
+
+class SpecError(PycontainError):
+    """The bundle's config.json is not something pycontain can run."""
+
+
+def default_mounts() -> list[dict[str, Any]]:
+    """The filesystems every container gets, as spec mounts: data, not hard-coded steps."""
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]},
+    ]
+
+
+def limits_from(resources: dict[str, Any] | None, base: Limits | None = None) -> Limits:
+    """linux.resources as the cgroup code's Limits (unset fields keep `base`'s, else no limit)."""
+    from pycontain.config import Limits
+
+    res = resources or {}
+    out: dict[str, Any] = (base or Limits(pids=None)).to_json()
+    memory, cpu, pids = res.get("memory") or {}, res.get("cpu") or {}, res.get("pids") or {}
+    if memory.get("limit") is not None:
+        out["memory"] = None if memory["limit"] < 0 else memory["limit"]
+    if memory.get("swap") is not None:
+        out["memory_swap"] = -1 if memory["swap"] < 0 else memory["swap"]
+    if memory.get("reservation") is not None:
+        out["memory_reservation"] = None if memory["reservation"] < 0 else memory["reservation"]
+    if cpu.get("period"):
+        out["cpu_period"] = cpu["period"]
+    if cpu.get("quota") is not None:
+        period = cpu.get("period") or out.get("cpu_period") or 100_000
+        out["cpus"] = None if cpu["quota"] <= 0 else cpu["quota"] / period
+    if cpu.get("mems"):
+        out["cpuset_mems"] = cpu["mems"]
+    if memory.get("swappiness") is not None:
+        out["memory_swappiness"] = memory["swappiness"]
+    if memory.get("disableOOMKiller") is not None:
+        out["oom_kill_disable"] = bool(memory["disableOOMKiller"])
+    network = res.get("network") or {}
+    if network.get("classID") is not None:
+        out["net_classid"] = network["classID"]
+    if network.get("priorities"):
+        out["net_priorities"] = {p["name"]: p["priority"] for p in network["priorities"]}
+    if cpu.get("shares"):
+        out["cpu_shares"] = cpu["shares"]
+    if cpu.get("cpus"):
+        out["cpuset_cpus"] = cpu["cpus"]
+    if pids.get("limit") is not None:
+        out["pids"] = None if pids["limit"] <= 0 else pids["limit"]
+    return Limits(**out)
+
+
+def resources_from(limits: Limits) -> dict[str, Any]:
+    """The front end's Limits as linux.resources (the inverse of limits_from)."""
+    res: dict[str, Any] = {}
+    if limits.pids is not None:
+        res["pids"] = {"limit": limits.pids}
+    memory: dict[str, Any] = {}
+    if limits.memory is not None:
+        memory["limit"] = limits.memory
+    if limits.memory_swap is not None:
+        memory["swap"] = limits.memory_swap
+    if limits.memory_reservation is not None:
+        memory["reservation"] = limits.memory_reservation
+    if memory:
+        res["memory"] = memory
+    cpu: dict[str, Any] = {}
+    if limits.cpus is not None:
+        cpu["quota"], cpu["period"] = int(limits.cpus * 100_000), 100_000
+    if limits.cpu_shares is not None:
+        cpu["shares"] = limits.cpu_shares
+    if limits.cpuset_cpus is not None:
+        cpu["cpus"] = limits.cpuset_cpus
+    if cpu:
+        res["cpu"] = cpu
+    return res
+
+
+# ---------------------------------------------------------------- the front end's spec
+
+def overlay_options(lowerdirs: tuple[str, ...] | list[str], upperdir: str, workdir: str) -> str:
+    # overlayfs lists lowerdirs top-most first; image layers are stored lowest first.
+    lower = ":".join(reversed(lowerdirs))
+    return f"lowerdir={lower},upperdir={upperdir},workdir={workdir}"
+
+
+# With --read-only, the places programs expect to write stay writable (as `podman run --read-only`).
+READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")
+
+
+def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: Limits, storage: str,
+          layers: list[str], etc_files: dict[str, str], own_executor: bool = True) -> dict[str, Any]:
+    """The front end's half of the contract: the spec for one container, from the image config merged
+    with the `run` flags (res), its limits and its files. own_executor: pycontain's executor mounts the
+    overlay itself (inside the container's mount namespace); another runtime gets a rootfs that is
+    already mounted. The document stays in memory for pycontain's own executor: no JSON on the start
+    path."""
+    mounts = default_mounts()
+    for m in cfg.mounts:
+        mounts.append({"destination": m.target, "type": "bind", "source": m.source,
+                       "options": ["rbind", "ro"] if m.readonly else ["rbind"]})
+    for target, source in etc_files.items():
+        mounts.append({"destination": target, "type": "bind", "source": source, "options": ["bind"]})
+    if cfg.read_only:
+        for path in READ_ONLY_TMPFS:
+            mounts.append({"destination": path, "type": "tmpfs", "source": "tmpfs",
+                           "options": ["nosuid", "nodev", "mode=1777", "size=65536k"]})
+    namespaces = [{"type": t} for t in ("pid", "mount", "uts", "ipc", "cgroup")]
+    if cfg.network != "host":
+        namespaces.append({"type": "network"})
+    caps = list(DEFAULT_CAPS)
+    annotations = {USER_NAME: res.user}
+    if own_executor:
+        annotations[OVERLAY] = overlay_options(layers, f"{storage}/upper", f"{storage}/work")
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": cfg.tty,
+            "user": {"uid": 0, "gid": 0},
+            "args": list(res.argv),
+            "env": list(res.env),
+            "cwd": res.workdir,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": True,
+        },
+        "root": {"path": f"{storage}/rootfs", "readonly": cfg.read_only},
+        "hostname": res.hostname,
+        "mounts": mounts,
+        "linux": {
+            "namespaces": namespaces,
+            "cgroupsPath": f"/pycontain-{cid}",
+            "resources": resources_from(limits),
+            "maskedPaths": list(MASKED_PATHS),
+            "readonlyPaths": list(READONLY_PATHS),
+        },
+        "annotations": annotations,
+    }

@@ -424,7 +424,7 @@ class Runtime:
         return 0
 
     def update(self, opts: Options) -> int:
-        from pycontain.oci import spec as ocispec
+        from pycontain import oci as ocispec
         from pycontain.oci import validate
 
         c = self.load(self.one_id(opts, "update"))
@@ -593,12 +593,12 @@ class Runtime:
         return 0
 
     def features(self, opts: Options) -> int:
-        from pycontain.oci import spec as ocispec
+        from pycontain import oci as ocispec
 
         import json
 
         from pycontain.mounts import MOUNT_FLAGS
-        from pycontain.oci.spec import CAPABILITIES
+        from pycontain.oci import CAPABILITIES
 
         print(json.dumps({
             "ociVersionMin": "1.0.0", "ociVersionMax": ocispec.OCI_VERSION,
@@ -644,7 +644,7 @@ def _close_fifo(proc: Any) -> None:
 
 
 def read_bundle(bundle: str) -> dict[str, Any]:
-    from pycontain.oci import spec as ocispec
+    from pycontain import oci as ocispec
     from pycontain.oci import validate
 
     path = f"{bundle}/config.json"

@@ -21,7 +21,7 @@ import os
 from pycontain import cgroups, explain, mounts, syscalls
 from pycontain.errors import PycontainError
 from pycontain.namespaces import Process
-from pycontain.oci import spec as ocispec
+from pycontain import oci as ocispec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ import subprocess
 
 from pycontain import explain, network, security, syscalls
 from pycontain.errors import CommandNotExecutable, CommandNotFound, PycontainError
-from pycontain.oci import spec as ocispec
+from pycontain import oci as ocispec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ writes. Only pycontain-oci imports this; `pycontain run` trusts the spec its own
 
 from __future__ import annotations
 
-from pycontain.oci.spec import (CAPABILITIES, DEFAULT_CAPS, HOOKS, MASKED_PATHS, NAMESPACES, OCI_VERSION,
+from pycontain.oci import (CAPABILITIES, DEFAULT_CAPS, HOOKS, MASKED_PATHS, NAMESPACES, OCI_VERSION,
                                 READONLY_PATHS, RLIMITS, SpecError, default_mounts)
 
 TYPE_CHECKING = False

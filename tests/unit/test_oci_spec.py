@@ -10,8 +10,8 @@ import pytest
 from pycontain import mounts, syscalls
 from pycontain.config import ContainerConfig, Limits, ResolvedConfig
 from pycontain.oci import cli, executor, validate
-from pycontain.oci import spec as ocispec
-from pycontain.oci.spec import SpecError
+from pycontain import oci as ocispec
+from pycontain.oci import SpecError
 
 
 def test_mount_options_become_flags_propagation_and_data() -> None:

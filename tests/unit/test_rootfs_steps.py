@@ -12,7 +12,7 @@ from pycontain import mounts, syscalls
 from pycontain.config import BindMount, ResolvedConfig, ContainerConfig
 from pycontain.errors import PycontainError
 from pycontain.oci import executor
-from pycontain.oci import spec as ocispec
+from pycontain import oci as ocispec
 
 
 def _where(path):

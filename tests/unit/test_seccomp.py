@@ -15,7 +15,7 @@ import pytest
 
 from pycontain import syscalls
 from pycontain.oci import seccomp
-from pycontain.oci.spec import SpecError
+from pycontain.oci import SpecError
 
 BPF_RET_K = 0x06  # BPF_RET | BPF_K: "return the constant k", where a filter's verdicts live
 ERRNO = 0x00050000
