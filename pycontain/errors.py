@@ -5,6 +5,10 @@ cli.py is the only place that turns these into an exit code and a one-line messa
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 
 class PycontainError(Exception):
     """pycontain itself could not do what was asked (exit 125)."""
@@ -58,3 +62,21 @@ class CommandNotExecutable(PycontainError):
     """The container's command exists but cannot be executed (exit 126)."""
 
     exit_code = 126
+
+
+def leave(code: int) -> NoReturn:
+    """Flush stdout and stderr, then exit at once, without interpreter finalization.
+
+    Tearing the interpreter down (module dicts, caches, a final collection) costs ~9 ms on the reference
+    VM, more than a third of a container's start. Nothing needs it: every file pycontain writes is closed
+    by a `with` or an explicit close, there are no atexit handlers, and the streams are flushed here.
+    """
+    import os
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)

@@ -19,7 +19,7 @@ import sys
 import time
 
 from pycontain import jsonfast
-from pycontain.errors import PycontainError, UsageError
+from pycontain.errors import PycontainError, UsageError, leave
 from pycontain.oci.state import (CREATED, PAUSED, RUNNING, STOPPED, Container, ContainerNotFound, v1_extra,
                                  all_ids, check_id)
 from pycontain.state import proc_starttime
@@ -810,12 +810,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """main(), then leave without interpreter finalization (~9 ms, as `pycontain` does): every file is
-    closed explicitly, there are no atexit handlers, and the streams are flushed here."""
-    code = main()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    """main(), then leave without interpreter finalization, as `pycontain` does (errors.leave)."""
+    leave(main())

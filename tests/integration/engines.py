@@ -34,7 +34,7 @@ from typing import Any
 
 import leaks
 import pytest
-from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, Pycontain, describe, read_until
+from support import COMMAND_TIMEOUT, Pycontain, describe, read_until, wait_for
 
 RUNTIME = os.environ.get("PYCONTAIN_OCI_RUNTIME", "/usr/local/bin/pycontain-oci")
 # The state root the runtime uses when the caller passes no --root (podman passes none): runc's is
@@ -72,18 +72,6 @@ def ok(argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
     res = run(argv, **kw)
     assert res.returncode == 0, describe(res)
     return res
-
-
-def wait_for(what: str, check: Any, timeout: float = SETTLE_TIMEOUT) -> Any:
-    """Poll check() until it returns something truthy (a hang guard, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- processes and cgroups

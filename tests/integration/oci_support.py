@@ -334,17 +334,6 @@ def wait_exit(pid: int, timeout: float = SETTLE_TIMEOUT) -> int:
         time.sleep(0.02)
 
 
-def wait_for(what: str, check: Any, timeout: float = SETTLE_TIMEOUT) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 class ConsoleSocket:
     """The --console-socket server an engine runs: the runtime connects and sends the pty master."""
 

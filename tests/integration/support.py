@@ -230,3 +230,15 @@ def wait_exit(pid: int, timeout: float = SETTLE_TIMEOUT) -> int:
     os.kill(pid, 9)
     os.waitpid(pid, 0)
     raise AssertionError(f"process {pid} did not exit")
+
+
+def wait_for(what: str, check: Any, timeout: float = SETTLE_TIMEOUT) -> Any:
+    """Poll check() until it returns something truthy (a hang guard, not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

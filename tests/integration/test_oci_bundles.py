@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import COMMAND_TIMEOUT, CGROUP_ROOT, alive, describe, proc_status
+from support import COMMAND_TIMEOUT, CGROUP_ROOT, alive, describe, proc_status, wait_for
 
 # The helpers' asserts get pytest's rewriting only if registered before the first import.
 pytest.register_assert_rewrite("oci_support")
@@ -38,7 +38,6 @@ from oci_support import (  # noqa: E402 - after the registration above
     own_leaks,
     read_all,
     wait_exit,
-    wait_for,
 )
 
 pytestmark = pytest.mark.integration
