@@ -169,3 +169,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def monitor_pid(pc: NetPycontain, cid: str) -> int:
+    """The detached monitor of container `cid`: the process that has the record's lock file open."""
+    lock = str(pc.root / "run" / "containers" / cid / "lock")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == lock for fd in os.listdir(f"/proc/{pid}/fd")):
+                return int(pid)
+        except OSError:
+            continue
+    raise AssertionError(f"no process holds the lock of {cid[:12]}")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import support
-from netns_support import (NetNs, NetPycontain, http_get, leakcheck_wrapper, network_leftovers, udp_echo,
-                           wire_remote)
+from netns_support import (NetNs, NetPycontain, http_get, leakcheck_wrapper, monitor_pid, network_leftovers,
+                           udp_echo, wire_remote)
 from support import PYCONTAIN, SETTLE_TIMEOUT, assert_pycontain_error, describe
 
 PAYLOAD = "served-from-the-container-" + "x" * 64
@@ -228,7 +228,7 @@ def test_sigkill_of_the_supervisor_then_gc_leaves_no_rule_lease_or_veth(npc: Net
     for name, extra in (("rmme", ["--rm"]), ("keep", [])):
         run_d(npc, "--name", name, *extra, "--network", "bridge", "-p", "80", "busybox", "sleep", "60")
     for name in ("rmme", "keep"):
-        monitor = _monitor_pid(npc, npc.container_id(name))
+        monitor = monitor_pid(npc, npc.container_id(name))
         os.kill(monitor, signal.SIGKILL)
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while "Dead" not in npc.ok("ps", "-a").stdout and time.monotonic() < deadline:
@@ -258,18 +258,6 @@ def test_sigkill_in_the_middle_of_setup_is_cleaned_by_gc(npc: NetPycontain) -> N
                 break
             time.sleep(0.2)  # a record younger than gc's grace period (being created) is left alone
         assert left == [], f"after SIGKILL at {delay}s: {left}"
-
-
-def _monitor_pid(pc: NetPycontain, cid: str) -> int:
-    """The detached monitor: the process that has the record's lock file open."""
-    lock = str(pc.root / "run" / "containers" / cid / "lock")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == lock for fd in os.listdir(f"/proc/{pid}/fd")):
-                return int(pid)
-        except OSError:
-            continue
-    raise AssertionError(f"no process holds the lock of {cid[:12]}")
 
 
 @pytest.mark.parametrize("bad", ["10.0.0.0/33", "10.0.0.1/24", "nonsense"])

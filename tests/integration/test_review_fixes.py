@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from netns_support import NetNs, NetPycontain, network_leftovers
+from netns_support import NetNs, NetPycontain, monitor_pid, network_leftovers
 from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, Pycontain, assert_pycontain_error, describe
 
 
@@ -37,18 +37,6 @@ def npc(tmp_path: Path, ns: NetNs, busybox_tarball: Path) -> Iterator[NetPyconta
     p.remove_all()
     p.ok("gc")
     assert network_leftovers(p) == []
-
-
-def monitor_pid(pc: NetPycontain, cid: str) -> int:
-    """The detached monitor: the process that has the record's lock file open."""
-    lock = str(pc.root / "run" / "containers" / cid / "lock")
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == lock for fd in os.listdir(f"/proc/{pid}/fd")):
-                return int(pid)
-        except OSError:
-            continue
-    raise AssertionError(f"no process holds the lock of {cid[:12]}")
 
 
 def test_gc_without_nft_fails_loudly_and_a_later_gc_removes_the_dnat_rules(npc: NetPycontain, ns: NetNs) -> None:
