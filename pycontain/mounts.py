@@ -299,7 +299,7 @@ def setup_rootfs(plan: RootfsPlan) -> None:
             _mount_one(root_fd, m)
             dev_mounted = dev_mounted or m.destination == "/dev"
         if dev_mounted:
-            dev = syscalls.openat2(root_fd, "dev", PATH_FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW, IN_ROOT, what="/dev")
+            dev = _open_dev(root_fd)
             try:
                 _populate_dev(dev)
             finally:
@@ -359,11 +359,9 @@ def _mount_one(root_fd: int, m: MountStep) -> None:
     file when a file is bound)."""
     if m.bind:
         try:
-            is_dir = os.path.isdir(m.source)
-        except OSError:
-            is_dir = True
-        if not os.path.exists(m.source):
-            raise PycontainError(f"mount {m.source} on {m.destination}: the source does not exist")
+            is_dir = stat.S_ISDIR(os.stat(m.source).st_mode)
+        except FileNotFoundError:
+            raise PycontainError(f"mount {m.source} on {m.destination}: the source does not exist") from None
         target = open_in_root(root_fd, m.destination, "dir" if is_dir else "file")
         try:
             bind(m.source, target, bool(m.flags & MS_RDONLY), f"{m.source} -> {m.destination}",
@@ -438,10 +436,15 @@ def _make_devices(root_fd: int, devices: list[tuple[str, int, int, int, int, int
             os.close(parent)
 
 
+def _open_dev(root_fd: int) -> int:
+    """The container's /dev directory (now the tmpfs mounted there), never through a link."""
+    return syscalls.openat2(root_fd, "dev", PATH_FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW, IN_ROOT, what="/dev")
+
+
 def _open_null(root_fd: int) -> int:
     """The container's /dev/null as a descriptor, checked to be the null device (char 1:3)."""
     try:
-        dev = syscalls.openat2(root_fd, "dev", PATH_FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW, IN_ROOT, what="/dev")
+        dev = _open_dev(root_fd)
     except OSError as e:
         raise PycontainError(f"cannot mask paths: the container has no /dev ({e.strerror})") from None
     try:

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
 RUN_FLAGS = syscalls.CLONE_NEWPID | syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC
+# Signals a foreground supervisor passes on to the container's process, as `docker run` does.
+FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2)
 SIGKILL = 9
 TIOCSCTTY = 0x540E
 
@@ -404,6 +406,8 @@ def _check_program(program: str, env: list[str]) -> None:
     if "/" in program:
         candidates = [program]
     else:
+        from pycontain.config import DEFAULT_PATH  # imported by the parent already: a dictionary lookup
+
         path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), DEFAULT_PATH)
         candidates = [f"{d or '.'}/{program}" for d in path.split(":")]
     for candidate in candidates:
@@ -413,8 +417,6 @@ def _check_program(program: str, env: list[str]) -> None:
         raise CommandNotExecutable(f"{program}: permission denied")
     raise CommandNotFound(f"exec: \"{program}\": executable file not found in $PATH")
 
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def _join_new_keyring() -> None:
@@ -460,6 +462,25 @@ def _parent_gone(go_r: int) -> bool:
     poller = select.poll()
     poller.register(go_r, select.POLLIN)
     return bool(poller.poll(0))  # the parent never writes again: readiness can only be its EOF
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N for death by signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def enter_pid_namespace(pid: int) -> None:
+    """For exec: make the next clone land in the PID namespace of `pid` (setns on a PID namespace applies
+    to the caller's children, not to the caller), and make the caller non-dumpable first: what enters
+    the container must leave no /proc/PID/exe to write to (CVE-2019-5736)."""
+    fd = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.set_dumpable(False)
+        syscalls.setns(fd, syscalls.CLONE_NEWPID)
+    finally:
+        os.close(fd)
+    explain.say(f"setns(CLONE_NEWPID) into PID 1 {pid}'s namespace: the next fork lands inside it")
 
 
 class Joiner:

@@ -15,7 +15,7 @@ import _signal
 import os
 import time
 
-from pycontain import cgroups, explain, namespaces, network, state, stdio, syscalls
+from pycontain import cgroups, explain, namespaces, network, state, stdio
 from pycontain.config import merge_env
 from pycontain.errors import ContainerStateError, ImageNotFound, PycontainError, UsageError
 from pycontain.images.store import Store
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from pycontain.config import ContainerConfig
     from pycontain.state import Paths, Record
 
-# Signals a foreground pycontain passes on to the container, as `docker run` does.
-FORWARDED = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1, _signal.SIGUSR2)
 _ADJECTIVES = ("brave", "calm", "eager", "fond", "keen", "lucid", "merry", "quiet", "swift", "tidy", "vivid", "wise")
 _NOUNS = ("otter", "heron", "lynx", "maple", "comet", "delta", "falcon", "harbor", "kernel", "pixel", "quartz", "tulip")
 
@@ -365,7 +363,7 @@ def _forward_signals(pid: int, undo: _Undo) -> None:
         except ProcessLookupError:
             pass
 
-    for signum in FORWARDED:
+    for signum in namespaces.FORWARDED:
         undo.callback(_signal.signal, signum, _signal.signal(signum, forward))
 
 
@@ -381,13 +379,7 @@ def _wait(master_fd: int | None, reaper: _Reaper, attached_stdin: bool, pipes: s
 
         console.relay(master_fd, stdin, log or stdio.FdSink(1))
         os.close(master_fd)
-    return exit_code(reaper.wait())
-
-
-def exit_code(status: int) -> int:
-    """A wait status as a shell reports it: the exit code, or 128+N for death by signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
+    return namespaces.exit_code(reaper.wait())
 
 
 def live_pid(rec: Record) -> int | None:
@@ -418,12 +410,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
             pipes = stdio.Pipes(keep_stdin_open=interactive)
             undo.callback(pipes.close)
             proc.stdio = pipes.child
-        pid_ns = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-        undo.callback(os.close, pid_ns)
-        # CVE-2019-5736: what enters the container must not be dumpable (no /proc/PID/exe to write to).
-        syscalls.set_dumpable(False)
-        syscalls.setns(pid_ns, syscalls.CLONE_NEWPID)  # applies to our children, not to us
-        explain.say(f"setns(CLONE_NEWPID) into PID 1 {pid}'s namespace: the next fork lands inside it")
+        namespaces.enter_pid_namespace(pid)
         child = namespaces.spawn(0, enter, proc)
         reaper = _Reaper(child.pid)
         undo.callback(reaper.kill_and_reap)

@@ -434,10 +434,18 @@ def rmtree(path: str) -> None:
         pass
 
 
-def proc_starttime(pid: int) -> int:
-    """Field 22 of /proc/PID/stat: with the pid, it names one process even after the pid is reused."""
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """The state letter (R, S, Z ...) and start time (field 22) of /proc/PID/stat; None if it is gone.
+    With the pid, the start time names one process even after the pid is reused."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[19])
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return fields[0].decode(), int(fields[19])
     except (OSError, IndexError, ValueError):
-        return -1
+        return None
+
+
+def proc_starttime(pid: int) -> int:
+    """Field 22 of /proc/PID/stat (proc_stat), or -1."""
+    st = proc_stat(pid)
+    return st[1] if st else -1

@@ -181,6 +181,7 @@ def join_session_keyring() -> None:
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
 PR_SET_KEEPCAPS = 8
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
@@ -201,7 +202,7 @@ def set_no_new_privs() -> None:
 def set_child_subreaper() -> None:
     """PR_SET_CHILD_SUBREAPER: orphaned descendants (an OCI runtime's container init, once `create`
     exits) are reparented to this process, which can then wait for them."""
-    _check(_lib().pc_prctl1(36, 1), "prctl(PR_SET_CHILD_SUBREAPER)")
+    _check(_lib().pc_prctl1(PR_SET_CHILD_SUBREAPER, 1), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def set_keepcaps(keep: bool) -> None:

@@ -1,6 +1,7 @@
 """cgroups: the one-time choice between v1 and v2, and a container's cgroup by id or by spec path.
 
-The backends (v1.py, v2.py) share base.Cgroup and files.py; nothing there imports this module back.
+The backends (v1.py, v2.py) share base.Cgroup and its cgroupfs file helpers; they take only CGROUP_ROOT
+from this module, which imports them lazily.
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ from pycontain import explain
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pycontain.config import Limits
 
 PREFIX = "pycontain-"
@@ -136,7 +138,7 @@ class Cgroup:
                         self.kill()
                     time.sleep(0.005)
 
-    def make_dir(self, path: str, prepare_parent: object = None) -> None:
+    def make_dir(self, path: str, prepare_parent: Callable[[str], None] | None = None) -> None:
         """mkdir the cgroup's directory, and any parents a nested spec path names (remembered in
         parents_made, so the ones we made go again with the container)."""
         try:
@@ -157,7 +159,7 @@ class Cgroup:
                 self.parents_made.append(d)
             except FileExistsError:
                 pass
-            if callable(prepare_parent):
+            if prepare_parent is not None:
                 prepare_parent(d)
         try:
             os.mkdir(path, 0o755)

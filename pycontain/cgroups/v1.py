@@ -58,13 +58,14 @@ class CgroupV1(Cgroup):
     def roots(self) -> list[str]:
         return [point for point, controllers in self.hierarchies()]
 
+    _mine: list[tuple[str, str]] | None = None
+
     def hierarchies(self) -> list[tuple[str, str]]:
         """The hierarchies this cgroup lives in: the default controllers', plus any `extra` ones."""
-        mine: list[tuple[str, str]] | None = self.__dict__.get("_mine")
-        if mine is None:  # asked for on every path() and dirs(): worked out once per object
+        if self._mine is None:  # asked for on every path() and dirs(): worked out once per object
             wanted = set(CONTROLLERS) | set(self.extra)
-            mine = self.__dict__["_mine"] = [(p, c) for p, c in hierarchies() if wanted & set(c.split(","))]
-        return mine
+            self._mine = [(p, c) for p, c in hierarchies() if wanted & set(c.split(","))]
+        return self._mine
 
     def dirs(self) -> list[str]:
         return [f"{root}/{self.name}" for root in self.roots()]

@@ -244,11 +244,11 @@ class Runtime:
             if status != CREATED:
                 raise PycontainError(f"cannot start a container that is {status} (only a created one)")
             fd = os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            import select
+
             try:
                 # Our open let the init's blocked open-for-writing through; it writes one byte next.
                 while True:
-                    import select
-
                     ready = select.select([fd], [], [], 0.1)[0]
                     if ready and os.read(fd, 1):
                         break
@@ -272,25 +272,9 @@ class Runtime:
 
     def _wait_foreground(self, c: Container, child: Any) -> int:
         """`run` without --detach: relay a terminal if we made one, wait, then delete the container."""
-        pid = child.pid
-
-        def forward(signum: int, _frame: object) -> None:
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(signum, forward)
-        if child.master_fd is not None:
-            from pycontain import console
-            from pycontain.stdio import FdSink
-
-            console.relay(child.master_fd, 0, FdSink(1))
-        _, status = os.waitpid(pid, 0)
-        code = os.waitstatus_to_exitcode(status)
+        code = _attend(child)
         self._delete(c, force=True)
-        return 128 - code if code < 0 else code
+        return code
 
     def run(self, opts: Options) -> int:
         """create + start; without --detach this process stays, relays a terminal if the spec asks for
@@ -469,7 +453,6 @@ class Runtime:
     # ------------------------------------------------------------ exec
 
     def exec(self, opts: Options) -> int:
-        from pycontain import syscalls
         from pycontain.oci import executor
 
         if not opts.args:
@@ -501,12 +484,7 @@ class Runtime:
         joiner = namespaces.Joiner(pid, kinds)
         cg = c.cgroup()
         try:
-            pid_ns = os.open(f"/proc/{pid}/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                syscalls.set_dumpable(False)  # CVE-2019-5736: nothing entering the container is dumpable
-                syscalls.setns(pid_ns, syscalls.CLONE_NEWPID)
-            finally:
-                os.close(pid_ns)
+            namespaces.enter_pid_namespace(pid)
             child = namespaces.spawn(0, joiner, proc)
             try:
                 cg.add(child.pid)
@@ -523,20 +501,7 @@ class Runtime:
             _write_pid_file(opts.get("pid-file"), child.pid)
         if detach:
             return 0
-
-        def forward(signum: int, _frame: object) -> None:
-            _signal(child.pid, signum)
-
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(signum, forward)
-        if child.master_fd is not None:
-            from pycontain import console
-            from pycontain.stdio import FdSink
-
-            console.relay(child.master_fd, 0, FdSink(1))
-        _, status = os.waitpid(child.pid, 0)
-        code = os.waitstatus_to_exitcode(status)
-        return 128 - code if code < 0 else code
+        return _attend(child)
 
     def _exec_process(self, c: Container, opts: Options) -> dict[str, Any]:
         from pycontain.oci import validate
@@ -635,6 +600,25 @@ class _Undo:
                 fn(*args)
             except Exception as e:  # noqa: BLE001 - the original error is what the caller reports
                 warn(f"cleanup: {e}")
+
+
+def _attend(child: Any) -> int:
+    """A foreground `run` or `exec`: pass our signals on to the process, relay its terminal if this
+    process made one, and wait for it; its exit code as a shell reports it."""
+    from pycontain import namespaces
+
+    def forward(signum: int, _frame: object) -> None:
+        _signal(child.pid, signum)
+
+    for signum in namespaces.FORWARDED:
+        signal.signal(signum, forward)
+    if child.master_fd is not None:
+        from pycontain import console
+        from pycontain.stdio import FdSink
+
+        console.relay(child.master_fd, 0, FdSink(1))
+    _, status = os.waitpid(child.pid, 0)
+    return namespaces.exit_code(status)
 
 
 def _close_fifo(proc: Any) -> None:

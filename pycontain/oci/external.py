@@ -33,9 +33,6 @@ if TYPE_CHECKING:
 
     from pycontain.state import Record
 
-PR_SET_CHILD_SUBREAPER = 36
-
-
 class External:
     """One container run by another OCI runtime; each step's undo goes on the caller's stack."""
 
@@ -49,7 +46,7 @@ class External:
     def command(self, *args: str) -> list[str]:
         return [self.runtime, "--root", self.root, "--log", self.log, "--log-format", "json", *args]
 
-    def prepare(self) -> dict[str, Any]:
+    def prepare(self) -> None:
         """Private mount namespace, overlay rootfs, the spec with a numeric user: the bundle."""
         rec, cfg, res = self.rec, self.rec.config, self.rec.resolved
         syscalls.unshare(syscalls.CLONE_NEWNS)
@@ -64,7 +61,7 @@ class External:
         explain.say("unshare(CLONE_NEWNS) + mount(overlay): the rootfs exists only in this supervisor's "
                     f"private mount namespace, for {os.path.basename(self.runtime)} to use")
         spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files,
-                             own_executor=False)
+                                      own_executor=False)
         uid, gid, groups, home = _lookup_user(rootfs, res.user)
         process = spec["process"]
         process["user"] = {"uid": uid, "gid": gid, "additionalGids": [g for g in groups if g != gid]}
@@ -78,7 +75,6 @@ class External:
         with open(f"{self.bundle}/config.json", "w") as f:
             json.dump(spec, f)
         syscalls.set_child_subreaper()
-        return spec
 
     def create(self, stdio: tuple[int, ...], tty: bool) -> tuple[int, int | None]:
         """RUNTIME create; returns the init's pid and, with tty, the pty master."""

@@ -18,6 +18,7 @@ import os
 from pycontain import jsonfast
 from pycontain.errors import PycontainError
 from pycontain.safefile import replace_file
+from pycontain.state import proc_stat
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,13 +126,9 @@ class Container:
         pid = self.pid()
         if not pid:
             return False
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            return False
+        st = proc_stat(pid)
         # A zombie has finished: it only waits for its parent (conmon, a shim) to collect its status.
-        return fields[0] not in (b"Z", b"X") and int(fields[19]) == self.state.get("pid_start")
+        return st is not None and st[0] not in ("Z", "X") and st[1] == self.state.get("pid_start")
 
     def status(self) -> str:
         if not self.pid():

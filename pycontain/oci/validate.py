@@ -5,6 +5,7 @@ writes. Only pycontain-oci imports this; `pycontain run` trusts the spec its own
 
 from __future__ import annotations
 
+from pycontain.config import DEFAULT_PATH
 from pycontain.oci import (CAPABILITIES, DEFAULT_CAPS, HOOKS, MASKED_PATHS, NAMESPACES, OCI_VERSION,
                                 READONLY_PATHS, RLIMITS, SpecError, default_mounts)
 
@@ -22,7 +23,7 @@ def default_spec(rootfs: str = "rootfs", args: list[str] | None = None, terminal
             "terminal": terminal,
             "user": {"uid": 0, "gid": 0},
             "args": args or ["sh"],
-            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "env": [f"PATH={DEFAULT_PATH}", "TERM=xterm"],
             "cwd": "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
