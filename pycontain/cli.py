@@ -60,6 +60,17 @@ RUN_OPTIONS = [
     (("--runtime",), "runtime", VALUE, "RUNTIME",
      "the OCI runtime that runs it: pycontain (default), runc, crun, or a path"),
     *LIMIT_OPTIONS,
+    (("--cap-add",), "cap_add", MULTI, "CAP", "add a capability (e.g. NET_ADMIN, or ALL)"),
+    (("--cap-drop",), "cap_drop", MULTI, "CAP", "drop a capability (e.g. CHOWN, or ALL)"),
+    (("--privileged",), "privileged", FLAG, "",
+     "every capability, host devices, no seccomp filter, no masked paths: the container is the host's root"),
+    (("--security-opt",), "security_opt", MULTI, "OPT",
+     "seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges[=true|false]"),
+    (("--device",), "device", MULTI, "HOST[:CTR[:rwm]]", "give the container a host device"),
+    (("--ulimit",), "ulimit", MULTI, "NAME=SOFT[:HARD]", "a resource limit, e.g. nofile=1024:2048"),
+    (("--sysctl",), "sysctl", MULTI, "K=V", "a namespaced kernel parameter, e.g. net.ipv4.ip_forward=1"),
+    (("--userns",), "userns", VALUE, "MODE",
+     "auto: root inside maps to an unprivileged host range; host: share the host's ids"),
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
 ]
 EXEC_OPTIONS = [
@@ -200,6 +211,9 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         env += c.parse_env(c.read_env_file(path))
     env += c.parse_env(opts["env"])
     limits = _limits_from(opts)
+    # Docker's default is its bridge network; PYCONTAIN_NETWORK changes the default (the test suite
+    # sets `none`, so that only the network tests, each in its own network namespace, build bridges).
+    network = c.validate_network(opts["network"] or os.environ.get("PYCONTAIN_NETWORK") or "bridge")
     entrypoint = None
     if opts["entrypoint"] is not None:
         entrypoint = (opts["entrypoint"],) if opts["entrypoint"] else ()
@@ -217,14 +231,14 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         detach=opts.get("detach", False),
         remove=opts["rm"],
         read_only=opts["read_only"],
-        # Docker's default is its bridge network; PYCONTAIN_NETWORK changes the default (the test suite
-        # sets `none`, so that only the network tests, each in its own network namespace, build bridges).
-        network=c.validate_network(opts["network"] or os.environ.get("PYCONTAIN_NETWORK") or "bridge"),
+        network=network,
         mounts=tuple(c.parse_volume(v) for v in opts["volume"]),
         ports=tuple(c.parse_publish(p) for p in opts["publish"]),
         pull=c.validate_pull(opts["pull"]),
         runtime=c.validate_runtime(opts.get("runtime")),
         limits=limits,
+        security=c.parse_security(opts["cap_add"], opts["cap_drop"], opts["privileged"], opts["security_opt"],
+                                  opts["device"], opts["ulimit"], opts["sysctl"], opts["userns"], network),
         **c.parse_log_opts(opts["log_opt"]),
     )
 

@@ -120,15 +120,77 @@ class Limits(Frozen):
     net_priorities: dict[str, int] | None
 
 
+class Security(Frozen):
+    """What the container may do: the privilege flags of `run`, checked and normalised.
+
+    cap_add/cap_drop: capability names without CAP_, upper case, or "ALL". seccomp: "default" (the
+    project's profile, oci/profile.py), "unconfined", or the path of a profile file, whose content is
+    read once at create time into seccomp_profile (a later change of the file does not change the
+    container, as with Docker). devices: spec linux.devices entries with the cgroup rule that allows
+    each ("rule"). ulimits: spec rlimits. sysctls: {key: value}, namespaced keys only. userns: "auto",
+    "host", or None (the default of /etc/pycontain/config).
+    """
+
+    __slots__ = ("cap_add", "cap_drop", "privileged", "seccomp", "seccomp_profile", "no_new_privs", "devices",
+                 "ulimits", "sysctls", "userns")
+    _fields = {"cap_add": (), "cap_drop": (), "privileged": False, "seccomp": "default", "seccomp_profile": None,
+               "no_new_privs": True, "devices": (), "ulimits": (), "sysctls": {}, "userns": None}
+    cap_add: tuple[str, ...]
+    cap_drop: tuple[str, ...]
+    privileged: bool
+    seccomp: str
+    seccomp_profile: dict[str, Any] | None
+    no_new_privs: bool
+    devices: tuple[dict[str, Any], ...]
+    ulimits: tuple[dict[str, Any], ...]
+    sysctls: dict[str, str]
+    userns: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Security:
+        data = dict(data)
+        for key in ("cap_add", "cap_drop", "devices", "ulimits"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
+
+    def capabilities(self) -> list[str]:
+        """The container's capability set (the spec's CAP_ names), as Docker computes it: --privileged
+        gives every capability; --cap-add ALL every one but the dropped; --cap-drop ALL only the added;
+        else the default set less the dropped, plus the added."""
+        from pycontain.oci import CAPABILITIES, DEFAULT_CAPS
+
+        if self.privileged:
+            caps = available_capabilities()
+        elif "ALL" in self.cap_add:
+            caps = available_capabilities() - set(self.cap_drop)
+        elif "ALL" in self.cap_drop:
+            caps = set(self.cap_add)
+        else:
+            caps = ({c[4:] for c in DEFAULT_CAPS} - set(self.cap_drop)) | set(self.cap_add)
+        return ["CAP_" + c for c in sorted(caps, key=CAPABILITIES.__getitem__)]
+
+
+def available_capabilities() -> set[str]:
+    """"Every capability", as --privileged and --cap-add ALL mean it: those in pycontain's own bounding
+    set (a container cannot be given what its runtime lacks: here, root without CAP_SYS_RESOURCE)."""
+    from pycontain.oci import CAPABILITIES
+
+    with open("/proc/self/status") as f:
+        line = next(x for x in f if x.startswith("CapBnd:"))
+    bounding = int(line.split()[1], 16)
+    return {name for name, bit in CAPABILITIES.items() if bounding >> bit & 1}
+
+
 class ContainerConfig(Frozen):
     __slots__ = ("image", "command", "entrypoint", "name", "env", "workdir", "user", "hostname",
                  "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports",
-                 "pull", "log_max_size", "log_max_files", "runtime")
+                 "pull", "log_max_size", "log_max_files", "runtime", "security")
     _fields = {
         "image": "", "command": (), "entrypoint": None, "name": None, "env": (), "workdir": None,
         "user": None, "hostname": None, "interactive": False, "tty": False, "detach": False,
         "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(), "ports": (),
         "pull": "missing", "log_max_size": 10 * 1024 * 1024, "log_max_files": 3, "runtime": None,
+        "security": Security(),
     }
     image: str
     command: tuple[str, ...]
@@ -151,6 +213,7 @@ class ContainerConfig(Frozen):
     runtime: str | None
     log_max_size: int
     log_max_files: int
+    security: Security
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
@@ -158,6 +221,7 @@ class ContainerConfig(Frozen):
         data["mounts"] = tuple(BindMount(**m) for m in data.get("mounts", ()))
         data["limits"] = Limits(**data.get("limits", {}))
         data["ports"] = tuple(PortMapping(**p) for p in data.get("ports", ()))
+        data["security"] = Security.from_json(data.get("security") or {})
         for key in ("command", "env"):
             data[key] = tuple(data.get(key, ()))
         if data.get("entrypoint") is not None:
@@ -445,3 +509,101 @@ def parse_log_opts(items: list[str]) -> dict[str, int]:
         else:
             raise UsageError(f"invalid --log-opt {item!r}: expected max-size=SIZE or max-file=N")
     return out
+
+
+# --ulimit names, as Docker spells them, and the spec's rlimit each one is.
+ULIMITS = {"as": "RLIMIT_AS", "core": "RLIMIT_CORE", "cpu": "RLIMIT_CPU", "data": "RLIMIT_DATA",
+           "fsize": "RLIMIT_FSIZE", "locks": "RLIMIT_LOCKS", "memlock": "RLIMIT_MEMLOCK",
+           "msgqueue": "RLIMIT_MSGQUEUE", "nice": "RLIMIT_NICE", "nofile": "RLIMIT_NOFILE", "nproc": "RLIMIT_NPROC",
+           "rss": "RLIMIT_RSS", "rtprio": "RLIMIT_RTPRIO", "rttime": "RLIMIT_RTTIME",
+           "sigpending": "RLIMIT_SIGPENDING", "stack": "RLIMIT_STACK"}
+RLIM_INFINITY = 2**64 - 1
+# Sysctls a container may set: those of a namespace it has its own of (IPC, network, UTS), as Docker
+# allows them. Everything else under /proc/sys is the host's.
+IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
+               "kernel.shmmni", "kernel.shm_rmid_forced")
+USERNS_MODES = ("auto", "host")
+
+
+def parse_capability(name: str, flag: str) -> str:
+    """`--cap-add net_admin`, `CAP_NET_ADMIN`, `ALL` -> "NET_ADMIN" / "ALL"."""
+    from pycontain.oci import CAPABILITIES
+
+    value = name.strip().upper()
+    value = value[4:] if value.startswith("CAP_") else value
+    if value != "ALL" and value not in CAPABILITIES:
+        raise UsageError(f"invalid {flag} {name!r}: not a capability (e.g. NET_ADMIN, CAP_SYS_TIME, ALL)")
+    return value
+
+
+def parse_ulimit(text: str) -> dict[str, Any]:
+    """`--ulimit nofile=1024:2048`, `--ulimit core=-1` (-1: unlimited; one number sets soft and hard)."""
+    name, sep, values = text.partition("=")
+    if not sep or name not in ULIMITS:
+        raise UsageError(f"invalid --ulimit {text!r}: expected NAME=SOFT[:HARD] with NAME one of "
+                         + ", ".join(sorted(ULIMITS)))
+    soft_text, _, hard_text = values.partition(":")
+    try:
+        soft, hard = (int(v) for v in (soft_text, hard_text or soft_text))
+    except ValueError:
+        raise UsageError(f"invalid --ulimit {text!r}: the limits must be whole numbers (-1: unlimited)") from None
+    if soft < -1 or hard < -1:
+        raise UsageError(f"invalid --ulimit {text!r}: a limit must be -1 (unlimited) or at least 0")
+    soft, hard = (RLIM_INFINITY if v == -1 else v for v in (soft, hard))
+    if soft > hard:
+        raise UsageError(f"invalid --ulimit {text!r}: the soft limit is above the hard limit")
+    return {"type": ULIMITS[name], "soft": soft, "hard": hard}
+
+
+def parse_sysctl(text: str, network: str) -> tuple[str, str]:
+    """`--sysctl net.ipv4.ip_forward=1`: only keys of a namespace the container has its own of."""
+    key, sep, value = text.partition("=")
+    key = key.strip().replace("/", ".")
+    if not sep or not key or ".." in key or key.startswith(".") or key.endswith(".") or "\0" in text:
+        raise UsageError(f"invalid --sysctl {text!r}: expected KEY=VALUE, e.g. net.ipv4.ip_forward=1")
+    if key.startswith("net."):
+        if network == "host":
+            raise UsageError(f"invalid --sysctl {key}: the container shares the host's network namespace "
+                             "(--network host), so this would change the host")
+    elif key not in IPC_SYSCTLS and not key.startswith("fs.mqueue.") and key not in ("kernel.domainname",):
+        raise UsageError(f"invalid --sysctl {key}: not a namespaced sysctl, so it would change the host; "
+                         "allowed: net.*, fs.mqueue.*, kernel.domainname, " + ", ".join(IPC_SYSCTLS))
+    return key, value
+
+
+def parse_security(cap_add: list[str] = [], cap_drop: list[str] = [], privileged: bool = False,  # noqa: B006
+                   security_opt: list[str] = [], devices: list[str] = [], ulimits: list[str] = [],  # noqa: B006
+                   sysctls: list[str] = [], userns: str | None = None, network: str = "none") -> Security:  # noqa: B006
+    """The privilege flags of `run`/`create` as one checked Security record."""
+    values: dict[str, Any] = {
+        "cap_add": tuple(parse_capability(c, "--cap-add") for c in cap_add),
+        "cap_drop": tuple(parse_capability(c, "--cap-drop") for c in cap_drop),
+        "privileged": privileged,
+    }
+    for opt in security_opt:
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
+        if key == "seccomp" and value:
+            if value == "unconfined":
+                values["seccomp"], values["seccomp_profile"] = "unconfined", None
+            else:
+                from pycontain.oci import profile
+
+                values["seccomp"] = os.path.abspath(value)
+                values["seccomp_profile"] = profile.load(value)
+        elif key in ("no-new-privileges", "no_new_privileges") and value in ("", "true", "false"):
+            values["no_new_privs"] = value != "false"
+        else:
+            raise UsageError(f"invalid --security-opt {opt!r}: expected seccomp=unconfined, seccomp=FILE.json "
+                             "or no-new-privileges[=true|false]")
+    if devices:
+        from pycontain.oci import devices as devs
+
+        values["devices"] = tuple(entry for d in devices for entry in devs.parse_device(d))
+    values["ulimits"] = tuple(parse_ulimit(u) for u in ulimits)
+    values["sysctls"] = dict(parse_sysctl(s, network) for s in sysctls)
+    if userns is not None:
+        if userns not in USERNS_MODES:
+            raise UsageError(f"invalid --userns {userns!r}: use auto (map root to an unprivileged host range) "
+                             "or host (share the host's user ids)")
+        values["userns"] = userns
+    return Security(**values)

@@ -25,12 +25,21 @@ def describe(paths: state.Paths, ref: str) -> dict[str, Any]:
     return store.inspect(image)
 
 
+def security_opts(sec: Any) -> list[str]:
+    """HostConfig.SecurityOpt as Docker shows it."""
+    out = [f"seccomp={sec.seccomp}"] if sec.seccomp != "default" and not sec.privileged else []
+    if sec.no_new_privs:
+        out.append("no-new-privileges")
+    return out
+
+
 def container(rec: state.Record) -> dict[str, Any]:
     from pycontain import cgroups
     from pycontain.clifmt import size
     from pycontain.network import bridged
 
     st, cfg, resolved = rec.read_state(), rec.config, rec.resolved
+    sec = cfg.security
     status = rec.status(st)
     running = status == state.Status.RUNNING
     cg = cgroups.for_container(rec.id)
@@ -61,6 +70,12 @@ def container(rec: state.Record) -> dict[str, Any]:
             "AutoRemove": cfg.remove, "ReadonlyRootfs": cfg.read_only, "NetworkMode": cfg.network,
             "PidsLimit": cfg.limits.pids,
             "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}" for m in cfg.mounts],
+            "CapAdd": list(sec.cap_add) or None, "CapDrop": list(sec.cap_drop) or None,
+            "Privileged": sec.privileged, "SecurityOpt": security_opts(sec),
+            "Devices": [{"PathOnHost": d["device"].get("hostPath", ""), "PathInContainer": d["device"]["path"],
+                         "CgroupPermissions": d["rule"].get("access", "")} for d in sec.devices],
+            "Ulimits": [{"Name": u["type"][7:].lower(), "Soft": u["soft"], "Hard": u["hard"]} for u in sec.ulimits],
+            "Sysctls": dict(sec.sysctls), "UsernsMode": sec.userns or "",
             "LogConfig": {"Type": "local", "Config": {"max-size": size(cfg.log_max_size, "flag"),
                                                       "max-file": str(cfg.log_max_files)}},
         },

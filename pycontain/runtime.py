@@ -15,11 +15,10 @@ import _signal
 import os
 import time
 
-from pycontain import cgroups, explain, namespaces, network, state, stdio
+from pycontain import cgroups, explain, faults, namespaces, network, state, stdio
 from pycontain.config import merge_env
 from pycontain.errors import ContainerStateError, ImageNotFound, PycontainError, UsageError
 from pycontain.images.store import Store
-from pycontain.namespaces import Process
 from pycontain.network import dns
 from pycontain.oci import executor
 from pycontain import oci as ocispec
@@ -96,10 +95,12 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         undo.callback(os.close, lock_fd)
         state.reserve_name(paths, name, cid)
         undo.callback(state.release_name, paths, name, cid)
+        faults.phase("run.record")
         resolved = cfg.with_image_defaults(image.config, rec.short_id)
         undo.callback(state.rmtree, rec.storage)
         for sub in ("upper", "work", "rootfs", "etc"):
             os.makedirs(f"{rec.storage}/{sub}", 0o755)
+        faults.phase("run.storage")
         net = network.prepare(paths, cid, name, resolved.hostname, cfg)
         undo.callback(network.release, paths, net, cid)
         etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname)
@@ -113,6 +114,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         state.atomic_write_json(f"{rec.dir}/state.json",
                                 {"status": state.STARTING if starting else state.CREATED}, durable=False)
         undo.forget()  # made: from here on the record is the container's, removed by `rm`
+    faults.phase("run.created")
     explain.say(f"record {rec.dir} (name {name}); image {image.ref} with {len(image.layers)} layer(s)")
     return rec, lock_fd
 
@@ -282,20 +284,24 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
 
             cg = executor.make_cgroup(plan)
             undo.callback(cg.remove)
+            faults.phase("run.cgroup")
             child = executor.spawn(plan)
             pid = child.pid
             reaper = _Reaper(pid)
             undo.callback(reaper.kill_and_reap)
             undo.callback(child.close)
+            faults.phase("run.clone")
             _forward_signals(pid, undo)
             if pipes:
                 pipes.close_child_ends()
             if rec.network:
                 undo.callback(network.detach, rec.paths, rec.network, rec.id)
                 network.attach(rec.paths, rec.network, pid)
+                faults.phase("run.network")
             explain.say("  new PID, mount, UTS, IPC" + ("" if cfg.network == "host" else ", network")
                         + " namespaces: the command will be PID 1 and see only its own processes, mounts, "
                         "hostname" + ("" if cfg.network == "host" else " and network stack"))
+            faults.phase("run.exec")
             child.go()
             try:
                 child.wait_exec()
@@ -307,7 +313,9 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
                       started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
+        faults.phase("run.running")
         code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log)
+        faults.phase("run.cleanup")
         oom = cg.oom_killed()
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
             rec.set_state(status=state.EXITED, exit_code=code, finished_at=state.now(), oom_killed=oom)
@@ -399,8 +407,11 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
     if pid is None:
         raise ContainerStateError(f"container {rec.name} is not running; start it with `pycontain start {rec.name}`")
     res = rec.resolved
-    proc = Process(tuple(argv), tuple(merge_env(list(res.env), env)), user if user is not None else res.user,
-                   workdir or res.workdir, tty=tty, interactive=interactive)
+    # The container's own capabilities, no_new_privs and rlimits, through the same conversion as its init.
+    spec_process = ocispec.process_spec(rec.config.security, list(argv), merge_env(list(res.env), env),
+                                        workdir or res.workdir, tty)
+    proc = executor.process_from(spec_process, {ocispec.USER_NAME: user if user is not None else res.user})
+    proc.interactive = interactive
     cg = cgroups.for_container(rec.id)
     enter = namespaces.Joiner(pid)
     with _exit_stack() as undo:
@@ -411,6 +422,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
             undo.callback(pipes.close)
             proc.stdio = pipes.child
         namespaces.enter_pid_namespace(pid)
+        faults.phase("exec.join")
         child = namespaces.spawn(0, enter, proc)
         reaper = _Reaper(child.pid)
         undo.callback(reaper.kill_and_reap)
@@ -419,6 +431,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
         if pipes:
             pipes.close_child_ends()
         cg.add(child.pid)
+        faults.phase("exec.exec")
         child.go()
         child.wait_exec()
         return _wait(child.master_fd, reaper, interactive, pipes, None)
@@ -472,6 +485,7 @@ def remove(paths: Paths, ref: str, force: bool = False) -> Record:
     lock_fd = rec.acquire(blocking=True)  # nobody may start it while it is being removed
     try:
         _release_kernel_objects(rec)
+        faults.phase("rm.kernel")
         _remove(rec)
     finally:
         os.close(lock_fd)

@@ -30,7 +30,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from pycontain.config import ContainerConfig, Limits, ResolvedConfig
+    from pycontain.config import ContainerConfig, Limits, ResolvedConfig, Security
 
 OCI_VERSION = "1.0.2"
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
@@ -182,6 +182,24 @@ def overlay_options(lowerdirs: tuple[str, ...] | list[str], upperdir: str, workd
 READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")
 
 
+def process_spec(sec: Security, args: list[str], env: list[str], cwd: str, terminal: bool) -> dict[str, Any]:
+    """spec.process for the container's command, and for every `exec` in it: the same capabilities,
+    no_new_privs and rlimits (an exec'd process gets no more than the container's init)."""
+    caps = sec.capabilities()
+    process: dict[str, Any] = {
+        "terminal": terminal,
+        "user": {"uid": 0, "gid": 0},
+        "args": args,
+        "env": env,
+        "cwd": cwd,
+        "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+        "noNewPrivileges": sec.no_new_privs,
+    }
+    if sec.ulimits:
+        process["rlimits"] = [dict(u) for u in sec.ulimits]
+    return process
+
+
 def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: Limits, storage: str,
           layers: list[str], etc_files: dict[str, str], own_executor: bool = True) -> dict[str, Any]:
     """The front end's half of the contract: the spec for one container, from the image config merged
@@ -202,30 +220,32 @@ def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: 
     namespaces = [{"type": t} for t in ("pid", "mount", "uts", "ipc", "cgroup")]
     if cfg.network != "host":
         namespaces.append({"type": "network"})
-    caps = list(DEFAULT_CAPS)
+    sec = cfg.security
     annotations = {USER_NAME: res.user}
     if own_executor:
         annotations[OVERLAY] = overlay_options(layers, f"{storage}/upper", f"{storage}/work")
+    process = process_spec(sec, list(res.argv), list(res.env), res.workdir, cfg.tty)
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "cgroupsPath": f"/pycontain-{cid}",
+        "resources": resources_from(limits),
+    }
+    if sec.privileged:
+        # As Docker documents --privileged: /sys and the cgroup tree writable, nothing masked.
+        for mount in mounts:
+            if mount["type"] in ("sysfs", "cgroup"):
+                mount["options"] = [o for o in mount["options"] if o != "ro"]
+    else:
+        linux["maskedPaths"] = list(MASKED_PATHS)
+        linux["readonlyPaths"] = list(READONLY_PATHS)
+    if sec.sysctls:
+        linux["sysctl"] = dict(sec.sysctls)
     return {
         "ociVersion": OCI_VERSION,
-        "process": {
-            "terminal": cfg.tty,
-            "user": {"uid": 0, "gid": 0},
-            "args": list(res.argv),
-            "env": list(res.env),
-            "cwd": res.workdir,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": True,
-        },
+        "process": process,
         "root": {"path": f"{storage}/rootfs", "readonly": cfg.read_only},
         "hostname": res.hostname,
         "mounts": mounts,
-        "linux": {
-            "namespaces": namespaces,
-            "cgroupsPath": f"/pycontain-{cid}",
-            "resources": resources_from(limits),
-            "maskedPaths": list(MASKED_PATHS),
-            "readonlyPaths": list(READONLY_PATHS),
-        },
+        "linux": linux,
         "annotations": annotations,
     }
