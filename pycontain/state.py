@@ -17,7 +17,7 @@ import fcntl
 import os
 import time
 
-from pycontain import jsonfast
+from pycontain import faults, jsonfast
 from pycontain.config import ContainerConfig, Frozen, Limits, ResolvedConfig
 from pycontain.errors import ContainerNotFound, NameInUse, UsageError
 from pycontain.safefile import replace_file
@@ -406,6 +406,7 @@ def remove_record(rec: Record) -> None:
     except (OSError, ValueError, KeyError):
         name = None
     rmtree(rec.storage)
+    faults.phase("rm.files")
     if name:
         release_name(rec.paths, name, rec.id)
     rmtree(rec.dir)

@@ -18,7 +18,7 @@ import sys
 import tarfile
 import tempfile
 
-from pycontain import jsonfast
+from pycontain import faults, jsonfast
 from pycontain.errors import ImageError, UsageError
 from pycontain.images import reference
 from pycontain.images.budget import Budget, OverBudget
@@ -196,11 +196,13 @@ def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd:
     except OverBudget:
         store.discard_unused(store.paths, budget, gc_fd)  # a refused image leaves no layers behind
         raise
+    faults.phase("load.stored")
     image_id = store.put_blob(config_bytes)
     store.write_meta(image_id)
     names = []
     for tag in entry.get("RepoTags") or []:
         ref = reference.parse(str(tag))
         store.tag(ref, image_id)
+        faults.phase("load.tagged")
         names.append(ref.familiar)
     return names or [image_id]

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 
-from pycontain import jsonfast
+from pycontain import faults, jsonfast
 from pycontain.errors import ImageError, RegistryError, UsageError
 from pycontain.images import reference, registry
 from pycontain.images.budget import Budget, OverBudget
@@ -122,6 +122,7 @@ class _Limited:
             raise RegistryError(f"download of {self.what} ended after {self.size - self.left} of {self.size} "
                                 "bytes (connection lost?); the partial data was deleted, pull again")
         self.left -= len(chunk)
+        faults.phase("pull.layer")
         return chunk
 
     def readable(self) -> bool:
@@ -172,6 +173,7 @@ class Puller:
             except OverBudget:
                 self.store.discard_unused(self.paths, budget, gc_fd)  # a refused image leaves no layers
                 raise
+            faults.phase("pull.blobs")
             manifest_digest = sha256(manifest_bytes)
             if not self.store.has_blob(manifest_digest):
                 self.store.put_blob(manifest_bytes)
@@ -181,6 +183,7 @@ class Puller:
                 facts["index"] = top_digest
             self.store.write_meta(image_id, **facts)
             before = self.store.retag({str(ref): image_id})
+            faults.phase("pull.ref")
         finally:
             os.close(gc_fd)
         self.progress.line(f"Digest: {top_digest}")

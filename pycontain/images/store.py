@@ -19,7 +19,7 @@ import fcntl
 import os
 import time
 
-from pycontain import jsonfast
+from pycontain import faults, jsonfast
 from pycontain.errors import ImageError, ImageNotFound, PycontainError, UsageError
 from pycontain.images import reference
 from pycontain.safefile import create_new
@@ -263,6 +263,7 @@ class Store:
                     if proc is not None:
                         _finish_zstd(proc)
                     compressed.drain()
+                    faults.phase("layer.unpacked")
                 except Exception as e:  # gzip/zlib/zstd: bad CRC, bad data, truncated stream
                     refused = getattr(proc, "feed_error", None)
                     if isinstance(refused, PycontainError):
@@ -359,6 +360,7 @@ class Store:
                 "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                 "history": [{"created": created, "created_by": f"pycontain import {os.path.basename(path)}"}],
             }
+            faults.phase("import.stored")
             image_id = self.put_blob(jsonfast.dumps(config).encode())
             self.write_meta(image_id)
             self.tag(ref, image_id)

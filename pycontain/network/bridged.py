@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from pycontain import explain, state
+from pycontain import explain, faults, state
 from pycontain.network import dns, ipam, nat, veth
 
 TYPE_CHECKING = False
@@ -77,18 +77,22 @@ def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
             index, created = bridge.ensure(ipr, info)
             if created:
                 nat.setup_network(info)
+                faults.phase("net.rules")
         nat.sysctl("ipv4/ip_forward", "1", "the host routes between the bridge and its other interfaces "
                    "(needed for outbound NAT and published ports)")
         veth.create(ipr, net["id"], pid, index, net["mac"])
+        faults.phase("net.veth")
     finally:
         ipr.close()
     veth.configure_inside(pid, net["address"], int(net["prefixlen"]), net["gateway"])
+    faults.phase("net.addr")
     ports = net.get("ports") or []
     if ports:
         if any(not p.get("host_ip") or p["host_ip"].startswith("127.") for p in ports):
             nat.sysctl(f"ipv4/conf/{net['bridge']}/route_localnet", "1",
                        f"packets from 127.0.0.1 may be routed to {net['bridge']} (published ports on localhost)")
         nat.add_ports(net["id"], net["address"], ports)
+        faults.phase("net.ports")
 
 
 def detach(paths: Paths, net: dict[str, Any], cid: str) -> None:

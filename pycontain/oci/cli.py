@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from pycontain import jsonfast
+from pycontain import faults, jsonfast
 from pycontain.errors import PycontainError, UsageError, leave
 from pycontain.oci.state import (CREATED, PAUSED, RUNNING, STOPPED, Container, ContainerNotFound, v1_extra,
                                  all_ids, check_id)
@@ -205,10 +205,12 @@ class Runtime:
             cg = executor.make_cgroup(p)
             c.save(cgroup_parents=cg.parents_made)
             undo.push(cg.remove)
+            faults.phase("oci.create.cgroup")
             child = executor.spawn(p)
             _close_fifo(proc)  # the init has its own copy
             undo.push(_kill_and_reap if not detach else _kill, child.pid)
             undo.push(child.close)
+            faults.phase("oci.create.clone")
             child.go()
 
             def runtime_hooks() -> None:
@@ -223,6 +225,7 @@ class Runtime:
             else:
                 child.wait_ready(runtime_hooks)
             c.save(pid=child.pid, pid_start=proc_starttime(child.pid), creator=None)
+            faults.phase("oci.create.saved")
             c.write_fast(spec, cg)
             if opts.get("pid-file"):
                 _write_pid_file(opts.get("pid-file"), child.pid)
@@ -256,6 +259,7 @@ class Runtime:
                         raise PycontainError("the container's init exited before it could start")
             finally:
                 os.close(fd)
+            faults.phase("oci.start")
             os.unlink(c.fifo)
         finally:
             os.close(lock)
@@ -379,6 +383,7 @@ class Runtime:
                 deadline = time.monotonic() + 10
                 while c.alive() and time.monotonic() < deadline:
                     time.sleep(0.005)
+            faults.phase("oci.delete")
             if cg.exists():
                 cg.kill()
                 cg.remove()
