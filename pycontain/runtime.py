@@ -167,6 +167,9 @@ def run_detached(paths: Paths, cfg: ContainerConfig) -> Record:
         start_detached(rec, lock_fd)
     except PycontainError:
         if cfg.remove:
+            # The monitor has exited (the report pipe is closed), maybe by SIGKILL before it unwound: its
+            # cgroup and port rules go first, since once the record is gone nothing (not gc) finds them.
+            _release_kernel_objects(rec)
             _remove(rec)
         raise
     return rec
