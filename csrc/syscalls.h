@@ -40,6 +40,17 @@ int pc_capset(unsigned long long effective, unsigned long long permitted, unsign
 /* seccomp(SECCOMP_SET_MODE_FILTER, flags, &{len, prog}): installs a compiled classic-BPF program of
  * `len` struct sock_filter (8 bytes each). The only seccomp call a container's child makes. */
 int pc_seccomp_set_filter(const void *prog, unsigned short len, unsigned int flags);
+/* bpf(2) for a cgroup v2 device filter (no glibc wrapper). Load: a program of `insn_cnt` struct bpf_insn
+ * (8 bytes each); the verifier's log goes to log_buf when log_size > 0. Returns the program's fd. */
+int pc_bpf_prog_load(unsigned int prog_type, const void *insns, unsigned int insn_cnt, const char *license,
+                     char *log_buf, unsigned int log_size);
+/* BPF_PROG_ATTACH / BPF_PROG_DETACH of a program to (from) the cgroup directory target_fd. */
+int pc_bpf_prog_attach(int target_fd, int prog_fd, unsigned int attach_type, unsigned int flags);
+int pc_bpf_prog_detach(int target_fd, int prog_fd, unsigned int attach_type);
+/* BPF_PROG_QUERY: the ids of the programs attached to the cgroup itself (*count: room in, found out). */
+int pc_bpf_prog_query(int target_fd, unsigned int attach_type, unsigned int *ids, unsigned int *count);
+/* BPF_PROG_GET_FD_BY_ID: an fd of a loaded program, to detach it. */
+int pc_bpf_prog_get_fd_by_id(unsigned int id);
 /* libseccomp, used only to compile a spec's filter in the parent. It is loaded with dlopen on first
  * use, so the extension does not link it and a start without seccomp never loads it. These return
  * what libseccomp returns (0 or a negative errno), except as noted. */
@@ -59,3 +70,11 @@ int pc_scmp_rule_add(void *ctx, unsigned int action, int syscall_nr, unsigned in
                      const unsigned long long *args);
 /* seccomp_export_bpf: writes the program to fd. */
 int pc_scmp_export_bpf(void *ctx, int fd);
+/* User namespaces (pycontain/userns.py). mount_setattr(MOUNT_ATTR_IDMAP) of the detached mount fd:
+ * its files then appear owned through the mapping of the user namespace userns_fd (an idmapped mount);
+ * attr_set adds other MOUNT_ATTR_* bits. */
+int pc_mount_setattr_idmap(int fd, unsigned int flags, unsigned long long attr_set, int userns_fd);
+/* A user namespace with this uid_map and gid_map text, as an O_CLOEXEC descriptor, the caller staying
+ * where it is: a child cloned with CLONE_NEWUSER holds it while the maps are written and
+ * /proc/PID/ns/user is opened, then exits. -1 and errno on failure. */
+int pc_userns_fd(const char *uid_map, const char *gid_map);

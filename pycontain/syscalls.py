@@ -24,7 +24,7 @@ CLONE_NEWNET = 0x40000000
 
 NAMESPACE_FLAGS = {
     "pid": CLONE_NEWPID, "mnt": CLONE_NEWNS, "uts": CLONE_NEWUTS,
-    "ipc": CLONE_NEWIPC, "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP,
+    "ipc": CLONE_NEWIPC, "net": CLONE_NEWNET, "cgroup": CLONE_NEWCGROUP, "user": CLONE_NEWUSER,
 }
 
 # <sys/mount.h>: mount(2) flags.
@@ -63,6 +63,8 @@ MOUNT_ATTR_RDONLY = 0x1
 MOUNT_ATTR_NOSUID = 0x2
 MOUNT_ATTR_NODEV = 0x4
 MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_IDMAP = 0x100000
+CLONE_PARENT = 0x00008000
 
 _backend: Any = None
 
@@ -172,6 +174,19 @@ def mount_setattr(fd: int, attr_set: int, recursive: bool, what: str) -> None:
     _check(_lib().pc_mount_setattr(fd, b"", flags, attr_set, 0, 0), f"mount_setattr({what})")
 
 
+def mount_setattr_idmap(fd: int, userns_fd: int, what: str, attr_set: int = 0) -> None:
+    """mount_setattr(MOUNT_ATTR_IDMAP) of a detached mount (open_tree(OPEN_TREE_CLONE)): its files appear
+    owned through the mapping of the user namespace userns_fd. Needs CAP_SYS_ADMIN over the filesystem
+    (the host's root) and a filesystem that allows it (FS_ALLOW_IDMAP: ext4, xfs, btrfs, tmpfs ...)."""
+    _check(_lib().pc_mount_setattr_idmap(fd, AT_EMPTY_PATH, attr_set, userns_fd), f"mount_setattr(IDMAP, {what})")
+
+
+def userns_fd(uid_map: str, gid_map: str) -> int:
+    """A new user namespace with these /proc/PID/uid_map and gid_map lines, as a descriptor (O_CLOEXEC);
+    the caller does not enter it. It carries the mapping of idmapped mounts."""
+    return _check(_lib().pc_userns_fd(uid_map.encode(), gid_map.encode()), "clone(CLONE_NEWUSER) for an idmapping")
+
+
 def join_session_keyring() -> None:
     """keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring for this process."""
     _check(_lib().pc_join_session_keyring(_null()), "keyctl(KEYCTL_JOIN_SESSION_KEYRING)")
@@ -258,3 +273,59 @@ def libseccomp() -> Any:
         why = _native.ffi.string(lib.pc_scmp_error()).decode(errors="replace")
         raise OSError(0, f"cannot load libseccomp ({why}): install libseccomp2")
     return lib
+
+
+# <linux/bpf.h>: a cgroup v2 device filter (pycontain/cgroups/v2.py writes the program itself).
+BPF_PROG_TYPE_CGROUP_DEVICE = 15
+BPF_CGROUP_DEVICE = 6  # the attach type
+BPF_F_ALLOW_MULTI = 2  # programs of nested cgroups all run: a container may still filter its own children
+
+
+def bpf_prog_load(prog_type: int, insns: bytes, license: str = "MIT") -> int:
+    """bpf(BPF_PROG_LOAD) of eBPF instructions (8 bytes each): the program's fd. When the verifier
+    refuses it, the load is repeated with a log, whose last line says why."""
+    lib = _lib()
+    count = len(insns) // 8
+    fd = lib.pc_bpf_prog_load(prog_type, insns, count, license.encode(), _null(), 0)
+    if fd >= 0:
+        return int(fd)
+    err = _errno()
+    why = ""
+    if not hasattr(lib, "errno") and err in (22, 13):  # EINVAL, EACCES: the verifier has something to say
+        from pycontain import _native  # type: ignore[attr-defined]
+
+        log = _native.ffi.new("char[]", 1 << 16)
+        lib.pc_bpf_prog_load(prog_type, insns, count, license.encode(), log, 1 << 16)
+        lines = _native.ffi.string(log).decode(errors="replace").strip().splitlines()
+        why = f" (verifier: {lines[-1]})" if lines else ""
+    raise OSError(err, f"bpf(BPF_PROG_LOAD): {os.strerror(err)}{why}")
+
+
+def bpf_prog_attach(target_fd: int, prog_fd: int, attach_type: int, flags: int) -> None:
+    _check(_lib().pc_bpf_prog_attach(target_fd, prog_fd, attach_type, flags), "bpf(BPF_PROG_ATTACH)")
+
+
+def bpf_prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
+    _check(_lib().pc_bpf_prog_detach(target_fd, prog_fd, attach_type), "bpf(BPF_PROG_DETACH)")
+
+
+def bpf_prog_query(target_fd: int, attach_type: int) -> list[int]:
+    """The ids of the programs attached to this cgroup itself (not those inherited from its parents)."""
+    lib = _lib()
+    if hasattr(lib, "errno"):  # a fake backend
+        return list(lib.pc_bpf_prog_query(target_fd, attach_type))
+    from pycontain import _native  # type: ignore[attr-defined]
+
+    room = 64
+    while True:
+        ids = _native.ffi.new("unsigned int[]", room)
+        count = _native.ffi.new("unsigned int *", room)
+        if lib.pc_bpf_prog_query(target_fd, attach_type, ids, count) >= 0:
+            return [int(ids[i]) for i in range(min(count[0], room))]
+        if _errno() != 28 or count[0] <= room:  # ENOSPC: more programs than room; count says how many
+            _check(-1, "bpf(BPF_PROG_QUERY)")
+        room = int(count[0])
+
+
+def bpf_prog_get_fd_by_id(prog_id: int) -> int:
+    return _check(_lib().pc_bpf_prog_get_fd_by_id(prog_id), f"bpf(BPF_PROG_GET_FD_BY_ID, {prog_id})")

@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from pycontain.config import Limits
 
 PREFIX = "pycontain-"
+# The device rules a runtime appends after a spec's own (runc does the same, so a bundle behaves alike under
+# either): the nodes every container's /dev has (null, zero, full, random, urandom, tty, console, ptmx and
+# the ptys), and mknod of any node, which alone opens nothing. Both backends apply them: v1 writes them
+# to devices.allow, v2 compiles them into its BPF filter. runc also allows /dev/net/tun (10:200) here; its
+# maintainers call that a mistake kept for compatibility (runc PRs 3468, 4555), so pycontain leaves it to
+# --device /dev/net/tun.
+DEFAULT_DEVICE_RULES: list[dict[str, object]] = [
+    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
+    {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
+    *(dict[str, object](allow=True, type="c", major=ma, minor=mi, access="rwm")
+      for ma, mi in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, None))),
+]
 
 
 class Cgroup:

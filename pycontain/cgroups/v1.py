@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from pycontain import explain
-from pycontain.cgroups.base import Cgroup, host_memory, keyed, read, read_int, write
+from pycontain.cgroups.base import DEFAULT_DEVICE_RULES, Cgroup, host_memory, keyed, read, read_int, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -199,7 +199,13 @@ class CgroupV1(Cgroup):
         the nodes every container needs (as runc allows them by default)."""
         devices = self.path("devices")
         if not devices:
-            return
+            # Never run a container without the rules it asked for: with no devices cgroup it could open
+            # any device node it can make.
+            from pycontain.errors import PycontainError
+
+            raise PycontainError("this host mounts no v1 devices controller: cannot restrict the container's "
+                                 "device access" if "devices" not in controller_roots() else
+                                 f"cgroup {self.name} was not made in the devices hierarchy")
         for rule in list(rules) + DEFAULT_DEVICE_RULES:
             kind = rule.get("type") or "a"
             major, minor = rule.get("major"), rule.get("minor")
@@ -215,16 +221,6 @@ class CgroupV1(Cgroup):
         cpuset = self.path("cpuset")
         return [("cgroup", os.path.basename(point), controllers) for point, controllers in self.hierarchies()
                 if not (controllers == "cpuset" and cpuset and not os.path.isdir(cpuset))]
-
-
-# The nodes a container always gets (its /dev has them), and mknod of anything (what it may then open
-# is still up to the rules above): the defaults runc applies after the spec's own rules.
-DEFAULT_DEVICE_RULES: list[dict[str, object]] = [
-    {"allow": True, "type": "c", "major": None, "minor": None, "access": "m"},
-    {"allow": True, "type": "b", "major": None, "minor": None, "access": "m"},
-    *(dict[str, object](allow=True, type="c", major=ma, minor=mi, access="rwm")
-      for ma, mi in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (136, None))),
-]
 
 
 def _num(value: object) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import struct
 
+from pycontain import explain
 from pycontain.cgroups import CGROUP_ROOT
-from pycontain.cgroups.base import Cgroup, host_memory, keyed, read, read_int, write
+from pycontain.cgroups.base import DEFAULT_DEVICE_RULES, Cgroup, host_memory, keyed, read, read_int, write
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -99,6 +101,49 @@ class CgroupV2(Cgroup):
     def frozen(self) -> bool:
         return keyed(read(f"{self.dirs()[0]}/cgroup.events")).get("frozen", 0) == 1
 
+    def devices(self, rules: list[dict[str, object]]) -> None:
+        """linux.resources.devices (then the runtime's defaults) as a BPF_PROG_TYPE_CGROUP_DEVICE program
+        attached to the cgroup: v2 has no devices.allow file; the kernel runs the program on every open
+        and mknod of a device node by a process of the cgroup (or of a cgroup below it).
+
+        Attached with BPF_F_ALLOW_MULTI, so a container may attach filters to cgroups of its own below
+        (a runtime inside); the kernel then runs every program from the root down, and all must allow.
+        The attachment holds the program: our descriptor is closed at once, and the program goes when
+        the cgroup is removed. A program attached before (a cgroup that already existed) is detached
+        once the new one is in place, so the rules given here are the cgroup's, as on v1.
+        """
+        from pycontain import syscalls
+        from pycontain.errors import PycontainError
+
+        program = device_program(list(rules) + DEFAULT_DEVICE_RULES)
+        path = self.dirs()[0]
+        try:
+            cgroup_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                before = syscalls.bpf_prog_query(cgroup_fd, syscalls.BPF_CGROUP_DEVICE)
+                if program is not None:
+                    prog_fd = syscalls.bpf_prog_load(syscalls.BPF_PROG_TYPE_CGROUP_DEVICE, program)
+                    try:
+                        syscalls.bpf_prog_attach(cgroup_fd, prog_fd, syscalls.BPF_CGROUP_DEVICE,
+                                                 syscalls.BPF_F_ALLOW_MULTI)
+                    finally:
+                        os.close(prog_fd)
+                for prog_id in before:
+                    old_fd = syscalls.bpf_prog_get_fd_by_id(prog_id)
+                    try:
+                        syscalls.bpf_prog_detach(cgroup_fd, old_fd, syscalls.BPF_CGROUP_DEVICE)
+                    finally:
+                        os.close(old_fd)
+            finally:
+                os.close(cgroup_fd)
+        except OSError as e:
+            raise PycontainError(f"cannot restrict device access of cgroup {self.name}: {e.strerror or e}") from None
+        if program is None:
+            explain.say(f"device rules allow every device: no filter attached to {path}")
+        else:
+            explain.say(f"bpf(BPF_PROG_LOAD) of a {len(program) // 8}-instruction device filter, "
+                        f"BPF_PROG_ATTACH to {path}: cgroup v2 decides device access with a BPF program")
+
     def kill(self) -> None:
         path = f"{self.dirs()[0]}/cgroup.kill"  # Linux 5.14+: the kernel kills every member at once
         if os.path.exists(path):
@@ -130,3 +175,105 @@ def _enable_controllers(path: str) -> None:
     missing = [c for c in WANTED if c in available and c not in enabled]
     if missing:
         write(f"{path}/cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+
+# ---------------------------------------------------------------- device rules as a BPF program
+#
+# The program is written here, instruction by instruction, rather than with a BPF library or compiler:
+# it needs eight kinds of instruction, each an 8-byte struct, and a device filter is a straight list of
+# comparisons. A library (libbpf, bcc) would be a dependency and a load on every start for ~60 lines.
+#
+# Semantics: those of the v1 devices controller, as the rules are written in order. An "a" rule resets
+# everything (allow or deny all, forgetting the rules before it); each later rule allows or denies some
+# accesses (r, w, m) of the devices it matches, overriding earlier rules for those accesses. With no "a"
+# rule the start is "allow all" (a new v1 cgroup inherits the root's allow-all). An access request may
+# carry several bits (open O_RDWR asks for r and w); it is allowed only if every bit is. Each bit is
+# decided by the last rule that matches the device and names that access. (Where v1 keeps an exception
+# list, a deny of one device under an earlier wildcard allow can leave it allowed; here the later rule
+# always wins, as the spec's order says.)
+#
+# struct bpf_cgroup_dev_ctx: u32 access_type (device type in the low 16 bits, access in the high 16),
+# u32 major, u32 minor. The program returns 1 to allow, 0 to deny (EPERM).
+
+DEV_BLOCK, DEV_CHAR = 1, 2  # BPF_DEVCG_DEV_*
+ACCESS = {"m": 1, "r": 2, "w": 4}  # BPF_DEVCG_ACC_MKNOD, _READ, _WRITE
+DEVICE_TYPES = {"b": DEV_BLOCK, "c": DEV_CHAR}
+# struct bpf_insn opcodes: class | operation | source (K: the immediate, X: a register).
+LDX_MEM_W = 0x61  # dst = *(u32 *)(src + off)
+ALU64_MOV_K, ALU64_MOV_X = 0xB7, 0xBF
+ALU64_AND_K, ALU64_RSH_K = 0x57, 0x77
+JMP_JA, JMP_JEQ_K, JMP_JNE_K, JMP_JSET_K = 0x05, 0x15, 0x55, 0x45
+JMP_EXIT = 0x95
+# Registers: r1 the context; r2 the access bits still undecided; r3 the device type; r4 major; r5 minor.
+R0, R1, R2, R3, R4, R5 = range(6)
+ALLOW, DENY = "allow", "deny"
+
+
+def effective_rules(rules: list[dict[str, object]]) -> tuple[bool, list[tuple[bool, int, int | None, int | None, int]]]:
+    """(allow by default, the rules after the last "a" rule as (allow, type, major, minor, access bits)).
+    A major or minor of None or -1 is a wildcard; a rule whose number no device can have matches nothing."""
+    default_allow = True
+    out: list[tuple[bool, int, int | None, int | None, int]] = []
+    for rule in rules:
+        kind = str(rule.get("type") or "a")
+        allow = bool(rule.get("allow"))
+        if kind == "a":
+            default_allow, out = allow, []
+            continue
+        major, minor = (None if rule.get(k) in (None, -1) else int(str(rule[k])) for k in ("major", "minor"))
+        # dev_t holds a 12-bit major and a 20-bit minor: a rule naming a larger number matches nothing.
+        if (major is not None and not 0 <= major <= 0xFFF) or (minor is not None and not 0 <= minor <= 0xFFFFF):
+            continue
+        access = 0
+        for letter in str(rule.get("access") or "rwm"):
+            access |= ACCESS[letter]
+        out.append((allow, DEVICE_TYPES[kind], major, minor, access))
+    return default_allow, out
+
+
+def device_program(rules: list[dict[str, object]]) -> bytes | None:
+    """The eBPF program deciding device access as `rules` say; None if they allow every access."""
+    default_allow, effective = effective_rules(rules)
+    if default_allow and all(allow for allow, *_ in effective):
+        return None
+    # (code, dst, src, off, imm); off may be a label (ALLOW, DENY) resolved at the end.
+    Insn = tuple[int, int, int, int | str, int]
+    code: list[Insn] = [
+        (LDX_MEM_W, R2, R1, 0, 0),       # access_type
+        (ALU64_MOV_X, R3, R2, 0, 0),
+        (ALU64_AND_K, R3, 0, 0, 0xFFFF),  # the device type
+        (ALU64_RSH_K, R2, 0, 0, 16),      # the access bits asked for: none decided yet
+        (LDX_MEM_W, R4, R1, 4, 0),       # major
+        (LDX_MEM_W, R5, R1, 8, 0),       # minor
+    ]
+    used = {default_allow}
+    # The newest rule first: the first rule that matches decides the bits it names.
+    for allow, kind, major, minor, access in reversed(effective):
+        block: list[Insn] = []
+        tail: list[Insn]
+        checks = [(R3, kind)] + [(reg, n) for reg, n in ((R4, major), (R5, minor)) if n is not None]
+        if allow:
+            # These bits are allowed; once no asked-for bit is left undecided, the answer is yes.
+            tail = [(ALU64_AND_K, R2, 0, 0, ~access), (JMP_JEQ_K, R2, 0, ALLOW, 0)]
+        else:
+            # Any asked-for bit still undecided and denied here: the answer is no.
+            tail = [(JMP_JSET_K, R2, 0, DENY, access)]
+        for i, (reg, value) in enumerate(checks):
+            skip = len(checks) - i - 1 + len(tail)  # past the rest of this rule's block
+            block.append((JMP_JNE_K, reg, 0, skip, value))
+        code += block + tail
+        used.add(allow)
+    # Falling off the last rule: the default. Only reachable blocks are written (the verifier refuses
+    # unreachable instructions).
+    ends = [ALLOW, DENY] if default_allow else [DENY, ALLOW]
+    labels: dict[str, int] = {}
+    for name in ends:
+        if (name == ALLOW) in used:
+            labels[name] = len(code)
+            code += [(ALU64_MOV_K, R0, 0, 0, 1 if name == ALLOW else 0), (JMP_EXIT, 0, 0, 0, 0)]
+    out = bytearray()
+    for pc, (op, dst, src, off, imm) in enumerate(code):
+        if isinstance(off, str):
+            off = labels[off] - pc - 1
+        out += struct.pack("<BBhi", op, dst | src << 4, off, imm)
+    return bytes(out)
