@@ -22,7 +22,13 @@ def detect() -> int:
 
 def for_container(cid: str, path: str | None = None, extra: tuple[str, ...] = ()) -> Cgroup:
     """The cgroup of container `cid`: `pycontain-<cid>` under each hierarchy's root, or the spec's
-    linux.cgroupsPath. extra: v1 controllers to join beyond the default ones (devices, freezer)."""
+    linux.cgroupsPath. extra: v1 controllers to join beyond the default ones (devices, freezer).
+
+    A container of the front end's (no path: `run`, `exec`, `rm`, `gc` find it by id) is always in the v1
+    devices hierarchy too: its spec always has device rules, so an `exec` must join that cgroup as well
+    (or it could open any device), and `rm`/`gc` must remove it."""
+    if path is None and "devices" not in extra:
+        extra += ("devices",)
     if detect() == 2:
         from pycontain.cgroups.v2 import CgroupV2
 

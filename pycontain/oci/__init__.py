@@ -240,6 +240,10 @@ def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: 
         linux["readonlyPaths"] = list(READONLY_PATHS)
     if sec.sysctls:
         linux["sysctl"] = dict(sec.sysctls)
+    from pycontain.oci import devices
+
+    # Deny every device but the standard nodes and --device's (all of the host's with --privileged).
+    linux["devices"], linux["resources"]["devices"] = devices.spec_fields(sec.devices, sec.privileged)
     return {
         "ociVersion": OCI_VERSION,
         "process": process,

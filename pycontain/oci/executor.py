@@ -103,9 +103,14 @@ def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[s
         rootfs = os.path.realpath(rootfs)
         if annotations.get(ocispec.OVERLAY) is None and not os.path.isdir(rootfs):
             raise ocispec.SpecError(f"config.json: root.path: {rootfs} is not a directory")
-        p.cgroup = cgroups.for_container(cid, linux.get("cgroupsPath") or None, extra_controllers)
-        p.limits = ocispec.limits_from(linux.get("resources"))
         p.device_rules = list((linux.get("resources") or {}).get("devices") or ())
+        if p.device_rules and "devices" not in extra_controllers:
+            # v1: the rules live in the devices hierarchy, which a container joins only when it has some.
+            extra_controllers += ("devices",)
+        # "" rather than None without a cgroupsPath: the same default name, with exactly the controllers
+        # asked for here (the ones pycontain-oci records for delete).
+        p.cgroup = cgroups.for_container(cid, linux.get("cgroupsPath") or "", extra_controllers)
+        p.limits = ocispec.limits_from(linux.get("resources"))
         process = spec.get("process") or {}
         p.rootfs = mounts.RootfsPlan(
             rootfs=rootfs,
