@@ -19,10 +19,13 @@ PROBES = Path(__file__).resolve().parent / "probes"
 
 @pytest.fixture(scope="session")
 def probes(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """tests/security/probes/*.c, compiled static (they run inside images with no libc of their own)."""
+    """tests/security/probes/*.c, compiled static (they run inside images with no libc of their own).
+    A source whose first line is `/* gcc-flags: ...` gets those flags too (fake_ld.c has no libc)."""
     out = tmp_path_factory.mktemp("probes")
     for source in sorted(PROBES.glob("*.c")):
-        res = subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", str(out / source.stem), str(source)],
+        first = source.read_text().partition("\n")[0]
+        extra = first.partition("gcc-flags:")[2].replace("*/", "").split() if "gcc-flags:" in first else []
+        res = subprocess.run(["gcc", "-static", "-O2", "-Wall", *extra, "-o", str(out / source.stem), str(source)],
                              capture_output=True, text=True, timeout=120)
         assert res.returncode == 0, f"gcc {source.name} failed:\n{res.stderr}"
     return out

@@ -1,0 +1,112 @@
+"""Shared pieces of the CVE regression suite (tests/security/test_cve_*.py).
+
+The probes (probes/*.c, compiled static by attacks.probes) are bound into each container read-only at
+/probe. sysprobe prints one line per call it makes, "ACTION ok" or "ACTION errno N NAME", so a test
+asserts the exact errno: EPERM from a filter or a missing capability is the protection working; ENOENT
+or ENOSYS would mean the probe never reached what it attacks, and the test could not have failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support import PYCONTAIN, Pycontain, describe
+
+# The helpers' asserts get pytest's rewriting only if registered before the first import.
+pytest.register_assert_rewrite("oci_support")
+
+from oci_support import Oci, become_subreaper, own_leaks  # noqa: E402 - after the registration above
+
+PROBE_DIR = "/probe"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def probe_volume(probes: Path) -> list[str]:
+    """`-v` flags binding the compiled probes in, read-only."""
+    return ["-v", f"{probes}:{PROBE_DIR}:ro"]
+
+
+def probe_results(stdout: str) -> dict[str, str]:
+    """sysprobe's lines as {action: "ok" | errno name}."""
+    out = {}
+    for line in stdout.splitlines():
+        action, _, rest = line.partition(" ")
+        if rest == "ok" or rest.startswith("ok "):
+            out[action] = "ok"
+        elif rest.startswith("errno "):
+            out[action] = rest.split()[2]
+    return out
+
+
+def sysprobe(pc: Pycontain, probes: Path, *actions: str, flags: tuple[str, ...] = (),
+             image: str = "busybox") -> dict[str, str]:
+    """Run sysprobe with `actions` in a fresh container (`flags` before the image); its results."""
+    res = pc("run", "--rm", *flags, *probe_volume(probes), image, f"{PROBE_DIR}/sysprobe", *actions)
+    assert res.returncode == 0, describe(res)
+    found = probe_results(res.stdout)
+    missing = [a for a in actions if a not in found and a != "status"]
+    assert not missing, f"sysprobe did not report {missing}:\n{describe(res)}"
+    return found
+
+
+def status_fields(stdout: str, prefix: str = "status ") -> dict[str, str]:
+    """sysprobe's `status` lines (or plain /proc/self/status with prefix="") as {field: value}."""
+    out = {}
+    for line in stdout.splitlines():
+        if not line.startswith(prefix):
+            continue
+        key, _, value = line[len(prefix):].partition(":")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def file_id(path: str | os.PathLike[str]) -> str:
+    st = os.stat(path)
+    return f"{st.st_dev}:{st.st_ino}"
+
+
+def runtime_binaries() -> dict[str, str]:
+    """dev:ino -> path of every host file that could be what enters a container: the interpreter
+    pycontain runs on, its exec helper on disk, and the pycontain-oci command. A container process
+    that reaches one of these inodes through /proc/PID/exe has the CVE-2019-5736 foothold."""
+    found = {}
+    candidates = [sys.executable, "/opt/pycontain/venv/bin/python3", "/usr/bin/python3", PYCONTAIN,
+                  REPO / "pycontain" / "exec_helper", "/usr/local/bin/pycontain-oci",
+                  "/opt/pycontain/libexec/pycontain-oci"]
+    for path in candidates:
+        try:
+            found[file_id(path)] = str(path)
+        except FileNotFoundError:
+            continue
+    return found
+
+
+# ---------------------------------------------------------------- pycontain-oci
+
+@pytest.fixture(scope="session")
+def rootfs_source(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The busybox rootfs, extracted once; each bundle gets its own copy. This process becomes a child
+    subreaper (a container's init outlives `create` and is then adopted here, as by conmon)."""
+    import subprocess
+
+    become_subreaper()
+    root = tmp_path_factory.mktemp("oci-rootfs") / "rootfs"
+    root.mkdir()
+    subprocess.run(["tar", "-xzf", str(busybox_tarball), "-C", str(root)], check=True, timeout=60)
+    return root
+
+
+@pytest.fixture
+def oci(tmp_path: Path, rootfs_source: Path, leak_snapshot: Path,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oci]:
+    """pycontain-oci with this test's own --root; afterwards nothing of the test's may remain."""
+    o = Oci(tmp_path, rootfs_source)
+    yield o
+    problems = o.cleanup()
+    assert not problems, "the test left container state behind:\n" + "\n".join(problems)
+    found = own_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
+    assert not found, "the test left host objects behind:\n" + "\n".join(found)
