@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import PYCONTAIN, Pycontain, describe
+from support import PYCONTAIN, Pycontain, describe, wait_for
 
 # The helpers' asserts get pytest's rewriting only if registered before the first import.
 pytest.register_assert_rewrite("oci_support")
@@ -83,6 +83,29 @@ def runtime_binaries() -> dict[str, str]:
         except FileNotFoundError:
             continue
     return found
+
+
+def watch_lines(logs: str) -> list[dict[str, str]]:
+    """proc_watch's observation lines as dicts (pid, exe, ino, write, mem, fds, after)."""
+    out = []
+    for line in logs.splitlines():
+        fields = line.split("\t")
+        if len(fields) == 7 and fields[0].isdigit():
+            out.append({"pid": fields[0], **dict(f.split("=", 1) for f in fields[1:])})
+    return out
+
+
+def watch_execs(pc: Pycontain, probes: Path, execs: list[list[str]], extra: tuple[str, ...] = ()) -> str:
+    """Run proc_watch as a container's init, `exec` each argv in turn, stop the watcher; its output."""
+    pc.ok("run", "-d", "--name", "watched", *probe_volume(probes), *extra, "busybox",
+          f"{PROBE_DIR}/proc_watch", "/tmp/stop", "120")
+    pc.wait_for_log("watched", "watching")
+    for argv in execs:
+        res = pc("exec", "watched", *argv)
+        assert res.returncode == 0, describe(res)
+    pc.ok("exec", "watched", "touch", "/tmp/stop")
+    wait_for("the watcher to finish", lambda: "done" in pc.ok("logs", "watched").stdout)
+    return pc.ok("logs", "watched").stdout
 
 
 # ---------------------------------------------------------------- pycontain-oci

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from attacks import derived_image, entry, probes  # noqa: F401 - the probes fixture
-from cvesupport import PROBE_DIR, file_id, oci, probe_volume, rootfs_source, runtime_binaries  # noqa: F401
+from cvesupport import file_id, oci, rootfs_source, runtime_binaries, watch_execs, watch_lines  # noqa: F401
 from oci_support import Bundle, Oci
-from support import Pycontain, describe, wait_for
+from support import Pycontain, describe
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -119,29 +119,6 @@ def test_oci_run_and_exec_of_a_proc_self_exe_script(oci: Oci, probes: Path) -> N
 
 
 # ---------------------------------------------------------------- a container watching `exec` enter
-
-def watch_lines(logs: str) -> list[dict[str, str]]:
-    """proc_watch's observation lines as dicts (pid, exe, ino, write, mem, fds)."""
-    out = []
-    for line in logs.splitlines():
-        fields = line.split("\t")
-        if len(fields) == 6 and fields[0].isdigit():
-            out.append({"pid": fields[0], **dict(f.split("=", 1) for f in fields[1:])})
-    return out
-
-
-def watch_execs(pc: Pycontain, probes: Path, execs: list[list[str]], extra: tuple[str, ...] = ()) -> str:  # noqa: F811
-    """Run proc_watch as a container's init, `exec` each argv in turn, stop the watcher; its output."""
-    pc.ok("run", "-d", "--name", "watched", *probe_volume(probes), *extra, "busybox",
-          f"{PROBE_DIR}/proc_watch", "/tmp/stop", "120")
-    pc.wait_for_log("watched", "watching")
-    for argv in execs:
-        res = pc("exec", "watched", *argv)
-        assert res.returncode == 0, describe(res)
-    pc.ok("exec", "watched", "touch", "/tmp/stop")
-    wait_for("the watcher to finish", lambda: "done" in pc.ok("logs", "watched").stdout)
-    return pc.ok("logs", "watched").stdout
-
 
 def test_exec_never_shows_the_container_a_host_binary_as_exe(pc: Pycontain, probes: Path) -> None:  # noqa: F811
     assert HOST_BUSYBOX.is_file(), "the control needs the host's static busybox (busybox-static)"

@@ -3,9 +3,11 @@
  *   proc_watch STOPFILE MAX_SECONDS [hold]
  * Processes already there when it starts (the container's init, the shell) are ignored. For each new
  * process, each time what its /proc/PID/exe shows changes, one tab-separated line:
- *   PID  exe=LINK|!ERRNO  ino=DEV:INO|!ERRNO  write=ok|!ERRNO  mem=ok|!ERRNO  fds=LINK,LINK...|!ERRNO
+ *   PID  exe=LINK|!ERRNO  ino=DEV:INO|!ERRNO  write=ok|!ERRNO  mem=ok|!ERRNO  fds=N:LINK,...|!ERRNO  after=LINK|!ERRNO
  * write: open(/proc/PID/exe, O_WRONLY), the runc exploit's step (closed at once, nothing written).
  * mem: open(/proc/PID/mem), which needs ptrace access: what attaching to the process would give.
+ * after: exe read again at the end of the line, so a line wholly before (or after) an execve is known. A
+ * descriptor closed between listing and reading shows as !2 (ENOENT).
  * At the end, each exe seen (kept open with O_PATH) is reopened for writing through /proc/self/fd, as
  * the exploit does once the runtime has moved on:  reopen  LINK  ok|!ERRNO  [pwrite=ok|!ERRNO]
  * (the 1-byte pwrite past the end is tried only on a memfd copy: never on a file of the host's).
@@ -84,8 +86,9 @@ static void hold_pipes(int pid, const char *fds) {
 }
 
 static void look(int pid) {
-    char path[64], exe[256], ino[64], wr[16], mem[16], fds[2048];
+    char path[64], path_exe[64], exe[256], ino[64], wr[16], mem[16], fds[2048];
     snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    snprintf(path_exe, sizeof path_exe, "%s", path);
     ssize_t n = readlink(path, exe, sizeof exe - 1);
     if (n < 0 && errno == ENOENT) return; /* gone already */
     if (n < 0) snprintf(exe, sizeof exe, "!%d", errno);
@@ -124,7 +127,12 @@ static void look(int pid) {
     }
     fds_of(pid, fds, sizeof fds);
     if (hold) hold_pipes(pid, fds);
-    printf("%d\texe=%s\tino=%s\twrite=%s\tmem=%s\tfds=%s\n", pid, exe, ino, wr, mem, fds);
+    /* exe again: the process may have exec'd meanwhile, and what was tried then belongs to which stage */
+    char after[256];
+    n = readlink(path_exe, after, sizeof after - 1);
+    if (n < 0) snprintf(after, sizeof after, "!%d", errno);
+    else after[n] = 0;
+    printf("%d\texe=%s\tino=%s\twrite=%s\tmem=%s\tfds=%s\tafter=%s\n", pid, exe, ino, wr, mem, fds, after);
     fflush(stdout);
 }
 
