@@ -88,6 +88,10 @@ def replace_file(path: str, data: bytes, mode: int = 0o600, durable: bool = True
                 view = view[os.write(fd, view):]
             if durable:
                 os.fsync(fd)
+        except OSError as e:
+            # os.write names no file: a full disk would say only "No space left on device". Name the
+            # file being replaced (which still holds its old content), as the other errors here do.
+            raise OSError(e.errno, e.strerror, path) from None
         finally:
             os.close(fd)
         _replace(tmp, path)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,18 @@ globals().update({k: v for k, v in vars(_integration).items() if not k.startswit
 
 import leaks  # noqa: E402 - importable only once tests/integration is on sys.path
 from images_support import pcr, registry  # noqa: E402,F401 - fixtures, re-exported
+from fault_support import own_leaks  # noqa: E402
 from netns_support import NetNs, NetPycontain, leakcheck_wrapper  # noqa: E402
+
+@pytest.fixture
+def assert_leak_free(leak_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[], None]:
+    """The integration suite's check (its no_leaks uses this one here), with fault_support.own_leaks's
+    stricter attribution of what is another session's."""
+    def check() -> None:
+        found = own_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
+        assert not found, "pycontain left host objects behind:\n" + "\n".join(found)
+
+    return check
 
 
 @pytest.fixture

@@ -14,9 +14,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import leaks
 from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, Pycontain, describe
 
 REPO = Path(__file__).resolve().parents[2]
+OCI_ID_PREFIX = "fault-"  # pycontain-oci container ids of this suite (test_oci_bundles.py's: "ocib-")
 PHASE_CALL = re.compile(r"""faults\.phase\(["']([a-z.]+)["']\)""")
 
 # phase -> (the process that dies there, where it is)
@@ -114,3 +116,40 @@ def wait_lock_free(pc: Pycontain, ref: str) -> dict[str, Any]:
             return info
         time.sleep(0.05)
     raise AssertionError(f"container {ref} never lost its supervisor: {info.get('State')}")
+
+
+# test_oci_bundles.py's pycontain-oci containers (another session's, perhaps running right now) name their
+# cgroups, network namespaces and their mounts after their "ocib-" ids; this suite never uses that prefix.
+OTHER_OCI_TESTS = "ocib-"
+
+
+def own_leaks(snapshot: Path, basetemp: Path) -> list[str]:
+    """leaks.leaks_since, less what this suite can show is another session's on this shared machine.
+
+    leaks.py counts whatever it cannot place as ours: another session's podman container (its process in
+    another PID namespace, its root not on a pycontain overlay) or test_oci_bundles.py's objects. Here a
+    process is ours only if it names this session's basetemp (a pycontain's --root), runs on an overlay
+    whose upper dir is there, has its root directory there (a pycontain-oci bundle), or descends from
+    this pytest (whose orphans it adopts as a subreaper).
+    """
+    base = str(basetemp.resolve()) + "/"
+    found = []
+    for line in leaks.leaks_since(snapshot, basetemp):
+        kind, _, obj = line[len("leaked "):].partition(": ")
+        if OTHER_OCI_TESTS in obj:
+            continue
+        if kind == "process" and not _own_process(int(obj.split()[0]), base):
+            continue
+        found.append(line)
+    return found
+
+
+def _own_process(pid: int, base: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        root = os.readlink(f"/proc/{pid}/root")
+    except OSError:
+        return False  # gone meanwhile
+    upper = leaks._overlay_upperdir(pid)
+    return (base in cmdline or (root + "/").startswith(base) or (upper or "").startswith(base)
+            or leaks._descends_from(pid, os.getpid()))

@@ -14,13 +14,13 @@ import os
 import re
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import leaks
 import pytest
-from fault_support import (PHASES, assert_killed, assert_monitor_died, backdate_incomplete_records,
-                           code_phases, root_leftovers, wait_lock_free, with_fault)
+from fault_support import (OCI_ID_PREFIX, PHASES, assert_killed, assert_monitor_died, backdate_incomplete_records,
+                           code_phases, own_leaks, root_leftovers, wait_lock_free, with_fault)
 from images_support import LocalRegistry, store_files
 from netns_support import NetPycontain, network_leftovers
 from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, Pycontain, container_cgroup_dirs, describe, wait_for
@@ -216,7 +216,7 @@ def netns_leaks(npc: NetPycontain, basetemp: Path) -> list[str]:
     """leakcheck inside the namespace, less what outlives a container by design: the network's bridge and
     its nft chains (no container id in them)."""
     kept = {json.loads(f.read_text())["bridge"] for f in (npc.root / "run" / "networks").glob("*/network.json")}
-    return [line for line in leaks.leaks_since(npc.snapshot, basetemp)  # type: ignore[attr-defined]
+    return [line for line in own_leaks(npc.snapshot, basetemp)  # type: ignore[attr-defined]
             if not (line.startswith("leaked link: ") and line.split(": ", 1)[1] in kept)
             and not (line.startswith("leaked nft: ") and not re.search(r"[0-9a-f]{64}", line))]
 
@@ -262,17 +262,17 @@ def oci_cmd(root: Path, *args: str | os.PathLike[str], fault: str | None = None,
 
 @pytest.mark.parametrize("phase", ["oci.create.cgroup", "oci.create.clone", "oci.create.saved", "oci.start",
                                    "oci.delete"])
-def test_oci_phase_killed_then_delete_force(rootfs_source: Path, tmp_path: Path, leak_snapshot: Path,
-                                            tmp_path_factory: pytest.TempPathFactory, phase: str) -> None:
+def test_oci_phase_killed_then_delete_force(rootfs_source: Path, tmp_path: Path,
+                                            assert_leak_free: Callable[[], None], phase: str) -> None:
     """As an engine does after a runtime call dies: `delete --force` (the installed command) cleans up.
 
     start and delete of a plain container are done by the C fast path (csrc/oci_fast.c), which has no
     fault hook: those phases are driven through the Python command line it hands everything else to."""
-    from oci_support import OCI, Bundle, cgroup_dirs, new_id, own_leaks, reap_children
+    from oci_support import OCI, Bundle, cgroup_dirs, reap_children
 
     root = tmp_path / "oci-root"
     bundle = Bundle(tmp_path / "bundle", rootfs_source, ["sh", "-c", "exit 0"]).write()
-    cid = new_id()
+    cid = OCI_ID_PREFIX + uuid.uuid4().hex[:12]
     res = oci_cmd(root, "create", "--bundle", bundle.path, cid,
                   fault=phase if phase.startswith("oci.create") else None, output=tmp_path / "out")
     if phase.startswith("oci.create"):
@@ -293,7 +293,7 @@ def test_oci_phase_killed_then_delete_force(rootfs_source: Path, tmp_path: Path,
         time.sleep(0.05)
     reap_children()
     assert cgroup_dirs(f"pycontain-{cid}") == []
-    assert own_leaks(leak_snapshot, tmp_path_factory.getbasetemp()) == []
+    assert_leak_free()
     # And the runtime still runs a container of that id, start to end.
     res = oci_cmd(root, "run", "--bundle", bundle.path, cid, binary=OCI, output=tmp_path / "run.out")
     assert res.returncode == 0, (tmp_path / "run.out").read_text()
