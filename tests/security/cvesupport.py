@@ -19,7 +19,8 @@ from support import PYCONTAIN, Pycontain, describe, wait_for
 # The helpers' asserts get pytest's rewriting only if registered before the first import.
 pytest.register_assert_rewrite("oci_support")
 
-from oci_support import Oci, become_subreaper, own_leaks  # noqa: E402 - after the registration above
+import leaks  # noqa: E402
+from oci_support import PYTEST_BASETEMP, Oci, become_subreaper, own_leaks  # noqa: E402 - after the registration above
 
 PROBE_DIR = "/probe"
 REPO = Path(__file__).resolve().parents[2]
@@ -106,6 +107,28 @@ def watch_execs(pc: Pycontain, probes: Path, execs: list[list[str]], extra: tupl
     pc.ok("exec", "watched", "touch", "/tmp/stop")
     wait_for("the watcher to finish", lambda: "done" in pc.ok("logs", "watched").stdout)
     return pc.ok("logs", "watched").stdout
+
+
+# ---------------------------------------------------------------- leaks
+
+
+def other_sessions(line: str, basetemp: Path) -> bool:
+    """A leak-check line about another test session's object: one under another pytest basetemp, or
+    the cgroup of a pycontain-oci bundle test (ids "ocib-..."; this suite's own are checked by name)."""
+    base = str(basetemp.resolve()) + "/"
+    if "pycontain-ocib-" in line:
+        return True
+    return base not in line and any(m.group(0) != base for m in PYTEST_BASETEMP.finditer(line))
+
+
+@pytest.fixture
+def no_leaks(pc: Pycontain, leak_snapshot: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The integration suite's no_leaks, less what other test sessions running at the same time own."""
+    yield
+    pc.remove_all()
+    basetemp = tmp_path_factory.getbasetemp()
+    found = [line for line in leaks.leaks_since(leak_snapshot, basetemp) if not other_sessions(line, basetemp)]
+    assert not found, "pycontain left host objects behind:\n" + "\n".join(found)
 
 
 # ---------------------------------------------------------------- pycontain-oci

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from attacks import probes  # noqa: F401 - the probes fixture
+from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
 from cvesupport import PROBE_DIR, probe_volume, watch_execs, watch_lines
 from support import Pycontain, describe
 

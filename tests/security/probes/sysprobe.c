@@ -4,6 +4,7 @@
  * The probes change nothing that outlives them: a mount is undone, a node unlinked, a socket closed,
  * and settimeofday/clock_settime set nothing or the time it already is. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -140,6 +141,28 @@ static void run(const char *arg) {
         } else {
             report(set_file_caps(path, p, i));
         }
+    } else if (!strcmp(name, "fds")) {
+        /* every descriptor this process holds but the directory being read: "fds N LINK" */
+        DIR *d = opendir("/proc/self/fd");
+        if (!d) {
+            report(-1);
+        } else {
+            struct dirent *e;
+            while ((e = readdir(d))) {
+                char link[300], target[512];
+                if (e->d_name[0] == '.' || atoi(e->d_name) == dirfd(d)) continue;
+                snprintf(link, sizeof link, "/proc/self/fd/%s", e->d_name);
+                ssize_t len = readlink(link, target, sizeof target - 1);
+                target[len < 0 ? 0 : len] = 0;
+                printf("fds %s %s\n", e->d_name, len < 0 ? "?" : target);
+            }
+            closedir(d);
+            printf("fds ok\n");
+        }
+    } else if (!strcmp(name, "cwd")) {
+        char buf[512];
+        if (getcwd(buf, sizeof buf)) printf("cwd ok %s\n", buf);
+        else report(-1);
     } else if (!strcmp(name, "status")) {
         status();
     } else {
