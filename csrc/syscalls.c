@@ -288,12 +288,15 @@ int pc_mount_setattr_idmap(int fd, unsigned int flags, unsigned long long attr_s
     return (int)syscall(SYS_mount_setattr, fd, "", flags, &attr, sizeof attr);
 }
 
-/* The holder of pc_userns_fd: it shares the caller's memory (CLONE_VM), so it only blocks in a raw read
- * of the pipe (EOF once the caller is done) and returns, which ends it. Every signal is blocked in it. */
+/* The holder of pc_userns_fd: it shares the caller's memory (CLONE_VM, but not the descriptor table), so
+ * it makes only raw system calls (errno is shared): it blocks reading the pipe until the caller is done
+ * (EOF) and returns, which ends it. Every signal is blocked in it. */
 static int pc_userns_hold(void *arg)
 {
+    int *pipefd = arg;
     char c;
-    syscall(SYS_read, *(int *)arg, &c, 1);
+    syscall(SYS_close, pipefd[1]);  /* its own copy of the write end, or the read below never ends */
+    syscall(SYS_read, pipefd[0], &c, 1);
     return 0;
 }
 
@@ -320,7 +323,7 @@ int pc_userns_fd(const char *uid_map, const char *gid_map)
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    pid_t pid = clone(pc_userns_hold, stack + STACK, CLONE_NEWUSER | CLONE_VM | SIGCHLD, &pipefd[0]);
+    pid_t pid = clone(pc_userns_hold, stack + STACK, CLONE_NEWUSER | CLONE_VM | SIGCHLD, pipefd);
     int saved = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     int fd = -1;
