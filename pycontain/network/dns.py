@@ -23,8 +23,12 @@ def write_files(directory: str, hostname: str, host_resolv: str = "/etc/resolv.c
     out = {}
     for target, text in files.items():
         path = f"{directory}/{os.path.basename(target)}"
-        with open(path, "w") as f:
-            f.write(text)
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+        except OSError as e:
+            # A failed write (a full disk) names no file; the one line pycontain prints should.
+            raise OSError(e.errno, e.strerror, path) from None
         out[target] = path
     return out
 
