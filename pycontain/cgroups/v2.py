@@ -228,7 +228,14 @@ def effective_rules(rules: list[dict[str, object]]) -> tuple[bool, list[tuple[bo
         for letter in str(rule.get("access") or "rwm"):
             access |= ACCESS[letter]
         out.append((allow, DEVICE_TYPES[kind], major, minor, access))
-    return default_allow, out
+    # A rule followed by one of the same verdict for the same devices and at least its accesses can never
+    # decide anything (the later one, checked first, already did): the runtime's defaults repeat the
+    # front end's, and each rule costs the verifier at every load.
+    kept: list[tuple[bool, int, int | None, int | None, int]] = []
+    for i, this in enumerate(out):
+        if not any(later[:4] == this[:4] and later[4] & this[4] == this[4] for later in out[i + 1:]):
+            kept.append(this)
+    return default_allow, kept
 
 
 def device_program(rules: list[dict[str, object]]) -> bytes | None:

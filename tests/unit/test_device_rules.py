@@ -453,3 +453,15 @@ def test_default_rules_pass_the_bundle_checks() -> None:
     nodes, rules = devices.spec_fields(devices.parse_device("/dev/zero:/dev/z:r"))
     validate.check_resources({"devices": rules}, "linux.resources")
     assert all(set(n) <= set(devices.NODE_KEYS) for n in nodes)
+
+
+def test_rules_a_later_one_covers_are_left_out() -> None:
+    """The runtime's defaults repeat the front end's: the program (what the verifier checks at every
+    start) is no longer for the repetition."""
+    alone = v2.device_program(devices.default_rules())
+    assert alone is not None and v2.device_program(devices.default_rules() + DEFAULT_DEVICE_RULES) == alone
+    wider = {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rwm"}
+    narrower = dict(wider, access="r")
+    base = [{"allow": False, "access": "rwm"}]
+    assert v2.device_program(base + [narrower, wider]) == v2.device_program(base + [wider])
+    assert v2.device_program(base + [wider, narrower]) != v2.device_program(base + [wider])
