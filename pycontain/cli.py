@@ -203,6 +203,7 @@ def usage(command: str | None = None) -> str:
 
 def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
     from pycontain import config as c
+    from pycontain import oci as ocispec
 
     if not positionals:
         raise UsageError("an image is required: pycontain run [OPTIONS] IMAGE [COMMAND [ARG...]]")
@@ -237,8 +238,9 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         pull=c.validate_pull(opts["pull"]),
         runtime=c.validate_runtime(opts.get("runtime")),
         limits=limits,
-        security=c.parse_security(opts["cap_add"], opts["cap_drop"], opts["privileged"], opts["security_opt"],
-                                  opts["device"], opts["ulimit"], opts["sysctl"], opts["userns"], network),
+        security=ocispec.parse_security(opts["cap_add"], opts["cap_drop"], opts["privileged"],
+                                        opts["security_opt"], opts["device"], opts["ulimit"], opts["sysctl"],
+                                        opts["userns"], network),
         **c.parse_log_opts(opts["log_opt"]),
     )
 
@@ -304,9 +306,11 @@ def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     found = []
     for rec in state.all_records(paths):
         try:
-            rec.meta()
+            rec.check_config()
             st = rec.read_state()
             found.append((rec, st, rec.status(st)))
+        except state.DamagedRecord as e:
+            _error(str(e))  # named, on stderr: the listing of the others goes on
         except (OSError, ValueError):
             continue
     found.sort(key=lambda r: r[0].created, reverse=True)

@@ -22,6 +22,32 @@ NETWORK_MODES = ("none", "host")
 _ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
 
+# <linux/capability.h>: each capability's bit, by the name the spec uses without its CAP_ prefix (for
+# capset(2) and PR_CAPBSET_DROP, called through csrc/: python-prctl's import cost 0.6 ms of every start).
+CAPABILITIES = {name: bit for bit, name in enumerate((
+    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+    "CHECKPOINT_RESTORE",
+))}
+
+
+def capability_mask(caps: tuple[str, ...]) -> int:
+    mask = 0
+    for name in caps:
+        mask |= 1 << CAPABILITIES[name]
+    return mask
+
+
+# podman's default capability set.
+DEFAULT_CAPS = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
+    "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+)
+
+
 class Frozen:
     """A small immutable record: fields and defaults in `_fields`, JSON in and out."""
 
@@ -157,8 +183,6 @@ class Security(Frozen):
         """The container's capability set (the spec's CAP_ names), as Docker computes it: --privileged
         gives every capability; --cap-add ALL every one but the dropped; --cap-drop ALL only the added;
         else the default set less the dropped, plus the added."""
-        from pycontain.oci import CAPABILITIES, DEFAULT_CAPS
-
         if self.privileged:
             caps = available_capabilities()
         elif "ALL" in self.cap_add:
@@ -173,8 +197,6 @@ class Security(Frozen):
 def available_capabilities() -> set[str]:
     """"Every capability", as --privileged and --cap-add ALL mean it: those in pycontain's own bounding
     set (a container cannot be given what its runtime lacks: here, root without CAP_SYS_RESOURCE)."""
-    from pycontain.oci import CAPABILITIES
-
     with open("/proc/self/status") as f:
         line = next(x for x in f if x.startswith("CapBnd:"))
     bounding = int(line.split()[1], 16)
@@ -527,8 +549,6 @@ USERNS_MODES = ("auto", "host")
 
 def parse_capability(name: str, flag: str) -> str:
     """`--cap-add net_admin`, `CAP_NET_ADMIN`, `ALL` -> "NET_ADMIN" / "ALL"."""
-    from pycontain.oci import CAPABILITIES
-
     value = name.strip().upper()
     value = value[4:] if value.startswith("CAP_") else value
     if value != "ALL" and value not in CAPABILITIES:
@@ -569,41 +589,3 @@ def parse_sysctl(text: str, network: str) -> tuple[str, str]:
         raise UsageError(f"invalid --sysctl {key}: not a namespaced sysctl, so it would change the host; "
                          "allowed: net.*, fs.mqueue.*, kernel.domainname, " + ", ".join(IPC_SYSCTLS))
     return key, value
-
-
-def parse_security(cap_add: list[str] = [], cap_drop: list[str] = [], privileged: bool = False,  # noqa: B006
-                   security_opt: list[str] = [], devices: list[str] = [], ulimits: list[str] = [],  # noqa: B006
-                   sysctls: list[str] = [], userns: str | None = None, network: str = "none") -> Security:  # noqa: B006
-    """The privilege flags of `run`/`create` as one checked Security record."""
-    values: dict[str, Any] = {
-        "cap_add": tuple(parse_capability(c, "--cap-add") for c in cap_add),
-        "cap_drop": tuple(parse_capability(c, "--cap-drop") for c in cap_drop),
-        "privileged": privileged,
-    }
-    for opt in security_opt:
-        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
-        if key == "seccomp" and value:
-            if value == "unconfined":
-                values["seccomp"], values["seccomp_profile"] = "unconfined", None
-            else:
-                from pycontain.oci import profile
-
-                values["seccomp"] = os.path.abspath(value)
-                values["seccomp_profile"] = profile.load(value)
-        elif key in ("no-new-privileges", "no_new_privileges") and value in ("", "true", "false"):
-            values["no_new_privs"] = value != "false"
-        else:
-            raise UsageError(f"invalid --security-opt {opt!r}: expected seccomp=unconfined, seccomp=FILE.json "
-                             "or no-new-privileges[=true|false]")
-    if devices:
-        from pycontain.oci import devices as devs
-
-        values["devices"] = tuple(entry for d in devices for entry in devs.parse_device(d))
-    values["ulimits"] = tuple(parse_ulimit(u) for u in ulimits)
-    values["sysctls"] = dict(parse_sysctl(s, network) for s in sysctls)
-    if userns is not None:
-        if userns not in USERNS_MODES:
-            raise UsageError(f"invalid --userns {userns!r}: use auto (map root to an unprivileged host range) "
-                             "or host (share the host's user ids)")
-        values["userns"] = userns
-    return Security(**values)

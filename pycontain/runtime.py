@@ -247,6 +247,12 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
         raise
 
 
+def seccomp_cache(paths: Paths) -> str:
+    """Where compiled seccomp filters are kept (see oci/seccomp.compile_cached): beside the images,
+    so they outlive a reboot; one small file per profile and capability set."""
+    return f"{paths.storage}/seccomp"
+
+
 def _supervise(rec: Record, report_fd: int | None) -> int:
     cfg, res = rec.config, rec.resolved
     detached = report_fd is not None
@@ -278,7 +284,7 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
                         f"{len(spec['process']['capabilities']['bounding'])} capabilities, the image's command: the "
                         "whole contract between the front end and the executor (pycontain-oci runs the same "
                         "document from a config.json)")
-            plan = executor.plan(spec, rec.storage, rec.id)
+            plan = executor.plan(spec, rec.storage, rec.id, seccomp_cache=seccomp_cache(rec.paths))
             undo.callback(plan.close)
             proc = plan.process
             assert proc is not None
@@ -415,6 +421,11 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
                                         workdir or res.workdir, tty)
     proc = executor.process_from(spec_process, {ocispec.USER_NAME: user if user is not None else res.user})
     proc.interactive = interactive
+    seccomp = ocispec.seccomp_spec(rec.config.security)
+    if seccomp is not None:  # an exec'd process is filtered like the container's own
+        from pycontain.oci import seccomp as filters
+
+        proc.seccomp = filters.compile_cached(seccomp, seccomp_cache(paths))
     cg = cgroups.for_container(rec.id)
     enter = namespaces.Joiner(pid)
     with _exit_stack() as undo:
@@ -515,13 +526,17 @@ def wait(paths: Paths, ref: str) -> int:
 
 
 def _release_kernel_objects(rec: Record) -> None:
-    cg = cgroups.for_container(rec.id)
-    if cg.exists():
-        cg.kill()
-        cg.remove()
+    _release_cgroup(rec.id)
     net = _network_of(rec)
     if net:
         network.detach(rec.paths, net, rec.id)
+
+
+def _release_cgroup(cid: str) -> None:
+    cg = cgroups.for_container(cid)
+    if cg.exists():
+        cg.kill()
+        cg.remove()
 
 
 def _network_of(rec: Record) -> dict[str, Any] | None:
@@ -555,6 +570,7 @@ def gc(paths: Paths) -> list[str]:
     done = []
     records = state.all_records(paths)
     live = set()
+    damaged = []
     for rec in records:
         try:
             lock_fd = rec.acquire()
@@ -562,7 +578,22 @@ def gc(paths: Paths) -> list[str]:
             live.add(rec.id)  # a live supervisor owns it
             continue
         try:
-            status = rec.read_state().status
+            try:
+                rec.check_config()
+            except state.DamagedRecord:
+                # Nothing to start again: its cgroup goes now, what network.gc finds by its id next, and
+                # the record after that (network.gc judges only ids that still have a record here).
+                _release_cgroup(rec.id)
+                damaged.append(rec)
+                continue
+            try:
+                status = rec.read_state().status
+            except state.DamagedRecord:
+                _release_kernel_objects(rec)
+                state.reset_state(rec, exit_code=125, finished_at=state.now(),
+                                  error="its state record was damaged: gc reset it (the real exit code is lost)")
+                done.append(f"reset the damaged state record of container {rec.short_id} (now exited)")
+                status = state.EXITED
             if status in (state.RUNNING, state.STARTING) or cgroups.for_container(rec.id).exists():
                 _finish_dead(rec)
                 done.append(f"stopped orphaned container {rec.short_id}")
@@ -574,6 +605,10 @@ def gc(paths: Paths) -> list[str]:
         finally:
             os.close(lock_fd)
     done += network.gc(paths, live)
+    for rec in damaged:
+        state.rmtree(rec.storage)
+        state.rmtree(rec.dir)  # its name is released below, as the name of a record that is gone
+        done.append(f"removed container {rec.short_id}: its config.json was damaged")
     # Only this state root's containers: another root's cgroups (another user of the same host, a test
     # suite beside a real store) carry the same prefix, and are not ours to judge.
     for cid in _ids_with_storage(paths) - live:

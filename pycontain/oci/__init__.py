@@ -24,7 +24,11 @@ one module less to load is ~0.15 ms of it.
 
 from __future__ import annotations
 
-from pycontain.errors import PycontainError
+# The capability tables live with the flags that name them (config.py); the spec uses the same names.
+from pycontain.config import CAPABILITIES as CAPABILITIES
+from pycontain.config import DEFAULT_CAPS as DEFAULT_CAPS
+from pycontain.config import capability_mask as capability_mask
+from pycontain.errors import PycontainError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,30 +46,6 @@ HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "post
 OVERLAY = "org.pycontain.overlay"
 USER_NAME = "org.pycontain.user"
 
-# <linux/capability.h>: each capability's bit, by the name the spec uses without its CAP_ prefix (for
-# capset(2) and PR_CAPBSET_DROP, called through csrc/: python-prctl's import cost 0.6 ms of every start).
-CAPABILITIES = {name: bit for bit, name in enumerate((
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-    "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-    "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-    "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-    "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-    "CHECKPOINT_RESTORE",
-))}
-
-
-def capability_mask(caps: tuple[str, ...]) -> int:
-    mask = 0
-    for name in caps:
-        mask |= 1 << CAPABILITIES[name]
-    return mask
-
-
-# podman's default capability set.
-DEFAULT_CAPS = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_NET_BIND_SERVICE",
-    "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
-)
 # Paths a container must not read (kernel memory, keys, timers that leak host activity), as podman masks
 # them: directories get an empty read-only tmpfs, files get /dev/null.
 MASKED_PATHS = (
@@ -182,6 +162,66 @@ def overlay_options(lowerdirs: tuple[str, ...] | list[str], upperdir: str, workd
 READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")
 
 
+def parse_security(cap_add: list[str] = [], cap_drop: list[str] = [], privileged: bool = False,  # noqa: B006
+                   security_opt: list[str] = [], devices: list[str] = [], ulimits: list[str] = [],  # noqa: B006
+                   sysctls: list[str] = [], userns: str | None = None, network: str = "none") -> Security:  # noqa: B006
+    """The privilege flags of `run`/`create` as one checked Security record (config.Security). It lives
+    here, not in config.py, because it reads a seccomp profile file and the host's device nodes with
+    this package's profile.py and devices.py (config must not import the spec package: a cycle)."""
+    from pycontain.config import USERNS_MODES, Security, parse_capability, parse_sysctl, parse_ulimit
+
+    values: dict[str, Any] = {
+        "cap_add": tuple(parse_capability(c, "--cap-add") for c in cap_add),
+        "cap_drop": tuple(parse_capability(c, "--cap-drop") for c in cap_drop),
+        "privileged": privileged,
+    }
+    for opt in security_opt:
+        key, sep, value = opt.partition("=") if "=" in opt else opt.partition(":")
+        if key == "seccomp" and value:
+            if value == "unconfined":
+                values["seccomp"], values["seccomp_profile"] = "unconfined", None
+            else:
+                from pycontain.oci import profile
+
+                values["seccomp"] = _abspath(value)
+                values["seccomp_profile"] = profile.load(value)
+        elif key in ("no-new-privileges", "no_new_privileges") and value in ("", "true", "false"):
+            values["no_new_privs"] = value != "false"
+        else:
+            raise UsageError(f"invalid --security-opt {opt!r}: expected seccomp=unconfined, seccomp=FILE.json "
+                             "or no-new-privileges[=true|false]")
+    if devices:
+        from pycontain.oci import devices as devs
+
+        values["devices"] = tuple(entry for d in devices for entry in devs.parse_device(d))
+    values["ulimits"] = tuple(parse_ulimit(u) for u in ulimits)
+    values["sysctls"] = dict(parse_sysctl(s, network) for s in sysctls)
+    if userns is not None:
+        if userns not in USERNS_MODES:
+            raise UsageError(f"invalid --userns {userns!r}: use auto (map root to an unprivileged host range) "
+                             "or host (share the host's user ids)")
+        values["userns"] = userns
+    return Security(**values)
+
+
+def _abspath(path: str) -> str:
+    import os
+
+    return os.path.abspath(path)
+
+
+def seccomp_spec(sec: Security) -> dict[str, Any] | None:
+    """linux.seccomp of a container (None: no filter, with --privileged or seccomp=unconfined): its
+    profile, the project's default or the user's file, resolved for the capabilities it has, so that
+    --cap-add SYS_ADMIN opens exactly the calls the profile ties to SYS_ADMIN."""
+    if sec.privileged or sec.seccomp == "unconfined":
+        return None
+    from pycontain.oci import profile
+
+    source = sec.seccomp_profile if sec.seccomp_profile is not None else profile.default()
+    return profile.resolve(source, [c[4:] for c in sec.capabilities()])
+
+
 def process_spec(sec: Security, args: list[str], env: list[str], cwd: str, terminal: bool) -> dict[str, Any]:
     """spec.process for the container's command, and for every `exec` in it: the same capabilities,
     no_new_privs and rlimits (an exec'd process gets no more than the container's init)."""
@@ -240,6 +280,9 @@ def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: 
         linux["readonlyPaths"] = list(READONLY_PATHS)
     if sec.sysctls:
         linux["sysctl"] = dict(sec.sysctls)
+    seccomp = seccomp_spec(sec)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
     from pycontain.oci import devices
 
     # Deny every device but the standard nodes and --device's (all of the host's with --privileged).

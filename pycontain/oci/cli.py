@@ -149,6 +149,11 @@ class Runtime:
             raise UsageError(f"{command} takes exactly one container id")
         return check_id(opts.args[0])
 
+    def seccomp_cache(self) -> str:
+        """Compiled seccomp filters (seccomp.compile_cached), under the root; '@' is never in a
+        container id, so no container's record can be this directory."""
+        return f"{self.root}/@seccomp-cache"
+
     def load(self, cid: str) -> Container:
         return Container.load(self.root, cid)
 
@@ -172,7 +177,7 @@ class Runtime:
                 f.write(jsonfast.dumps(spec))
             annotations = spec.get("annotations") or {}
             extra = v1_extra(spec)
-            p = executor.plan(spec, bundle, cid, extra)
+            p = executor.plan(spec, bundle, cid, extra, seccomp_cache=self.seccomp_cache())
             undo.push(p.close)
             assert p.rootfs is not None and p.process is not None and p.cgroup is not None
             c.save(ociVersion=spec["ociVersion"], id=cid, pid=0, bundle=bundle, rootfs=p.rootfs.rootfs,
@@ -473,7 +478,7 @@ class Runtime:
         if filter_spec is not None:  # an exec'd process is filtered like the container's own
             from pycontain.oci import seccomp
 
-            proc.seccomp = seccomp.compile(filter_spec)
+            proc.seccomp = seccomp.compile_cached(filter_spec, self.seccomp_cache())
             proc.seccomp_flags = list(filter_spec.get("flags") or ())
         detach = bool(opts.get("detach"))
         proc.oci = detach
@@ -576,7 +581,7 @@ class Runtime:
             "mountOptions": sorted([*MOUNT_FLAGS, "bind", "rbind", "private", "rprivate", "shared", "rshared",
                                     "slave", "rslave", "unbindable", "runbindable"]),
             "linux": {
-                "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "uts"],
+                "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
                 "capabilities": [f"CAP_{name}" for name in CAPABILITIES],
                 "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
                 "seccomp": {"enabled": False}, "apparmor": {"enabled": False}, "selinux": {"enabled": False},
