@@ -269,6 +269,8 @@ class Oci:
         problems = []
         if self.root.is_dir():
             for entry in sorted(self.root.iterdir()):
+                if entry.name == "@seccomp-cache":  # compiled filters, kept on purpose for the next start
+                    continue
                 problems.append(f"state directory left: {entry}")
                 self("delete", "--force", entry.name)
         deadline = time.monotonic() + SETTLE_TIMEOUT

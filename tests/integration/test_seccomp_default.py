@@ -6,9 +6,7 @@ Three layers:
     sockets and event loop on Debian's glibc, which needs clone3's ENOSYS;
   - `pycontain-oci` bundles whose linux.seccomp is profile.resolve(default(), caps): a probe program
     reports each call's result, the busybox and Alpine tools run;
-  - `pycontain run` with its --security-opt/--cap-add/--privileged flags. Tests marked WAITS_FOR_LEAD
-    need the lead's wiring of the profile into container_spec and exec (issue 12): they are strict
-    xfails now, and fail as XPASS the day the wiring lands, to be unmarked then.
+  - `pycontain run` and `exec` with their --security-opt/--cap-add/--privileged flags.
 
 Every refusal is shown to be the filter's: the probes run under a "marker" copy of the profile whose
 default errno is ENOTRECOVERABLE (131), which no probed call returns by itself, and the same probes
@@ -38,9 +36,6 @@ from pycontain.oci import DEFAULT_CAPS, profile, seccomp  # noqa: E402
 pytestmark = pytest.mark.integration
 
 MARKER = errno.ENOTRECOVERABLE  # the marker profile's default errno: "refused by the filter"
-WAITS_FOR_LEAD = pytest.mark.xfail(
-    strict=True, reason="waits for the lead: the default profile in container_spec/exec (issue 12)")
-
 # One static probe: `probe NAME...` makes each call and prints "NAME ok" or "NAME <errno>". Nothing it
 # does outlives it: settimeofday(NULL, NULL) and clock_settime(.., NULL) set nothing, reboot gets bad
 # magic (checked after the capability), a mount lands in the container's own mount namespace.
@@ -456,7 +451,6 @@ def test_run_rejects_a_malformed_profile_with_one_line(pc: Pycontain, tmp_path: 
     assert res.stderr.count("\n") == 1, describe(res)
 
 
-@WAITS_FOR_LEAD
 @pytest.mark.usefixtures("no_leaks")
 def test_run_default_filter_and_unconfined(pc: Pycontain) -> None:
     res = pc("run", "--rm", "busybox", "sh", "-c", "grep Seccomp: /proc/self/status; unshare -U true || echo refused")
@@ -466,7 +460,6 @@ def test_run_default_filter_and_unconfined(pc: Pycontain) -> None:
     assert (res.returncode, res.stdout) == (0, "Seccomp:\t0\nworked\n"), describe(res)
 
 
-@WAITS_FOR_LEAD
 @pytest.mark.usefixtures("no_leaks")
 def test_run_cap_add_sys_admin_and_privileged(pc: Pycontain, probe: Path, tmp_path: Path) -> None:
     vol = mounted_probe(probe, tmp_path)
@@ -478,7 +471,6 @@ def test_run_cap_add_sys_admin_and_privileged(pc: Pycontain, probe: Path, tmp_pa
     assert (res.returncode, res.stdout) == (0, "Seccomp:\t0\nkeyctl ok\n"), describe(res)
 
 
-@WAITS_FOR_LEAD
 @pytest.mark.usefixtures("no_leaks")
 def test_run_with_a_profile_file(pc: Pycontain, tmp_path: Path) -> None:
     mine = profile.default()
@@ -490,7 +482,6 @@ def test_run_with_a_profile_file(pc: Pycontain, tmp_path: Path) -> None:
     assert res.returncode == 0 and res.stdout == "1\n" and "recoverable" in res.stderr.lower(), describe(res)
 
 
-@WAITS_FOR_LEAD
 @pytest.mark.usefixtures("no_leaks")
 def test_run_exec_gets_the_filter(pc: Pycontain) -> None:
     pc.ok("run", "-d", "--name", "sc", "busybox", "sleep", "1000")
