@@ -33,6 +33,19 @@ def security_opts(sec: Any) -> list[str]:
     return out
 
 
+def seccomp_summary(sec: Any) -> dict[str, Any]:
+    """The filter a container runs under: which profile, and how many rules it has for the container's
+    capabilities (the rules the spec's linux.seccomp holds)."""
+    from pycontain import oci as ocispec
+
+    spec = ocispec.seccomp_spec(sec)
+    if spec is None:
+        return {"Profile": "unconfined", "Rules": 0}
+    return {"Profile": sec.seccomp, "Rules": len(spec.get("syscalls") or ()),
+            "Syscalls": sum(len(rule["names"]) for rule in spec.get("syscalls") or ()),
+            "DefaultAction": spec.get("defaultAction")}
+
+
 def container(rec: state.Record) -> dict[str, Any]:
     from pycontain import cgroups
     from pycontain.clifmt import size
@@ -87,6 +100,7 @@ def container(rec: state.Record) -> dict[str, Any]:
             "MergedDir": f"{rec.storage}/rootfs (inside the container's mount namespace)",
         }},
         "NetworkSettings": bridged.describe(rec.network),
+        "Seccomp": seccomp_summary(sec),
         "LogPath": rec.log_path,
         "Cgroup": {"Version": cg.version, "Paths": cg.dirs()},
     }

@@ -15,7 +15,7 @@ import _signal
 import os
 import time
 
-from pycontain import cgroups, explain, faults, namespaces, network, state, stdio
+from pycontain import cgroups, explain, faults, namespaces, network, state, stdio, userns
 from pycontain.config import merge_env
 from pycontain.errors import ContainerStateError, ImageNotFound, PycontainError, UsageError
 from pycontain.images.store import Store
@@ -95,6 +95,8 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         undo.callback(os.close, lock_fd)
         state.reserve_name(paths, name, cid)
         undo.callback(state.release_name, paths, name, cid)
+        lease = userns.for_container(paths, cid, cfg.security.userns)  # --userns=auto: its own uid range
+        undo.callback(userns.release, paths, cid)
         faults.phase("run.record")
         resolved = cfg.with_image_defaults(image.config, rec.short_id)
         undo.callback(state.rmtree, rec.storage)
@@ -105,10 +107,11 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         undo.callback(network.release, paths, net, cid)
         etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname)
         etc_files.update((net or {}).get("etc_files", {}))
+        userns.prepare_storage(rec.storage, lease)
         meta = {
             "id": cid, "name": name, "created": state.now(), "image": image.ref, "image_id": image.id,
             "layers": list(image.layers), "config": cfg.to_json(), "resolved": resolved.to_json(),
-            "etc_files": etc_files, "network": net,
+            "etc_files": etc_files, "network": net, "userns": lease.to_json() if lease else None,
         }
         state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
         state.atomic_write_json(f"{rec.dir}/state.json",
@@ -280,10 +283,17 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
         else:
             # The front end's whole decision, written down as a runtime spec; the executor carries it out.
             spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files)
+            userns.apply(spec, rec.meta().get("userns"))
             explain.say(f"runtime spec: {len(spec['mounts'])} mounts, {len(spec['linux']['namespaces'])} namespaces, "
                         f"{len(spec['process']['capabilities']['bounding'])} capabilities, the image's command: the "
                         "whole contract between the front end and the executor (pycontain-oci runs the same "
                         "document from a config.json)")
+            filt = spec["linux"].get("seccomp")
+            explain.say(("seccomp: --privileged" if cfg.security.privileged else f"seccomp profile {cfg.security.seccomp}")
+                        + ": " + (
+                f"{len(filt['syscalls'])} rules over {sum(len(r['names']) for r in filt['syscalls'])} syscalls for "
+                "this capability set, anything else fails with EPERM; compiled once by libseccomp and kept, "
+                "loaded with seccomp(2) right before execve" if filt else "no filter (unconfined)"))
             plan = executor.plan(spec, rec.storage, rec.id, seccomp_cache=seccomp_cache(rec.paths))
             undo.callback(plan.close)
             proc = plan.process
@@ -550,6 +560,7 @@ def _remove(rec: Record) -> None:
     """Delete a container for good: its network lease and name, then its files."""
     network.release(rec.paths, _network_of(rec), rec.id)
     state.remove_record(rec)
+    userns.release(rec.paths, rec.id)
 
 
 def _finish_dead(rec: Record) -> None:
@@ -605,6 +616,7 @@ def gc(paths: Paths) -> list[str]:
         finally:
             os.close(lock_fd)
     done += network.gc(paths, live)
+    done += userns.gc(paths)
     for rec in damaged:
         state.rmtree(rec.storage)
         state.rmtree(rec.dir)  # its name is released below, as the name of a record that is gone
