@@ -289,8 +289,8 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
                         "whole contract between the front end and the executor (pycontain-oci runs the same "
                         "document from a config.json)")
             filt = spec["linux"].get("seccomp")
-            explain.say(("seccomp: --privileged" if cfg.security.privileged else f"seccomp profile {cfg.security.seccomp}")
-                        + ": " + (
+            source = "--privileged" if cfg.security.privileged else f"profile {cfg.security.seccomp}"
+            explain.say(f"seccomp {source}: " + (
                 f"{len(filt['syscalls'])} rules over {sum(len(r['names']) for r in filt['syscalls'])} syscalls for "
                 "this capability set, anything else fails with EPERM; compiled once by libseccomp and kept, "
                 "loaded with seccomp(2) right before execve" if filt else "no filter (unconfined)"))
