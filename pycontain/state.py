@@ -19,7 +19,7 @@ import time
 
 from pycontain import faults, jsonfast
 from pycontain.config import ContainerConfig, Frozen, Limits, ResolvedConfig
-from pycontain.errors import ContainerNotFound, NameInUse, UsageError
+from pycontain.errors import ContainerNotFound, NameInUse, PycontainError, UsageError
 from pycontain.safefile import replace_file
 
 TYPE_CHECKING = False
@@ -109,6 +109,18 @@ def atomic_write_json(path: str, data: Any, durable: bool = True) -> None:
     replace_file(path, jsonfast.dumps(data).encode(), 0o600, durable)
 
 
+class DamagedRecord(PycontainError, ValueError):
+    """A container's config.json or state.json that does not parse, or is not what pycontain wrote (a disk
+    error, a hand edit). A ValueError too, so the readers that skip unreadable records still do; `ps`
+    names it, `gc` resets a damaged state.json and removes a record whose config.json is damaged."""
+
+
+def _damaged(rec: Record, name: str, problem: object) -> DamagedRecord:
+    remedy = "resets it" if name == "state.json" else "removes the container"
+    return DamagedRecord(f"container {rec.short_id} has a damaged record ({name}: {problem}); "
+                         f"`pycontain gc` {remedy}")
+
+
 def read_json(path: str) -> Any:
     with open(path, "rb") as f:
         return jsonfast.loads(f.read())
@@ -190,6 +202,10 @@ class ContainerState(Frozen):
                    oom_killed=bool(data.get("oom_killed")), limits=Limits(**limits) if limits else None)
 
 
+# What a container's config.json must hold for the accessors below to work.
+_META_TYPES = (("config", dict), ("resolved", dict), ("name", str), ("image", str), ("layers", list))
+
+
 class Record:
     """One container's record directory: config.json, state.json, lock."""
 
@@ -216,18 +232,36 @@ class Record:
     # -- config (written once at create) --
     def meta(self) -> dict[str, Any]:
         if self._meta is None:
-            self._meta = read_json(f"{self.dir}/config.json")
+            try:
+                meta = read_json(f"{self.dir}/config.json")
+            except ValueError as e:  # not JSON, or not UTF-8
+                raise _damaged(self, "config.json", e) from None
+            if not isinstance(meta, dict) or not all(isinstance(meta.get(k), t) for k, t in _META_TYPES):
+                raise _damaged(self, "config.json", "not a container record")
+            self._meta = meta
         return self._meta
 
     @property
     def config(self) -> ContainerConfig:
         if self._config is None:
-            self._config = ContainerConfig.from_json(self.meta()["config"])
+            data = self.meta()["config"]
+            try:
+                self._config = ContainerConfig.from_json(data)
+            except (TypeError, ValueError, KeyError, AttributeError) as e:
+                raise _damaged(self, "config.json", f"its config: {e!r}") from None
         return self._config
 
     @property
     def resolved(self) -> ResolvedConfig:
-        return ResolvedConfig.from_json(self.meta()["resolved"])
+        data = self.meta()["resolved"]
+        try:
+            return ResolvedConfig.from_json(data)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise _damaged(self, "config.json", f"its resolved config: {e!r}") from None
+
+    def check_config(self) -> None:
+        """Parse all of config.json: DamagedRecord if any of it is damaged (gc asks before relying on it)."""
+        _ = self.config, self.resolved
 
     def limits(self) -> Limits:
         """The limits in force: those given at create, or the last `update`."""
@@ -270,7 +304,14 @@ class Record:
     # -- state (rewritten atomically on every transition) --
     def read_state(self) -> ContainerState:
         """state.json, typed (status as stored: see status() for the one to act on)."""
-        return ContainerState.from_json(self.state())
+        data = self.state()
+        try:
+            st = ContainerState.from_json(data)
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
+            raise _damaged(self, "state.json", repr(e)) from None
+        if st.status not in (CREATED, STARTING, RUNNING, EXITED):
+            raise _damaged(self, "state.json", f"unknown status {st.status!r}")
+        return st
 
     def write_state(self, st: ContainerState) -> None:
         """Replace the state: `rec.write_state(rec.read_state().replace(status=Status.EXITED, ...))`."""
@@ -279,9 +320,14 @@ class Record:
     def state(self) -> dict[str, Any]:
         """state.json as a plain dict (read_state() is the typed view)."""
         try:
-            return dict(read_json(f"{self.dir}/state.json"))
+            data = read_json(f"{self.dir}/state.json")
         except FileNotFoundError:
             return {"status": CREATED}
+        except ValueError as e:
+            raise _damaged(self, "state.json", e) from None
+        if not isinstance(data, dict):
+            raise _damaged(self, "state.json", "not a JSON object")
+        return data
 
     def set_state(self, **changes: Any) -> dict[str, Any]:
         """Merge changes into state.json (keys this version does not know are kept)."""
@@ -397,6 +443,11 @@ def find(paths: Paths, ref: str) -> Record:
         if len(matches) > 1:
             raise UsageError(f"container id prefix {ref!r} is ambiguous; give more characters")
     raise ContainerNotFound(f"no such container: {ref}")
+
+
+def reset_state(rec: Record, **fields: Any) -> None:
+    """Replace state.json outright (set_state merges into it, which a damaged one does not allow)."""
+    atomic_write_json(f"{rec.dir}/state.json", {"status": EXITED, **fields}, durable=False)
 
 
 def remove_record(rec: Record) -> None:
