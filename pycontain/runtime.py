@@ -616,7 +616,6 @@ def gc(paths: Paths) -> list[str]:
         finally:
             os.close(lock_fd)
     done += network.gc(paths, live)
-    done += userns.gc(paths)
     for rec in damaged:
         state.rmtree(rec.storage)
         state.rmtree(rec.dir)  # its name is released below, as the name of a record that is gone
@@ -630,7 +629,9 @@ def gc(paths: Paths) -> list[str]:
             cg.remove()
             done.append(f"removed cgroup {cg.name}")
     done += _gc_files(paths, live)
+    done += userns.gc(paths)  # after _gc_files: the leases of the records it just removed go too
     done += [f"removed partial image data {p}" for p in Store(paths).gc_temp()]
+    done += Store(paths).repair_refs()
     return done
 
 

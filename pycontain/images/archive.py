@@ -154,6 +154,7 @@ def _load(store: Store, path: str, what: str) -> list[str]:
     except (tarfile.TarError, OSError) as e:
         raise ImageError(f"{what} is not a tar archive ({e}); `pycontain load` reads `docker save` output") from None
     loaded: list[str] = []
+    store.refs()  # damaged tags (DamagedStore): say so before storing layers that nothing would tag
     gc_fd = store.lock("gc", shared=True)
     try:
         with tf:

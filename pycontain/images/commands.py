@@ -75,6 +75,8 @@ def cmd_images(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     store = Store(paths)
     want = reference.parse(pos[0]) if pos else None
+    for problem in store.problems():  # named on stderr; the listing goes on (`gc` repairs the tags)
+        print(f"pycontain: {problem}", file=sys.stderr)
     rows, seen = [], set()
     for repo, tag, config, nbytes in store.images():
         if want is not None and (repo != want.familiar_repository or (":" in pos[0] and tag != want.tag)):

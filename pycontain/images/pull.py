@@ -143,6 +143,7 @@ class Puller:
         fails to find it is exactly one error line).
         """
         ref = reference.parse(name)
+        self.store.refs()  # damaged tags (DamagedStore): say so before downloading what nothing would tag
         self.store.gc_temp()
         client = registry.Registry(self.paths, ref.domain, ref.path, self.settings)
         top_digest, manifest, manifest_bytes = self._manifest(client, ref)

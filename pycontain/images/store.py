@@ -22,7 +22,7 @@ import time
 from pycontain import faults, jsonfast
 from pycontain.errors import ImageError, ImageNotFound, PycontainError, UsageError
 from pycontain.images import reference
-from pycontain.safefile import create_new
+from pycontain.safefile import create_new, replace_file
 from pycontain.state import Paths, atomic_write_json, read_json, rmtree
 
 TYPE_CHECKING = False
@@ -36,6 +36,16 @@ if TYPE_CHECKING:
         """Anything with read(n): a file, an HTTP response, a decompressor, a hashing wrapper."""
 
         def read(self, n: int = -1, /) -> bytes: ...
+
+
+class DamagedStore(ImageError):
+    """refs.json (the tags) does not parse: a disk error, a hand edit. Every command that needs the tags
+    says so in one line, `images` lists the images untagged and names the damage, and `gc` repairs the
+    file (Store.repair_refs), recovering every tag still legible in it."""
+
+
+# A `"reference": "sha256:<hex>"` pair: what repair_refs salvages from a refs.json that no longer parses.
+_REF_PAIR = r'"([^"\\]{1,255})"\s*:\s*"(sha256:[0-9a-f]{64})"'
 
 
 class Image:
@@ -62,10 +72,83 @@ class Store:
 
     # -- reading --
     def refs(self) -> dict[str, str]:
+        """refs.json: reference -> image id. DamagedStore if it does not parse (never {} then: a write based
+        on that would drop every tag); an entry that is not a string and an image id is left out."""
         try:
-            return dict(read_json(self.refs_file))
+            data = read_json(self.refs_file)
         except FileNotFoundError:
             return {}
+        except ValueError as e:
+            raise DamagedStore(f"the image tags file {self.refs_file} is damaged ({e}); `pycontain gc` repairs it") \
+                from None
+        if not isinstance(data, dict):
+            raise DamagedStore(f"the image tags file {self.refs_file} is damaged (not a JSON object); "
+                               "`pycontain gc` repairs it")
+        return {r: i for r, i in data.items() if isinstance(i, str) and i.startswith("sha256:")}
+
+    def _bad_entry(self, ref: object, image_id: object) -> str | None:
+        """Why a refs.json entry is unusable (None: it is fine, perhaps once written in normal form)."""
+        if not isinstance(ref, str) or not isinstance(image_id, str):
+            return "is not a reference and an image id"
+        try:
+            reference.parse(ref)
+        except UsageError:
+            return "is not a valid image reference"
+        if not reference.is_digest(image_id):
+            return f"names {image_id!r}, which is not an image id"
+        if not os.path.isfile(self.blob_path(image_id)):
+            return f"names image {image_id[7:19]}, which is not in the store"
+        return None
+
+    def problems(self) -> list[str]:
+        """Damage in the tags, one line each, for `images` to name; `gc` repairs it (repair_refs)."""
+        try:
+            data = read_json(self.refs_file)
+        except FileNotFoundError:
+            return []
+        except ValueError as e:
+            return [f"the image tags file {self.refs_file} is damaged ({e}): images are listed untagged; "
+                    "`pycontain gc` repairs it"]
+        if not isinstance(data, dict):
+            return [f"the image tags file {self.refs_file} is damaged (not a JSON object): images are listed "
+                    "untagged; `pycontain gc` repairs it"]
+        return [f"tag {r!r} in {self.refs_file} {why}; `pycontain gc` removes it"
+                for r, i in data.items() if (why := self._bad_entry(r, i))]
+
+    def repair_refs(self) -> list[str]:
+        """`gc`: make refs.json whole again. Entries naming a stored image are kept (in normal form), the
+        rest dropped; from a file that no longer parses, every legible `"ref": "sha256:..."` pair is
+        recovered, and the damaged file is kept beside it as refs.json.damaged for a human to read."""
+        if not os.path.exists(self.refs_file):
+            return []
+        done = []
+        with open(f"{self.root}/lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            with open(self.refs_file, "rb") as f:
+                raw = f.read()
+            try:
+                data = jsonfast.loads(raw)
+            except ValueError:
+                data = None
+            if isinstance(data, dict):
+                entries = list(data.items())
+            else:
+                import re
+
+                entries = re.findall(_REF_PAIR, raw.decode(errors="replace"))
+                replace_file(f"{self.refs_file}.damaged", raw)
+                done.append(f"repaired the damaged image tags file {self.refs_file} (a copy of it is in "
+                            f"refs.json.damaged): {len(entries)} tag(s) recovered")
+            fixed: dict[str, str] = {}
+            for r, i in entries:
+                why = self._bad_entry(r, i)
+                if why is None:
+                    fixed[str(reference.parse(r))] = i
+                else:
+                    done.append(f"removed tag {r!r} from {self.refs_file}: it {why}")
+            if fixed != data:
+                atomic_write_json(self.refs_file, fixed)
+        return done
 
     def blob(self, digest: str) -> bytes:
         with open(f"{self.blobs}/{digest.split(':', 1)[1]}", "rb") as f:
@@ -125,14 +208,23 @@ class Store:
         """(familiar repo, tag, config, size in bytes) for every tag, then `<none>` rows for untagged images."""
         out = []
         tagged = set()
-        for ref, image_id in sorted(self.refs().items()):
+        try:
+            refs = self.refs()
+        except DamagedStore:
+            refs = {}  # `images` names the damage (problems()): every image is listed, untagged
+        parsed = {}
+        for ref, image_id in refs.items():
+            try:
+                parsed[ref] = (reference.parse(ref), image_id)
+            except UsageError:
+                continue  # named by problems(), removed by gc
+        for _ref, (r, image_id) in sorted(parsed.items()):
             try:
                 config = jsonfast.loads(self.blob(image_id))
             except (OSError, ValueError):
                 continue
-            r = reference.parse(ref)
-            if r.digest and not r.tag and any(i == image_id and reference.parse(o).repository == r.repository
-                                              and reference.parse(o).tag for o, i in self.refs().items()):
+            if r.digest and not r.tag and any(i == image_id and o.repository == r.repository and o.tag
+                                              for o, i in parsed.values()):
                 continue  # pulled by digest and also tagged: the tag row says it
             tagged.add(image_id)
             out.append((r.familiar_repository, r.tag or "<none>", config | {"id": image_id}, self.image_size(config)))
@@ -175,7 +267,10 @@ class Store:
 
     def image_ids(self) -> set[str]:
         """Every image in the store, tagged or not (untagged ones are `<none>`, removed by `image prune`)."""
-        ids = set(self.refs().values())
+        try:
+            ids = set(self.refs().values())
+        except DamagedStore:
+            ids = set()  # the images are still there, each with its meta file
         try:
             ids |= {f"sha256:{n[:-5]}" for n in os.listdir(f"{self.root}/meta") if n.endswith(".json")}
         except FileNotFoundError:
@@ -339,6 +434,7 @@ class Store:
         """`docker import`: a root filesystem tarball becomes a one-layer image tagged `name`."""
         ref = reference.parse(name)
         config_section = apply_changes({}, changes)
+        self.refs()  # damaged tags (DamagedStore): say so now, before a layer is stored that nothing would tag
         try:
             f = open(path, "rb")
         except OSError as e:
