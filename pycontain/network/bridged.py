@@ -124,7 +124,7 @@ def gc(paths: Paths, live_ids: set[str]) -> list[str]:
             locked_cache[cid] = state.Record(paths, cid).is_locked()
         return locked_cache[cid]
 
-    done = []
+    done = ipam.repair(paths)
     for name in ipam.names(paths):
         info = ipam.load(paths, name)
         gone = {lease["id"] for lease in ipam.leases(paths, name).values()

@@ -33,8 +33,13 @@ def cmd_network(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if action in ("ls", "list"):
         from pycontain.clifmt import table
 
-        rows = [[n["id"][:12], n["name"], "bridge", n["subnet"], str(len(ipam.leases(paths, n["name"])))]
-                for n in map(lambda name: ipam.load(paths, name), ipam.names(paths))]
+        rows = []
+        for name in ipam.names(paths):
+            try:
+                n = ipam.load(paths, name)
+                rows.append([n["id"][:12], n["name"], "bridge", n["subnet"], str(len(ipam.leases(paths, name)))])
+            except ipam.DamagedNetwork as e:  # named on stderr; the others are listed
+                print(f"pycontain: network {name}: {e}", file=sys.stderr)
         table(["NETWORK ID", "NAME", "DRIVER", "SUBNET", "CONTAINERS"], rows)
         return 0
     if action == "inspect":

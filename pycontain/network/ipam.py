@@ -43,6 +43,19 @@ class NetworkInUse(PycontainError):
     pass
 
 
+class DamagedNetwork(PycontainError):
+    """A network's network.json, its leases.json or the host port table does not parse, or is not what
+    pycontain wrote. Never read as empty: a lease table rewritten from nothing hands out addresses twice.
+    `network ls` names it, `gc` rebuilds it from the container records (repair())."""
+
+
+def _damaged(path: str, problem: object) -> DamagedNetwork:
+    return DamagedNetwork(f"{path} is damaged ({problem}); `pycontain gc` repairs it")
+
+
+NETWORK_KEYS = ("name", "id", "subnet", "gateway", "prefixlen", "bridge")
+
+
 # ---------------------------------------------------------------- addresses as integers
 
 def ip_to_int(text: str) -> int:
@@ -124,20 +137,33 @@ def network_lock(paths: Paths, name: str) -> Locked:
     return Locked(f"{net_dir(paths, name)}/lock")
 
 
-def _read(path: str, default: Any) -> Any:
+def _read(path: str, default: dict[str, Any]) -> Any:
+    """A JSON object file (default if missing); DamagedNetwork if it does not parse or is of another
+    shape than default (a leases file: {"last", "leases": {...}}; the port table: {...})."""
     try:
-        return state.read_json(path)
+        data = state.read_json(path)
     except FileNotFoundError:
         return default
+    except ValueError as e:
+        raise _damaged(path, e) from None
+    if not isinstance(data, dict) or ("leases" in default and not isinstance(data.get("leases"), dict)):
+        raise _damaged(path, "not what pycontain writes there")
+    return data
 
 
 # ---------------------------------------------------------------- networks
 
 def load(paths: Paths, name: str) -> dict[str, Any]:
+    path = f"{net_dir(paths, name)}/network.json"
     try:
-        return dict(state.read_json(f"{net_dir(paths, name)}/network.json"))
+        net = state.read_json(path)
     except (FileNotFoundError, NotADirectoryError):
         raise NetworkNotFound(f"no such network: {name} (create it with `pycontain network create {name}`)") from None
+    except ValueError as e:
+        raise _damaged(path, e) from None
+    if not isinstance(net, dict) or not all(k in net for k in NETWORK_KEYS):
+        raise _damaged(path, "not a network record")
+    return net
 
 
 def names(paths: Paths) -> list[str]:
@@ -146,6 +172,70 @@ def names(paths: Paths) -> list[str]:
     except FileNotFoundError:
         return []
     return [n for n in entries if os.path.exists(f"{root(paths)}/{n}/network.json")]
+
+
+def repair(paths: Paths) -> list[str]:
+    """`gc`: rebuild what is damaged from the container records, which each hold their own network's facts
+    and their lease (what prepare() returned): network.json from any member's record, leases.json from
+    every member's, the host port table from every container's ports. A damaged network no container
+    uses is removed (its nft chains too; its bridge, if it ever had one, is left for `ip link del`)."""
+    if not os.path.isdir(root(paths)):
+        return []
+    members: dict[str, list[tuple[str, str, str, dict[str, Any]]]] = {}
+    for rec in state.all_records(paths):
+        try:
+            net = rec.network
+            if net:
+                members.setdefault(net["network"], []).append((rec.id, rec.name, rec.resolved.hostname, net))
+        except (OSError, ValueError, KeyError):
+            continue  # a damaged record: gc removes it, and its lease with it
+    done = []
+    with global_lock(paths):
+        for name in sorted(os.listdir(root(paths))):
+            d = net_dir(paths, name)
+            if not os.path.isdir(d):
+                continue
+            done += _repair_network(paths, name, members.get(name, []))
+        try:
+            _read(f"{root(paths)}/ports.json", {})
+        except DamagedNetwork:
+            table = {f"{p['protocol']}/{p['host_port']}": cid for ms in members.values() for cid, _, _, net in ms
+                     for p in net.get("ports") or []}
+            state.atomic_write_json(f"{root(paths)}/ports.json", table, durable=False)
+            done.append(f"rebuilt the damaged host port table from the container records ({len(table)} port(s))")
+    return done
+
+
+def _repair_network(paths: Paths, name: str, members: list[tuple[str, str, str, dict[str, Any]]]) -> list[str]:
+    d = net_dir(paths, name)
+    done = []
+    try:
+        load(paths, name)
+    except NetworkNotFound:
+        return []  # a directory without network.json: not a network (yet: `network create` writes it last)
+    except DamagedNetwork:
+        if not members:
+            from pycontain.network import nat
+
+            nat.remove_network({"name": name})
+            state.rmtree(d)
+            return [f"removed network {name}: its network.json was damaged and no container uses it"]
+        net = members[0][3]
+        state.atomic_write_json(f"{d}/network.json", {
+            "name": name, "id": net["network_id"], "subnet": net["subnet"], "gateway": net["gateway"],
+            "prefixlen": net["prefixlen"], "bridge": net["bridge"], "created": state.now()}, durable=False)
+        done.append(f"rebuilt the damaged network.json of network {name} from container {members[0][0][:12]}")
+    with network_lock(paths, name):
+        try:
+            _read(f"{d}/leases.json", {"last": None, "leases": {}})
+        except DamagedNetwork:
+            leases = {net["address"]: {"id": cid, "name": cname, "hostname": hostname}
+                      for cid, cname, hostname, net in members}
+            last = max(leases, key=ip_to_int) if leases else None
+            state.atomic_write_json(f"{d}/leases.json", {"last": last, "leases": leases}, durable=False)
+            done.append(f"rebuilt the damaged address leases of network {name} from the container records "
+                        f"({len(leases)} lease(s))")
+    return done
 
 
 def create(paths: Paths, name: str, subnet: str | None = None) -> dict[str, Any]:
@@ -214,7 +304,7 @@ def remove(paths: Paths, name: str) -> dict[str, Any]:
 
 
 def leases(paths: Paths, name: str) -> dict[str, dict[str, str]]:
-    return dict(_read(f"{net_dir(paths, name)}/leases.json", {}).get("leases", {}))
+    return dict(_read(f"{net_dir(paths, name)}/leases.json", {"last": None, "leases": {}})["leases"])
 
 
 # ---------------------------------------------------------------- leases
