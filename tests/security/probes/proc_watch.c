@@ -9,8 +9,8 @@
  * after: exe read again at the end of the line, so a line wholly before (or after) an execve is known. A
  * descriptor closed between listing and reading shows as !2 (ENOENT).
  * At the end, each exe seen (kept open with O_PATH) is reopened for writing through /proc/self/fd, as
- * the exploit does once the runtime has moved on:  reopen  LINK  ok|!ERRNO  [pwrite=ok|!ERRNO]
- * (the 1-byte pwrite past the end is tried only on a memfd copy: never on a file of the host's).
+ * the exploit does once the runtime has moved on:  reopen  LINK  ok|!ERRNO  [seals=N  pwrite=0|!ERRNO]
+ * (the 1-byte pwrite past the end is tried only on a memfd, which answers F_GET_SEALS: never on a file).
  * hold: every pipe above fd 2 of a new process is also opened for writing through /proc/PID/fd/N and
  * kept open until the end ("held PID N"): a runtime that waits for EOF on such a pipe then waits forever. */
 #define _GNU_SOURCE
@@ -161,22 +161,28 @@ int main(int argc, char **argv) {
     fflush(stdout);
     time_t end = time(NULL) + atoi(argv[2]);
     while (access(argv[1], F_OK) != 0 && time(NULL) < end) scan(0);
+    /* whoever made the stop file (an `exec touch`) dies with this init: let it finish first */
+    usleep(300000);
     for (int i = 0; i < n_kept; i++) {
-        char self_fd[64];
+        /* What the kept descriptor is, by its own link: the process may have exec'd between the readlink
+         * that labelled it and the open. Only a memfd (one that answers F_GET_SEALS) is ever written. */
+        char self_fd[64], now[256];
         snprintf(self_fd, sizeof self_fd, "/proc/self/fd/%d", kept[i].fd);
+        ssize_t n = readlink(self_fd, now, sizeof now - 1);
+        now[n < 0 ? 0 : n] = 0;
         int w = open(self_fd, O_WRONLY | O_CLOEXEC);
         if (w < 0) {
-            printf("reopen\t%s\t!%d\n", kept[i].exe, errno);
+            printf("reopen\t%s\t!%d\n", now, errno);
             continue;
         }
-        if (strncmp(kept[i].exe, "/memfd:", 7) == 0) {
+        int seals = fcntl(w, F_GET_SEALS);
+        if (seals >= 0) {
             struct stat st;
             fstat(w, &st);
             ssize_t r = pwrite(w, "", 1, st.st_size);
-            if (r < 0) printf("reopen\t%s\tok\tpwrite=!%d\n", kept[i].exe, errno);
-            else printf("reopen\t%s\tok\tpwrite=ok\n", kept[i].exe);
+            printf("reopen\t%s\tok\tseals=%d\tpwrite=%s%d\n", now, seals, r < 0 ? "!" : "", r < 0 ? errno : 0);
         } else {
-            printf("reopen\t%s\tok\n", kept[i].exe);
+            printf("reopen\t%s\tok\n", now);
         }
         close(w);
     }

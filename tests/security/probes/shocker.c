@@ -44,6 +44,6 @@ int main(int argc, char **argv) {
     DIR *d = fdopendir(fd);
     struct dirent *e;
     while (d && (e = readdir(d)))
-        if (e->d_name[0] != '.') printf("entry %s\n", e->d_name);
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) printf("entry %s\n", e->d_name);
     return 0;
 }
