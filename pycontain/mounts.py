@@ -103,7 +103,7 @@ class RootfsPlan:
     """
 
     __slots__ = ("rootfs", "overlay", "mounts", "masked", "readonly_paths", "read_only", "cwd", "cgroup_mounts",
-                 "devices", "propagation", "sysctl", "before_pivot")
+                 "devices", "propagation", "sysctl", "before_pivot", "userns", "host_paths", "host_fds", "idmapped")
 
     def __init__(self, rootfs: str, mounts: list[MountStep], overlay: str | None = None,
                  masked: tuple[str, ...] = MASKED_PATHS, readonly_paths: tuple[str, ...] = READONLY_PATHS,
@@ -120,6 +120,37 @@ class RootfsPlan:
         # Run just before pivot_root, with the container's mounts made: the OCI createRuntime and
         # createContainer hooks.
         self.before_pivot: Any = None
+        # In a user namespace the child works as the container's root (a host uid like 100000), which
+        # may not look up paths under the host's root-only directories (the state root is 0700). So it
+        # opens the host paths it needs (host_paths, listed by the parent) first, while it is still the
+        # host's uid 0 (owner of those directories), and then reaches each through /proc/self/fd/N, which
+        # needs no search permission on the directories above it. The descriptors must be opened in the
+        # child: one the parent opened names a mount of the parent's mount namespace, which no mount
+        # call here accepts. idmapped: (layer directory, detached idmapped mount of it) to place.
+        self.userns = False
+        self.host_paths: list[str] = []
+        self.host_fds: dict[str, int] = {}
+        self.idmapped: list[tuple[str, int]] = []
+
+    def open_host(self) -> None:
+        """In the child, before it becomes the user namespace's root: open host_paths (O_PATH)."""
+        for path in self.host_paths:
+            if path not in self.host_fds:
+                try:
+                    self.host_fds[path] = os.open(path, PATH_FLAGS)
+                except FileNotFoundError:
+                    pass  # a missing bind source is reported when it is mounted, as without a user namespace
+
+    def host(self, path: str) -> str:
+        """A host path as the child reaches it: through its own descriptor when it has one."""
+        fd = self.host_fds.get(path)
+        return path if fd is None else fd_path(fd)
+
+    def close(self) -> None:
+        """The parent's idmapped mounts (the child's copies go with its execve)."""
+        for _, tree in self.idmapped:
+            os.close(tree)
+        self.idmapped = []
 
 
 # Every path inside the image is opened with openat2(2) relative to the rootfs, never as a string joined
@@ -275,15 +306,20 @@ def setup_rootfs(plan: RootfsPlan) -> None:
         # pivot_root(2) refuses when the mount holding the new root (or the current root) is shared: that
         # one mount becomes private; everything below keeps the shared propagation the spec asked for.
         syscalls.mount("none", _mount_point_of(os.path.dirname(root)), None, syscalls.MS_PRIVATE)
+    if plan.idmapped:
+        _place_idmapped(plan)
     if plan.overlay is not None:
-        syscalls.mount("overlay", root, "overlay", 0, plan.overlay)
+        syscalls.mount("overlay", plan.host(root), "overlay", 0, _overlay_options(plan))
         explain.say(f"mount(overlay, lowerdir={plan.overlay.count(':') + 1} image layer(s), upperdir=per-container): "
                     "the image stays read-only, writes go to this container's upperdir")
     else:
         # pivot_root needs the new root to be a mount point: the bundle's rootfs, bound onto itself.
-        syscalls.mount(root, root, None, syscalls.MS_BIND | MS_REC)
+        syscalls.mount(plan.host(root), plan.host(root), None, syscalls.MS_BIND | MS_REC)
         explain.say(f"mount({root}, MS_BIND|MS_REC): the bundle's rootfs becomes a mount point to pivot into")
-    root_fd = os.open(root, PATH_FLAGS | os.O_DIRECTORY)
+    # What is now mounted on root.path: looked up again by name (from its parent, in a user namespace),
+    # since a descriptor of the directory itself stays on the directory below the mount.
+    mounted_root = _mounted(plan, root)
+    root_fd = os.open(mounted_root, PATH_FLAGS | os.O_DIRECTORY)
     null_fd = None
     try:
         # The image's own /proc, /dev and /sys are checked before anything is mounted: a bind mount
@@ -296,15 +332,15 @@ def setup_rootfs(plan: RootfsPlan) -> None:
             if m.fstype in ("cgroup", "cgroup2") and m.destination == "/sys/fs/cgroup" and plan.cgroup_mounts:
                 _mount_cgroupfs(root_fd, plan.cgroup_mounts)
                 continue
-            _mount_one(root_fd, m)
+            _mount_one(root_fd, m, plan)
             dev_mounted = dev_mounted or m.destination == "/dev"
         if dev_mounted:
             dev = _open_dev(root_fd)
             try:
-                _populate_dev(dev)
+                _populate_dev(dev, plan.userns)
             finally:
                 os.close(dev)
-        _make_devices(root_fd, plan.devices)
+        _make_devices(root_fd, plan.devices, plan.userns)
         null_fd = _open_null(root_fd) if plan.masked else None
         try:
             os.close(open_in_root(root_fd, plan.cwd, "dir"))
@@ -328,7 +364,7 @@ def setup_rootfs(plan: RootfsPlan) -> None:
     finally:
         os.close(root_fd)
 
-    pivot_root(root)
+    pivot_root(mounted_root)
     try:
         mask_paths(null_fd, plan.masked, plan.readonly_paths)
     finally:
@@ -343,6 +379,48 @@ def setup_rootfs(plan: RootfsPlan) -> None:
         explain.say("mount_setattr(/, MOUNT_ATTR_RDONLY): a read-only root")
 
 
+def _place_idmapped(plan: RootfsPlan) -> None:
+    """Attach each idmapped layer (a detached mount the parent made) over its own layer directory, here in
+    the container's mount namespace only (/ is a slave by now: nothing propagates to the host). The
+    overlay's lowerdir names the mounts themselves (/proc/self/fd/N), now that they are in this
+    namespace: overlayfs cannot take them while detached (see userns.layers_for). They stay under the
+    old root, which pivot_root detaches; overlayfs keeps its own private clones of them."""
+    for layer, tree in plan.idmapped:
+        target = plan.host_fds.get(layer)
+        if target is None:
+            raise PycontainError(f"cannot open the image layer {layer}")
+        syscalls.move_mount(tree, target, "idmapped image layer")
+    explain.say(f"open_tree + mount_setattr(MOUNT_ATTR_IDMAP) of {len(plan.idmapped)} image layer(s) in the parent, "
+                "move_mount here: the shared layers appear owned by the container's uid range, nothing copied")
+
+
+def _overlay_options(plan: RootfsPlan) -> str:
+    """The overlay's options, every directory named through a descriptor in a user namespace: an
+    idmapped layer by its mount (attached by now), the others by the child's own O_PATH descriptors."""
+    assert plan.overlay is not None
+    if not plan.userns:
+        return plan.overlay
+    trees = dict(plan.idmapped)
+    out = []
+    for opt in plan.overlay.split(","):
+        key, eq, value = opt.partition("=")
+        if key == "lowerdir":
+            value = ":".join(fd_path(trees[d]) if d in trees else plan.host(d) for d in value.split(":"))
+        elif key in ("upperdir", "workdir"):
+            value = plan.host(value)
+        out.append(key + eq + value)
+    return ",".join(out)
+
+
+def _mounted(plan: RootfsPlan, root: str) -> str:
+    """The path that resolves to what is mounted on root (its parent reached through a descriptor of
+    the parent's, in a user namespace)."""
+    parent = os.path.dirname(root)
+    if parent in plan.host_fds:
+        return f"{fd_path(plan.host_fds[parent])}/{os.path.basename(root)}"
+    return root
+
+
 def _mount_point_of(path: str) -> str:
     """The mount point of the mount `path` is on (the longest one that contains it)."""
     best = "/"
@@ -354,17 +432,18 @@ def _mount_point_of(path: str) -> str:
     return best
 
 
-def _mount_one(root_fd: int, m: MountStep) -> None:
+def _mount_one(root_fd: int, m: MountStep, plan: RootfsPlan | None = None) -> None:
     """One spec mount, on its destination opened inside the root (made if missing: a directory, or a
     file when a file is bound)."""
     if m.bind:
+        source = plan.host(m.source) if plan is not None else m.source
         try:
-            is_dir = stat.S_ISDIR(os.stat(m.source).st_mode)
+            is_dir = stat.S_ISDIR(os.stat(source).st_mode)
         except FileNotFoundError:
             raise PycontainError(f"mount {m.source} on {m.destination}: the source does not exist") from None
         target = open_in_root(root_fd, m.destination, "dir" if is_dir else "file")
         try:
-            bind(m.source, target, bool(m.flags & MS_RDONLY), f"{m.source} -> {m.destination}",
+            bind(source, target, bool(m.flags & MS_RDONLY), f"{m.source} -> {m.destination}",
                  recursive=m.recursive, attrs=m.bind_attrs())
             if m.propagation:
                 _propagate(root_fd, m)
@@ -376,7 +455,18 @@ def _mount_one(root_fd: int, m: MountStep) -> None:
         return
     target = open_in_root(root_fd, m.destination, "dir")
     try:
-        mount_new(m.source, target, m.fstype, m.flags, m.data, m.destination)
+        try:
+            mount_new(m.source, target, m.fstype, m.flags, m.data, m.destination)
+        except PermissionError:
+            if not (m.fstype == "sysfs" and plan is not None and plan.userns):
+                raise
+            # A user namespace may mount sysfs only with a network namespace it owns (--network host, or
+            # a joined one, is not): the host's /sys instead, read-only with everything below it, as runc.
+            bind("/sys", target, True, f"/sys -> {m.destination}", attrs=m.bind_attrs() | syscalls.MOUNT_ATTR_NOSUID
+                 | syscalls.MOUNT_ATTR_NODEV | syscalls.MOUNT_ATTR_NOEXEC)
+            explain.say(f"rbind /sys read-only on {m.destination}: sysfs itself needs a network namespace of the "
+                        "container's user namespace")
+            return
     finally:
         os.close(target)
     if m.propagation:
@@ -402,10 +492,13 @@ def _propagate(root_fd: int, m: MountStep) -> None:
         os.close(fd)
 
 
-def _populate_dev(dev: int) -> None:
+def _populate_dev(dev: int, userns: bool = False) -> None:
     """The standard nodes and links in the container's fresh /dev tmpfs (as runc makes them)."""
     base = fd_path(dev)
     for name, (major, minor) in DEVICES.items():
+        if userns:
+            _bind_device(dev, name, f"/dev/{name}", (major, minor))
+            continue
         try:
             syscalls.mknod(f"{base}/{name}", 0o666, major, minor)
         except FileExistsError:
@@ -415,14 +508,42 @@ def _populate_dev(dev: int) -> None:
             os.symlink(target, name, dir_fd=dev)
         except FileExistsError:
             pass
-    explain.say("mknod null zero full random urandom tty in /dev: no other host device exists here")
+    explain.say(("bind the host's" if userns else "mknod") + " null zero full random urandom tty in /dev: no other "
+                "host device exists here" + (" (mknod needs the host's CAP_MKNOD, which a user namespace lacks)"
+                                              if userns else ""))
 
 
-def _make_devices(root_fd: int, devices: list[tuple[str, int, int, int, int, int]]) -> None:
+def _bind_device(parent: int, name: str, host: str, expect: tuple[int, int] | None = None) -> None:
+    """A device node in a user namespace: an empty file, with the host's node bound onto it (runc does the
+    same: mknod of a device needs CAP_MKNOD in the host's namespace)."""
+    st = os.stat(host)
+    if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)) or (
+            expect is not None and st.st_rdev != os.makedev(*expect)):
+        raise PycontainError(f"the host's {host} is not the expected device node")
+    try:
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644,
+                         dir_fd=parent))
+    except FileExistsError:
+        pass
+    target = syscalls.openat2(parent, name, PATH_FLAGS | os.O_NOFOLLOW, IN_ROOT | syscalls.RESOLVE_NO_SYMLINKS)
+    try:
+        bind(host, target, False, f"{host} -> /dev/{name}", recursive=False)
+    finally:
+        os.close(target)
+
+
+def _make_devices(root_fd: int, devices: list[tuple[str, int, int, int, int, int]], userns: bool = False) -> None:
     """linux.devices: each node made inside the root, on a parent opened without following links out."""
     for path, mode, major, minor, uid, gid in devices:
         parent_path, _, name = path.rstrip("/").rpartition("/")
         parent = open_in_root(root_fd, parent_path or "/", "dir")
+        if userns and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            # No mknod in a user namespace: the host's node of that number, bound (ownership as on the host).
+            try:
+                _bind_device(parent, name, _host_device(mode, major, minor, path), (major, minor))
+            finally:
+                os.close(parent)
+            continue
         try:
             try:
                 # mode carries the node's type (S_IFCHR, S_IFBLK, S_IFIFO); mknod applies the umask, so
@@ -434,6 +555,21 @@ def _make_devices(root_fd: int, devices: list[tuple[str, int, int, int, int, int
             os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
         finally:
             os.close(parent)
+
+
+def _host_device(mode: int, major: int, minor: int, path: str) -> str:
+    """The host's node for a device number: the same path if it is that device, else /dev/{char,block}/M:N."""
+    want = os.makedev(major, minor)
+    block = stat.S_ISBLK(mode)
+    for candidate in (path, f"/dev/{'block' if block else 'char'}/{major}:{minor}"):
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if st.st_rdev == want and stat.S_ISBLK(st.st_mode) == block:
+            return candidate
+    raise PycontainError(f"linux.devices: {path} ({major}:{minor}): the host has no such device to bind into a "
+                         "container with a user namespace (mknod is not allowed there)")
 
 
 def _open_dev(root_fd: int) -> int:

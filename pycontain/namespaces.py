@@ -203,8 +203,10 @@ class Child:
 HOOKS, CONTINUE, READY = b"h", b"c", b"="
 
 
-def spawn(flags: int, prepare: Callable[[Process], None], proc: Process) -> Child:
-    """clone(flags); the child waits for go, runs `prepare` (namespace setup), then execs `proc`."""
+def spawn(flags: int, prepare: Callable[[Process], None], proc: Process,
+          clone: Callable[[int], int] | None = None) -> Child:
+    """clone(flags); the child waits for go, runs `prepare` (namespace setup), then execs `proc`.
+    clone: another way to make the child, with clone's contract (executor._clone_joined)."""
     helper = sealed_helper()
     go_r, go_w = os.pipe()
     status_r, status_w = os.pipe()
@@ -217,7 +219,7 @@ def spawn(flags: int, prepare: Callable[[Process], None], proc: Process) -> Chil
     if proc.rlimits:
         import resource  # noqa: F401 - for the child, which imports nothing itself
     try:
-        pid = syscalls.clone(flags)
+        pid = (clone or syscalls.clone)(flags)
     except BaseException:
         for fd in (helper, go_r, go_w, status_r, status_w):
             os.close(fd)
@@ -491,6 +493,10 @@ class Joiner:
     """
 
     def __init__(self, pid: int, kinds: tuple[str, ...] = ("cgroup", "ipc", "uts", "net", "mnt")) -> None:
+        if "user" not in kinds and _other_userns(pid):
+            # First: the container's other namespaces belong to its user namespace, and setns into them
+            # needs capabilities there (which joining it gives; the host's root may join any).
+            kinds = ("user", *kinds)
         self.kinds = kinds
         self.fds: dict[str, int] = {}
         try:
@@ -512,3 +518,11 @@ class Joiner:
             except OSError:
                 pass
         self.fds = {}
+
+
+def _other_userns(pid: int) -> bool:
+    """Whether process `pid` lives in a user namespace other than ours (a container with --userns=auto)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/user").st_ino != os.stat("/proc/self/ns/user").st_ino
+    except FileNotFoundError:
+        return False

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
 CLONE_FLAGS = {
     "pid": syscalls.CLONE_NEWPID, "network": syscalls.CLONE_NEWNET, "mount": syscalls.CLONE_NEWNS,
     "ipc": syscalls.CLONE_NEWIPC, "uts": syscalls.CLONE_NEWUTS, "cgroup": syscalls.CLONE_NEWCGROUP,
+    "user": syscalls.CLONE_NEWUSER,
 }
-PROC_NS = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup"}
+PROC_NS = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup",
+           "user": "user"}
 # Sysctls that belong to a namespace the container owns (the rest are the host's to set).
 IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
                "kernel.shmmni", "kernel.shm_rmid_forced")
@@ -67,11 +69,22 @@ class Plan:
         self.oom_score_adj: int | None = None
         # The state hooks read on stdin (set by pycontain-oci; the pid is filled in when known).
         self.hook_state: dict[str, Any] = {}
+        # A user namespace: a new one (CLONE_NEWUSER in flags, the parent writes these maps before the
+        # child goes on) or one to join (userns_fd). early: the cgroup and the namespaces to join were
+        # entered before clone, by the intermediate process of _clone_joined.
+        self.uid_map = self.gid_map = ""
+        self.userns_fd: int | None = None
+        self.early = False
 
     def close(self) -> None:
         for _, fd in self.join:
             os.close(fd)
         self.join = []
+        if self.userns_fd is not None:
+            os.close(self.userns_fd)
+            self.userns_fd = None
+        if self.rootfs is not None:
+            self.rootfs.close()
         if self.pid_ns_fd is not None:
             os.close(self.pid_ns_fd)
             self.pid_ns_fd = None
@@ -84,6 +97,7 @@ def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[s
     p = Plan()
     try:
         namespaces = {ns["type"]: ns.get("path") for ns in linux.get("namespaces") or ()}
+        _check_mappings(linux, namespaces)
         for kind, path in namespaces.items():
             if path is None:
                 if kind != "cgroup":  # made after joining the cgroup, so that cgroup is its root
@@ -92,6 +106,8 @@ def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[s
             fd = _open_namespace(kind, path)
             if kind == "pid":
                 p.pid_ns_fd = fd
+            elif kind == "user":
+                p.userns_fd = fd
             else:
                 p.join.append((PROC_NS[kind], fd))
         # The mount namespace is joined last: it changes what paths mean.
@@ -124,6 +140,8 @@ def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[s
             propagation=_propagation(linux.get("rootfsPropagation")),
         )
         p.rootfs.sysctl = _sysctls(linux.get("sysctl") or {}, namespaces)
+        if "user" in namespaces:
+            _plan_userns(p, linux, bundle)
         p.hostname = spec.get("hostname") or None
         if p.hostname and "uts" not in namespaces:
             raise ocispec.SpecError("config.json: hostname: setting it needs a uts namespace of the container's own")
@@ -161,6 +179,64 @@ def process_from(process: dict[str, Any], annotations: dict[str, str] | None = N
     if size:
         proc.console_size = (size.get("height", 0), size.get("width", 0))
     return proc
+
+
+def _check_mappings(linux: dict[str, Any], namespaces: dict[str, str | None]) -> None:
+    """A new user namespace needs its uid and gid mappings; mappings need a user namespace."""
+    uid, gid = linux.get("uidMappings") or [], linux.get("gidMappings") or []
+    if "user" not in namespaces:
+        if uid or gid:
+            raise ocispec.SpecError("config.json: linux.uidMappings: mappings without a user namespace "
+                                    "(linux.namespaces has no user entry)")
+        return
+    if namespaces["user"] is None and not (uid and gid):
+        raise ocispec.SpecError("config.json: linux.namespaces: a new user namespace needs both linux.uidMappings "
+                                "and linux.gidMappings")
+
+
+def _plan_userns(p: Plan, linux: dict[str, Any], bundle: str) -> None:
+    """The parent's share of a user namespace, before clone: the maps to write, the host paths the child
+    opens before it becomes the namespace's root (mounts.RootfsPlan.host_paths), and the image layers
+    idmapped (or copied) so that the container's root owns them (userns.layers_for)."""
+    from pycontain import userns
+
+    assert p.rootfs is not None
+    uid_mappings, gid_mappings = linux.get("uidMappings") or [], linux.get("gidMappings") or []
+    p.uid_map, p.gid_map = userns.map_text(uid_mappings), userns.map_text(gid_mappings)
+    rootfs = p.rootfs
+    rootfs.userns = True
+    paths = [rootfs.rootfs, os.path.dirname(rootfs.rootfs)]
+    paths += [m.source for m in rootfs.mounts if m.bind]
+    if rootfs.overlay is not None:
+        options, rootfs.idmapped, how = userns.layers_for(rootfs.overlay, bundle, uid_mappings, gid_mappings,
+                                                          p.userns_fd)
+        rootfs.overlay = options
+        lower, rest = userns.parse_overlay(options)
+        paths += lower + [rest[k] for k in ("upperdir", "workdir") if rest.get(k)]
+        explain.say(f"image layers for the user namespace: {how} ("
+                    + ("open_tree + mount_setattr(MOUNT_ATTR_IDMAP) of each layer: shared, and owned by the "
+                       "container's range as it sees them" if how == "idmapped" else
+                       "a copy per container with its owners shifted: this filesystem cannot be idmapped") + ")")
+    rootfs.host_paths = list(dict.fromkeys(paths))
+
+
+def _become_root() -> None:
+    """In the new user namespace, now that the parent has written its maps: become its uid 0 (the
+    range's first host uid). Before this the child is still the host's uid 0, unmapped in here; it
+    joined its cgroup as that (owner of the cgroup files). Capabilities are kept (a change to the
+    namespace's own root), and from here on count only inside the container's namespaces."""
+    try:
+        os.setgroups([])
+    except PermissionError:
+        pass  # a joined namespace whose creator denied setgroups: the groups are the kernel's to keep
+    try:
+        os.setresgid(0, 0, 0)
+        os.setresuid(0, 0, 0)
+    except OSError as e:
+        raise PycontainError(f"cannot become root in the container's user namespace (is uid and gid 0 mapped?): "
+                             f"{e.strerror}") from None
+    explain.say("setresuid(0)/setresgid(0) in the new user namespace: root inside, an unprivileged host uid "
+                "outside")
 
 
 def _open_namespace(kind: str, path: str) -> int:
@@ -211,11 +287,15 @@ def child_steps(p: Plan) -> Any:
             # The state these hooks read carries our pid as the host sees it: read now, while /proc is
             # still the host's (the parent only learns it after clone, in its own copy of the plan).
             p.hook_state["pid"] = hooks.host_pid()
-        if p.cgroup is not None:
+        if p.cgroup is not None and not p.early:
             p.cgroup.join_self()
-        for kind, fd in p.join:
+        for kind, fd in p.join if not p.early else ():
             syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[kind])
             explain.say(f"setns({kind}): joined the namespace the spec names")
+        if p.flags & syscalls.CLONE_NEWUSER or p.userns_fd is not None:
+            assert p.rootfs is not None
+            p.rootfs.open_host()
+            _become_root()
         if p.new_cgroupns:
             # A cgroup namespace made now (after joining our cgroup) shows that cgroup as "/".
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
@@ -274,8 +354,80 @@ def spawn(p: Plan) -> Any:
     if p.pid_ns_fd is not None:
         # setns on a PID namespace changes where this process's children are born, not this process.
         syscalls.setns(p.pid_ns_fd, syscalls.CLONE_NEWPID)
-    child = namespaces.spawn(p.flags, child_steps(p), p.process)
-    if p.oom_score_adj is not None:
-        with open(f"/proc/{child.pid}/oom_score_adj", "w") as f:
-            f.write(str(p.oom_score_adj))
+    joined = p.userns_fd is not None or bool(p.flags & syscalls.CLONE_NEWUSER and p.join)
+    child = namespaces.spawn(p.flags, child_steps(p), p.process, clone=_clone_joined(p) if joined else None)
+    try:
+        if p.flags & syscalls.CLONE_NEWUSER:
+            # The child waits for go: nothing it does before needs the mapping.
+            _write_maps(child.pid, p)
+        if p.oom_score_adj is not None:
+            with open(f"/proc/{child.pid}/oom_score_adj", "w") as f:
+                f.write(str(p.oom_score_adj))
+    except BaseException:
+        child.close()  # EOF on the go pipe: the child exits
+        os.waitpid(child.pid, 0)
+        raise
     return child
+
+
+def _write_maps(pid: int, p: Plan) -> None:
+    """/proc/PID/uid_map and gid_map of the child's new user namespace (the host's root may map any
+    range, so setgroups stays allowed and the container's root may set its groups)."""
+    for name, text in (("uid_map", p.uid_map), ("gid_map", p.gid_map)):
+        try:
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise ocispec.SpecError(f"config.json: linux.{'uid' if name == 'uid_map' else 'gid'}Mappings: the "
+                                    f"kernel refused them ({e.strerror})") from None
+    explain.say(f"write /proc/{pid}/uid_map ({p.uid_map.strip()}) and gid_map: the user namespace's ids "
+                "are this range of the host's")
+
+
+def _clone_joined(p: Plan) -> Any:
+    """clone for a user namespace that must come after namespaces the host owns: a user namespace to
+    join (p.userns_fd), or a new one with namespaces to join by path (runc's order: join them as the
+    host's root first, then make the user namespace, which then owns only what is made with it).
+
+    An intermediate process (fork) joins the cgroup and those namespaces, then the user namespace, and
+    clones the container's init with CLONE_PARENT, so that the init is this process's own child (to
+    wait for, as always) and born inside all of them. Returns a function with clone's contract."""
+
+    def clone(flags: int) -> int:
+        r, w = os.pipe()
+        mid = os.fork()
+        if mid == 0:
+            pid = -1
+            try:
+                os.close(r)
+                if p.cgroup is not None:
+                    p.cgroup.join_self()
+                for kind, fd in p.join:
+                    syscalls.setns(fd, syscalls.NAMESPACE_FLAGS[kind])
+                if p.userns_fd is not None:
+                    syscalls.setns(p.userns_fd, syscalls.CLONE_NEWUSER)
+                p.early = True
+                pid = syscalls.clone(flags | syscalls.CLONE_PARENT)
+            except BaseException as e:  # noqa: BLE001 - reported to the parent as one line
+                os.write(w, f"!{getattr(e, 'strerror', None) or e}".encode())
+                os._exit(125)
+            if pid == 0:
+                os.close(w)
+                return 0  # the container's init: namespaces.spawn carries on as its child
+            os.write(w, str(pid).encode())
+            os._exit(0)
+        os.close(w)
+        chunks = []
+        while chunk := os.read(r, 4096):
+            chunks.append(chunk)
+        os.close(r)
+        os.waitpid(mid, 0)
+        answer = b"".join(chunks).decode(errors="replace")
+        if not answer.isdigit():
+            raise PycontainError(f"cannot enter the namespaces the spec names: {answer.lstrip('!') or 'died'}")
+        return int(answer)
+
+    return clone

@@ -126,6 +126,7 @@ def check(spec: Any, need_process: bool = True) -> dict[str, Any]:
             raise field_error(f"annotations.{key}", "must be a string")
     linux = _obj(spec.get("linux"), "linux")
     seen = set()
+    user_path = None
     for i, ns in enumerate(array(linux.get("namespaces"), "linux.namespaces")):
         ns = _obj(ns, f"linux.namespaces[{i}]")
         kind = str(ns.get("type"))
@@ -136,13 +137,16 @@ def check(spec: Any, need_process: bool = True) -> dict[str, Any]:
         seen.add(kind)
         if ns.get("path") is not None:
             _abs(ns["path"], f"linux.namespaces[{i}].path")
+            if kind == "user":
+                user_path = ns["path"]
     if "mount" not in seen:
         raise field_error("linux.namespaces", "a mount namespace is required (pivot_root would change the host's root)")
     for key in ("uidMappings", "gidMappings"):
-        if array(linux.get(key), f"linux.{key}"):
-            raise field_error(f"linux.{key}", "user namespaces are not supported by pycontain-oci yet")
-    if "user" in seen:
-        raise field_error("linux.namespaces", "user namespaces are not supported by pycontain-oci yet")
+        check_mappings(linux.get(key), f"linux.{key}")
+    if "user" not in seen and (linux.get("uidMappings") or linux.get("gidMappings")):
+        raise field_error("linux.uidMappings", "mappings need a user namespace (linux.namespaces has no user entry)")
+    if "user" in seen and not user_path and not (linux.get("uidMappings") and linux.get("gidMappings")):
+        raise field_error("linux.namespaces", "a new user namespace needs linux.uidMappings and linux.gidMappings")
     if "time" in seen:
         raise field_error("linux.namespaces", "time namespaces are not supported by pycontain-oci")
     if linux.get("cgroupsPath") is not None and not isinstance(linux["cgroupsPath"], str):
@@ -168,6 +172,31 @@ def check(spec: Any, need_process: bool = True) -> dict[str, Any]:
                            "runbindable"):
         raise field_error("linux.rootfsPropagation", f"{propagation!r} is not a propagation mode")
     return spec
+
+
+# The kernel takes at most 340 lines in a uid_map or gid_map (since 4.15).
+MAX_MAPPINGS = 340
+
+
+def check_mappings(value: Any, field: str) -> list[dict[str, int]]:
+    """linux.uidMappings or gidMappings: containerID, hostID and size each an id range of 32-bit ids,
+    no two ranges overlapping inside or on the host (the kernel refuses those too, less clearly)."""
+    entries = array(value, field)
+    if len(entries) > MAX_MAPPINGS:
+        raise field_error(field, f"{len(entries)} mappings: the kernel takes at most {MAX_MAPPINGS}")
+    ranges: dict[str, list[tuple[int, int]]] = {"containerID": [], "hostID": []}
+    for i, m in enumerate(entries):
+        m = _obj(m, f"{field}[{i}]")
+        size = _int(m.get("size"), f"{field}[{i}].size", 1, 2**32 - 1)
+        for key in ("containerID", "hostID"):
+            start = _int(m.get(key), f"{field}[{i}].{key}", 0, 2**32 - 2)
+            if start + size > 2**32 - 1:
+                raise field_error(f"{field}[{i}]", f"{key} {start} + size {size} passes the last id (4294967294)")
+            for other_start, other_size in ranges[key]:
+                if start < other_start + other_size and other_start < start + size:
+                    raise field_error(f"{field}[{i}].{key}", f"the range {start}+{size} overlaps another mapping's")
+            ranges[key].append((start, size))
+    return entries
 
 
 def check_process(process: Any, field: str) -> dict[str, Any]:
