@@ -245,8 +245,8 @@ def supervise(rec: Record, report_fd: int | None = None) -> int:
             if rec.read_state().status in (state.STARTING, state.CREATED, state.RUNNING):
                 rec.set_state(status=state.EXITED, exit_code=getattr(e, "exit_code", 125), finished_at=state.now(),
                               error=str(e) or type(e).__name__)
-        except OSError:
-            pass  # the record itself is gone (removed meanwhile): nothing to mark
+        except (OSError, ValueError):
+            pass  # the record itself is gone (removed meanwhile) or damaged: nothing to mark
         raise
 
 
@@ -497,12 +497,24 @@ def _send(pid: int, signum: int) -> None:
 
 def remove(paths: Paths, ref: str, force: bool = False) -> Record:
     rec = state.find(paths, ref)
+    try:
+        removable = rec.status().can_remove()
+    except state.DamagedRecord:
+        if not force:
+            raise
+        removable = False  # its state.json cannot say whether it runs: -f stops whatever is in its cgroup
     # Not removable as it is: it runs, or a supervisor holds it (a `start` under way).
-    if not rec.status().can_remove() or rec.is_locked():
+    if not removable or rec.is_locked():
         if not force:
             raise ContainerStateError(
                 f"container {rec.name} is running: stop it first or use `pycontain rm -f {rec.name}`")
-        pid = live_pid(rec)
+        try:
+            pid = live_pid(rec)
+        except state.DamagedRecord:
+            pid = None
+            cg = cgroups.for_container(rec.id)
+            if cg.exists():
+                cg.kill()
         if pid is not None:
             _send(pid, _signal.SIGKILL)
         rec.wait_unlocked()

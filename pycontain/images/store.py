@@ -201,7 +201,8 @@ class Store:
         hexpart = name.removeprefix("sha256:")
         if len(hexpart) < 4 or not all(c in "0123456789abcdef" for c in hexpart):
             return None
-        found = {i for i in refs.values() if i.split(":", 1)[1].startswith(hexpart)}
+        # Every stored image, untagged ones too (`<none>` in `images`, runnable by id as in Docker).
+        found = {i for i in self.image_ids() if i.split(":", 1)[1].startswith(hexpart)}
         return found.pop() if len(found) == 1 else None
 
     def images(self) -> list[tuple[str, str, dict[str, Any], int]]:
