@@ -30,13 +30,15 @@ from support import Pycontain, describe
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
 STAT_INTERVAL = Path("/proc/sys/vm/stat_interval")
+CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
 MASKED = ["/proc/keys", "/proc/timer_list"]
 RENAME_EXCHANGE = 2
 RACE_RUNS = 25
 
 
 def dev_bundle(oci: Oci, null: str) -> Bundle:  # noqa: F811
-    """A bundle with no tmpfs on /dev: its rootfs/dev/null is `null` ("link", "file" or "device")."""
+    """A bundle with no tmpfs on /dev: its rootfs/dev/null is `null` ("link" to a sysctl, "file" or
+    "device"). The links are never written through: refused, or (the control) not links."""
     b = oci.bundle(["sh", "-c", "stat -c '%n %t:%T %F' /proc/keys /proc/timer_list; "
                                 "echo 9 > /proc/keys; grep -E ' /proc/(keys|timer_list) ' /proc/self/mountinfo"])
     b.config["mounts"] = [m for m in b.config["mounts"] if m["destination"] != "/dev"]
@@ -44,8 +46,8 @@ def dev_bundle(oci: Oci, null: str) -> Bundle:  # noqa: F811
     node = b.rootfs / "dev" / "null"
     node.parent.mkdir(exist_ok=True)
     node.unlink(missing_ok=True)
-    if null == "link":
-        node.symlink_to(STAT_INTERVAL)
+    if null.startswith("link"):
+        node.symlink_to(CORE_PATTERN if null == "link-core_pattern" else STAT_INTERVAL)
     elif null == "file":
         node.write_text("not a device\n")
     else:
@@ -53,12 +55,12 @@ def dev_bundle(oci: Oci, null: str) -> Bundle:  # noqa: F811
     return b.write()
 
 
-@pytest.mark.parametrize("null", ["link", "file"])
+@pytest.mark.parametrize("null", ["link", "link-core_pattern", "file"])
 def test_a_bundle_whose_dev_null_is_not_the_null_device_is_refused(oci: Oci, null: str) -> None:  # noqa: F811
-    before = STAT_INTERVAL.read_text()
+    before = STAT_INTERVAL.read_text(), CORE_PATTERN.read_text()
     line = oci.create_fails(dev_bundle(oci, null).path)
     assert "/dev/null in the container is not the null device" in line, line
-    assert STAT_INTERVAL.read_text() == before
+    assert (STAT_INTERVAL.read_text(), CORE_PATTERN.read_text()) == before
 
 
 def test_control_a_real_null_node_in_the_same_bundle_masks(oci: Oci) -> None:  # noqa: F811

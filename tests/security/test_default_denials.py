@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from attacks import probes  # noqa: F401 - the probes fixture
 from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
-from cvesupport import sysprobe
-from support import Pycontain
+from cvesupport import probe_results, sysprobe
+from support import Pycontain, proc_status
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -86,6 +86,32 @@ def test_allowed_once_unlocked(pc: Pycontain, probes: Path, probe: Probe) -> Non
         assert result != "EPERM", f"{probe.action} with {' '.join(probe.unlock)}: still EPERM"
     else:
         assert result == probe.unlocked, f"{probe.action} with {' '.join(probe.unlock)}: {result}"
+
+
+def test_exec_is_denied_the_same_calls(pc: Pycontain, probes: Path) -> None:  # noqa: F811
+    """The filter and the capability set apply to what `exec` starts too, not only to the init."""
+    pc.ok("run", "-d", "--name", "c", "-v", f"{probes}:/probe:ro", "busybox", "sleep", "1000")
+    actions = [p for p in PROBES if not p.needs or os.path.exists(p.needs)]
+    res = pc("exec", "c", "/probe/sysprobe", *(p.action for p in actions))
+    assert res.returncode == 0, res.stderr
+    found = probe_results(res.stdout)
+    wrong = {p.action: found.get(p.action) for p in actions if found.get(p.action) != p.denied}
+    assert not wrong, f"exec'd process allowed (or never reached): {wrong}"
+
+
+@pytest.mark.parametrize("how", ["run", "exec"])
+def test_the_filter_is_installed(pc: Pycontain, how: str) -> None:
+    """/proc/self/status says so (Seccomp: 2, filter mode); seccomp=unconfined is the control."""
+    def mode(*args: str) -> str:
+        return proc_status(pc.ok(*args, "cat", "/proc/self/status").stdout)["Seccomp"]
+
+    if how == "run":
+        assert mode("run", "--rm", "busybox") == "2"
+        assert mode("run", "--rm", *UNCONFINED, "busybox") == "0"
+    else:
+        pc.ok("run", "-d", "--name", "c", "busybox", "sleep", "1000")
+        pc.ok("run", "-d", "--name", "u", *UNCONFINED, "busybox", "sleep", "1000")
+        assert (mode("exec", "c"), mode("exec", "u")) == ("2", "0")
 
 
 def test_a_block_device_made_with_cap_mknod_still_cannot_be_opened(pc: Pycontain, probes: Path) -> None:  # noqa: F811
