@@ -17,7 +17,7 @@ import time
 
 from pycontain import cgroups, explain, faults, namespaces, network, state, stdio, userns
 from pycontain.config import merge_env
-from pycontain.errors import ContainerStateError, ImageNotFound, PycontainError, UsageError
+from pycontain.errors import ContainerNotFound, ContainerStateError, ImageNotFound, PycontainError, UsageError
 from pycontain.images.store import Store
 from pycontain.network import dns
 from pycontain.oci import executor
@@ -518,8 +518,13 @@ def remove(paths: Paths, ref: str, force: bool = False) -> Record:
         if pid is not None:
             _send(pid, _signal.SIGKILL)
         rec.wait_unlocked()
-    lock_fd = rec.acquire(blocking=True)  # nobody may start it while it is being removed
     try:
+        lock_fd = rec.acquire(blocking=True, create=False)  # nobody may start it while it is being removed
+    except FileNotFoundError:
+        raise ContainerNotFound(f"no such container: {ref}") from None  # another rm removed it meanwhile
+    try:
+        if not os.path.exists(f"{rec.dir}/config.json"):  # ... while this one waited for the lock
+            raise ContainerNotFound(f"no such container: {ref}")
         _release_kernel_objects(rec)
         faults.phase("rm.kernel")
         _remove(rec)

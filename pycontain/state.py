@@ -358,9 +358,13 @@ class Record:
             return DEAD
         return stored
 
-    def acquire(self, blocking: bool = False) -> int:
-        """Take the supervisor lock; returns the fd that holds it (close it to release)."""
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    def acquire(self, blocking: bool = False, create: bool = True) -> int:
+        """Take the supervisor lock; returns the fd that holds it (close it to release).
+
+        create=False for a record that must exist already (FileNotFoundError if it is gone): a lock file
+        created in a record another `rm` is deleting would keep that rm's rmdir from finishing.
+        """
+        fd = os.open(self.lock_path, os.O_RDWR | (os.O_CREAT if create else 0) | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -369,8 +373,11 @@ class Record:
         return fd
 
     def wait_unlocked(self) -> None:
-        """Block until no supervisor holds the container (it exited)."""
-        os.close(self.acquire(blocking=True))
+        """Block until no supervisor holds the container (it exited, or its record is gone)."""
+        try:
+            os.close(self.acquire(blocking=True, create=False))
+        except FileNotFoundError:
+            pass
 
 
 def ensure_dirs(paths: Paths) -> None:
