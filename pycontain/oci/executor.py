@@ -90,8 +90,10 @@ class Plan:
             self.pid_ns_fd = None
 
 
-def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[str, ...] = ()) -> Plan:
-    """The spec (already checked) as a Plan. Opens the namespace paths it names; Plan.close() them."""
+def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[str, ...] = (),
+         seccomp_cache: str | None = None) -> Plan:
+    """The spec (already checked) as a Plan. Opens the namespace paths it names; Plan.close() them.
+    seccomp_cache: the directory of compiled filters (seccomp.compile_cached), None to compile each time."""
     linux = spec.get("linux") or {}
     annotations = spec.get("annotations") or {}
     p = Plan()
@@ -151,7 +153,7 @@ def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[s
         if linux.get("seccomp") is not None:
             from pycontain.oci import seccomp  # libseccomp: only for a spec that asks for a filter
 
-            p.process.seccomp = seccomp.compile(linux["seccomp"])
+            p.process.seccomp = seccomp.compile_cached(linux["seccomp"], seccomp_cache)
             p.process.seccomp_flags = list(linux["seccomp"].get("flags") or ())
     except BaseException:
         p.close()
@@ -216,7 +218,8 @@ def _plan_userns(p: Plan, linux: dict[str, Any], bundle: str) -> None:
         explain.say(f"image layers for the user namespace: {how} ("
                     + ("open_tree + mount_setattr(MOUNT_ATTR_IDMAP) of each layer: shared, and owned by the "
                        "container's range as it sees them" if how == "idmapped" else
-                       "a copy per container with its owners shifted: this filesystem cannot be idmapped") + ")")
+                       "a copy per container with its owners shifted: idmapped mounts were refused here, or "
+                       "PYCONTAIN_IDMAP=off") + ")")
     rootfs.host_paths = list(dict.fromkeys(paths))
 
 
