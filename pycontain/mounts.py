@@ -558,15 +558,22 @@ def _make_devices(root_fd: int, devices: list[tuple[str, int, int, int, int, int
 
 
 def _host_device(mode: int, major: int, minor: int, path: str) -> str:
-    """The host's node for a device number: the same path if it is that device, else /dev/{char,block}/M:N."""
+    """The host's node for a device number: the same path if it is that device, else /dev/{char,block}/M:N,
+    else any node of /dev with that number."""
     want = os.makedev(major, minor)
     block = stat.S_ISBLK(mode)
-    for candidate in (path, f"/dev/{'block' if block else 'char'}/{major}:{minor}"):
+    candidates = [path, f"/dev/{'block' if block else 'char'}/{major}:{minor}"]
+    try:  # a host without udev's /dev/char links: the node of that number anywhere in /dev
+        with os.scandir("/dev") as it:
+            candidates += sorted(entry.path for entry in it)
+    except OSError:
+        pass
+    for candidate in candidates:
         try:
-            st = os.stat(candidate)
+            st = os.stat(candidate, follow_symlinks=False)
         except OSError:
             continue
-        if st.st_rdev == want and stat.S_ISBLK(st.st_mode) == block:
+        if st.st_rdev == want and (stat.S_ISBLK(st.st_mode) if block else stat.S_ISCHR(st.st_mode)):
             return candidate
     raise PycontainError(f"linux.devices: {path} ({major}:{minor}): the host has no such device to bind into a "
                          "container with a user namespace (mknod is not allowed there)")

@@ -247,6 +247,16 @@ def test_container_root_cannot_do_what_only_host_root_may(upc: Pycontain, tmp_pa
     assert owned.read_text() == "host data\npwned\n"
 
 
+def test_device_nodes_are_the_hosts_bound_in(upc: Pycontain) -> None:
+    """mknod needs the host's CAP_MKNOD: in a user namespace /dev's nodes and --device are the host's
+    own nodes, bound; writing to them works, and they are still the expected devices."""
+    res = upc.ok("run", "--rm", "--userns=auto", "--device", "/dev/null:/dev/mynull", "busybox", "sh", "-c",
+                 "stat -c '%t:%T %F' /dev/null /dev/zero /dev/mynull; echo x > /dev/mynull && head -c 3 /dev/zero "
+                 "| wc -c")
+    assert res.stdout.split("\n")[:4] == ["1:3 character special file", "1:5 character special file",
+                                          "1:3 character special file", "3"], res.stdout
+
+
 # ---------------------------------------------------------------- leases
 
 def test_leases_are_freed_by_rm_and_by_gc_after_a_sigkill(upc: Pycontain) -> None:
