@@ -111,3 +111,19 @@ def test_oci_spec_without_inheritable_gives_none_even_with_ambient_listed(oci: O
     assert code == 0 and shell and probe, out
     assert (shell["CapInh"], shell["CapAmb"]) == (NONE, NONE), shell
     assert (probe["CapInh"], probe["CapPrm"], probe["CapEff"]) == (NONE, NONE, NONE), probe
+
+
+def test_control_an_oci_spec_asking_for_inheritable_capabilities_passes_them_on(oci: Oci, cap_files: Path) -> None:  # noqa: F811
+    """What the CVE did, asked for on purpose: a spec listing NET_RAW and NET_BIND_SERVICE as inheritable
+    makes the +ei file give them to the user. So the empty results above are the empty set at work."""
+    b = oci.bundle(["/caps/inh", "status"])
+    b.process["user"] = {"uid": 1000, "gid": 1000}
+    b.process["noNewPrivileges"] = False
+    caps = list(BASE_CAPS) + ["CAP_NET_RAW"]
+    b.process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps,
+                                 "inheritable": ["CAP_NET_RAW", "CAP_NET_BIND_SERVICE"]}
+    b.config["mounts"].append({"destination": "/caps", "type": "bind", "source": str(cap_files),
+                               "options": ["rbind", "ro"]})
+    code, out = oci.run_bundle(b)
+    st = status_fields(out)
+    assert code == 0 and st["CapPrm"] == f"{1 << 13 | 1 << 10:016x}", out
