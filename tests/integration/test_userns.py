@@ -24,9 +24,12 @@ import support
 from netns_support import NetNs, NetPycontain, http_get, leakcheck_wrapper, monitor_pid, network_leftovers
 from support import COMMAND_TIMEOUT, Pycontain, alive, assert_pycontain_error, describe, wait_for
 
-pytest.register_assert_rewrite("oci_support")
+pytest.register_assert_rewrite("oci_support", "engines")
 
+from engines import PODMAN_IMAGE, Podman  # noqa: E402
 from oci_support import Oci, become_subreaper, own_leaks  # noqa: E402
+
+pytest_plugins = ["engines"]  # the podman fixture
 
 pytestmark = pytest.mark.integration
 
@@ -448,3 +451,12 @@ def test_the_lease_of_a_running_container_survives_gc(upc: Pycontain) -> None:
     held = leases(upc)
     upc.ok("gc")
     assert leases(upc) == held and alive(init_pid(upc, "c"))
+
+
+def test_podman_runs_a_container_with_a_uid_map_through_pycontain_oci(podman: Podman) -> None:
+    """podman --uidmap hands the runtime a bundle with a user namespace and its mappings (and a rootfs it
+    made owned by the range): the container is root inside and the range's first uid outside."""
+    res = podman.ok(*podman.run_args("--rm", "--network", "none", "--uidmap", f"0:{OCI_BASE}:{SIZE}",
+                                     "--gidmap", f"0:{OCI_BASE}:{SIZE}", PODMAN_IMAGE, "sh", "-c",
+                                     "id -u; cat /proc/self/uid_map; touch /made && echo made"))
+    assert res.stdout.split() == ["0", "0", str(OCI_BASE), str(SIZE), "made"], res.stdout
