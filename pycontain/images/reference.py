@@ -84,7 +84,11 @@ class Reference:
     def familiar_repository(self) -> str:
         if self.domain == DEFAULT_DOMAIN:
             prefix = OFFICIAL_NAMESPACE + "/"
-            return self.path[len(prefix):] if self.path.startswith(prefix) else self.path
+            short = self.path[len(prefix):] if self.path.startswith(prefix) else self.path
+            first = short.split("/", 1)[0]
+            # docker.io/my.org/app without its domain would read as registry my.org's `app`: keep it.
+            if "/" not in short or not ("." in first or ":" in first or first == "localhost"):
+                return short
         return self.repository
 
 
