@@ -404,7 +404,8 @@ def idmapped_layers(lower: list[str], uid_mappings: list[dict[str, int]], gid_ma
         for layer in lower:
             tree = syscalls.open_tree(syscalls.AT_FDCWD, layer, syscalls.OPEN_TREE_CLONE | os.O_CLOEXEC, layer)
             try:
-                syscalls.mount_setattr_idmap(tree, ns, layer)
+                # Read-only too: nothing the container can reach should ever write to a shared layer.
+                syscalls.mount_setattr_idmap(tree, ns, layer, syscalls.MOUNT_ATTR_RDONLY)
             except BaseException:
                 os.close(tree)
                 raise
