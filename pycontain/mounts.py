@@ -527,6 +527,12 @@ def _bind_device(parent: int, name: str, host: str, expect: tuple[int, int] | No
         pass
     target = syscalls.openat2(parent, name, PATH_FLAGS | os.O_NOFOLLOW, IN_ROOT | syscalls.RESOLVE_NO_SYMLINKS)
     try:
+        # What was there already (a bundle's shared /dev, an image's node) must be a file: a link
+        # would have the host's node bound wherever it points (CVE-2025-31133's trick, here).
+        mode = os.fstat(target).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+            raise PycontainError(f"cannot bind the host's {host} onto {name} in the container: it is not a file "
+                                 "or a device node")
         bind(host, target, False, f"{host} -> /dev/{name}", recursive=False)
     finally:
         os.close(target)

@@ -453,6 +453,22 @@ def test_the_lease_of_a_running_container_survives_gc(upc: Pycontain) -> None:
     assert leases(upc) == held and alive(init_pid(upc, "c"))
 
 
+def test_a_device_is_never_bound_through_a_link_in_the_rootfs(oci: Oci) -> None:
+    """No mknod in a user namespace, so linux.devices are the host's nodes bound in: onto a link the
+    bundle planted there, that bind would land wherever the link points (here a sysctl)."""
+    b = oci.bundle(["true"])
+    _shift(b.rootfs, OCI_BASE)
+    _userns(b.config, OCI_BASE)
+    b.config["mounts"] = [m for m in b.config["mounts"] if not m["destination"].startswith("/dev")]
+    (b.rootfs / "dev").mkdir(exist_ok=True)
+    (b.rootfs / "dev" / "evil").symlink_to("/proc/sys/kernel/core_pattern")
+    b.config["linux"]["devices"] = [{"path": "/dev/evil", "type": "c", "major": 1, "minor": 3}]
+    b.write()
+    before = Path("/proc/sys/kernel/core_pattern").read_text()
+    assert "not a file or a device node" in oci.create_fails(b.path)
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == before
+
+
 def test_podman_runs_a_container_with_a_uid_map_through_pycontain_oci(podman: Podman) -> None:
     """podman --uidmap hands the runtime a bundle with a user namespace and its mappings (and a rootfs it
     made owned by the range): the container is root inside and the range's first uid outside."""
