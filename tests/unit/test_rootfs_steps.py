@@ -9,7 +9,7 @@ import os
 import pytest
 
 from pycontain import mounts, syscalls
-from pycontain.config import BindMount, ResolvedConfig, ContainerConfig
+from pycontain.config import BindMount, ContainerConfig, ResolvedConfig, Security
 from pycontain.errors import PycontainError
 from pycontain.oci import executor
 from pycontain import oci as ocispec
@@ -98,7 +98,10 @@ def make_plan(tmp_path, mounts=(), read_only=False):
     for name in ("hostname", "hosts", "resolv.conf"):
         (etc / name).write_text("x\n")
         files[f"/etc/{name}"] = str(etc / name)
-    cfg = ContainerConfig(image="x", mounts=tuple(mounts), read_only=read_only)
+    # No seccomp filter: compiling one goes through libseccomp at the syscalls seam, which the fake
+    # kernel does not model (test_seccomp_profile.py and the integration tests cover the filter).
+    cfg = ContainerConfig(image="x", mounts=tuple(mounts), read_only=read_only,
+                          security=Security(seccomp="unconfined"))
     res = ResolvedConfig(argv=("sh",), env=(), workdir="/app", user="", hostname="h")
     spec = ocispec.container_spec("c" * 64, cfg, res, cfg.limits, str(storage), ["/l/bottom", "/l/top"], files)
     spec["annotations"]["org.pycontain.overlay"] = "lowerdir=/l/top:/l/bottom,upperdir=/u,workdir=/w"
