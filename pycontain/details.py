@@ -33,6 +33,14 @@ def security_opts(sec: Any) -> list[str]:
     return out
 
 
+def userns_summary(lease: dict[str, Any] | None) -> dict[str, Any]:
+    """The host ids the container's ids map to (--userns=auto), or the host's own."""
+    if not lease:
+        return {"Mode": "host"}
+    return {"Mode": "auto", "UidMap": f"0:{lease['uid']}:{lease['size']}",
+            "GidMap": f"0:{lease['gid']}:{lease['size']}"}
+
+
 def seccomp_summary(sec: Any) -> dict[str, Any]:
     """The filter a container runs under: which profile, and how many rules it has for the container's
     capabilities (the rules the spec's linux.seccomp holds)."""
@@ -88,7 +96,7 @@ def container(rec: state.Record) -> dict[str, Any]:
             "Devices": [{"PathOnHost": d["device"].get("hostPath", ""), "PathInContainer": d["device"]["path"],
                          "CgroupPermissions": d["rule"].get("access", "")} for d in sec.devices],
             "Ulimits": [{"Name": u["type"][7:].lower(), "Soft": u["soft"], "Hard": u["hard"]} for u in sec.ulimits],
-            "Sysctls": dict(sec.sysctls), "UsernsMode": sec.userns or "",
+            "Sysctls": dict(sec.sysctls), "UsernsMode": "auto" if rec.meta().get("userns") else "host",
             "LogConfig": {"Type": "local", "Config": {"max-size": size(cfg.log_max_size, "flag"),
                                                       "max-file": str(cfg.log_max_files)}},
         },
@@ -101,6 +109,7 @@ def container(rec: state.Record) -> dict[str, Any]:
         }},
         "NetworkSettings": bridged.describe(rec.network),
         "Seccomp": seccomp_summary(sec),
+        "UserNamespace": userns_summary(rec.meta().get("userns")),
         "LogPath": rec.log_path,
         "Cgroup": {"Version": cg.version, "Paths": cg.dirs()},
     }

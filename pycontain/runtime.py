@@ -81,6 +81,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
     starting=False is `pycontain create`: the record stays "created" until `start`. A record left
     "starting" with no lock holder belongs to a `run` that was killed, which `gc` may finish off.
     """
+    _check_userns(cfg)
     image = _image_for(Store(paths), cfg)
     cid = os.urandom(32).hex()
     state.ensure_dirs(paths)
@@ -120,6 +121,19 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
     faults.phase("run.created")
     explain.say(f"record {rec.dir} (name {name}); image {image.ref} with {len(image.layers)} layer(s)")
     return rec, lock_fd
+
+
+def _check_userns(cfg: ContainerConfig) -> None:
+    """What a user namespace of its own (--userns=auto, or the config's default) cannot be combined
+    with, refused before anything is made, as Docker refuses it under userns-remap."""
+    if userns.mode(cfg.security.userns) != "auto":
+        return
+    if cfg.security.privileged:
+        raise UsageError("--privileged needs the host's user ids: add --userns=host (in a user namespace of its "
+                         "own the container's root has no power over the host, so nothing privileged would work)")
+    if cfg.runtime:
+        raise UsageError("--userns=auto needs pycontain's own executor (it idmaps the image layers); with "
+                         "--runtime add --userns=host")
 
 
 def _image_for(store: Store, cfg: ContainerConfig) -> Any:
