@@ -307,6 +307,21 @@ def test_userns_host_is_the_host_root_and_the_config_file_sets_the_default(
     assert_pycontain_error(upc("run", "--rm", "busybox", "true"))
 
 
+def test_privileged_and_another_runtime_are_refused_with_a_user_namespace(upc: Pycontain) -> None:
+    for extra in (["--privileged"], ["--runtime", "runc"]):
+        res = upc("run", "--rm", "--userns=auto", *extra, "busybox", "true")
+        assert_pycontain_error(res)
+        assert "--userns=host" in res.stderr, res.stderr
+        assert leases(upc) == [], "a refused run took a range"
+    # the control: the same flags with the host's ids are fine
+    upc.ok("run", "--rm", "--userns=host", "--privileged", "busybox", "true")
+    upc.ok("run", "-d", "--name", "shown", "--userns=auto", "busybox", "sleep", "300")
+    shown = json.loads(upc.ok("inspect", "shown").stdout)[0]
+    assert shown["HostConfig"]["UsernsMode"] == "auto"
+    base = host_ids(init_pid(upc, "shown"))[0]
+    assert shown["UserNamespace"]["UidMap"] == f"0:{base}:65536", shown["UserNamespace"]
+
+
 # ---------------------------------------------------------------- cgroups and networking
 
 def test_cgroup_limits_still_apply(upc: Pycontain) -> None:
