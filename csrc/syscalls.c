@@ -12,6 +12,7 @@
 #include <linux/filter.h>
 #include <linux/bpf.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <seccomp.h> /* types and constants only: the library itself is dlopen'ed (pc_scmp_open) */
 #include "syscalls.h"
 
@@ -76,6 +77,14 @@ int pc_mount_setattr(int dirfd, const char *path, unsigned int flags, unsigned l
 {
     struct pc_mount_attr attr = { attr_set, attr_clr, propagation, 0 };
     return (int)syscall(SYS_mount_setattr, dirfd, path, flags, &attr, sizeof attr);
+}
+
+long pc_fstatfs_type(int fd)
+{
+    struct statfs st;
+    if (fstatfs(fd, &st) < 0)
+        return -1;
+    return (long)st.f_type;
 }
 
 long pc_join_session_keyring(const char *name)

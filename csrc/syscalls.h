@@ -27,6 +27,8 @@ int pc_move_mount(int from_dirfd, const char *from_path, int to_dirfd, const cha
                   unsigned int flags);
 int pc_mount_setattr(int dirfd, const char *path, unsigned int flags, unsigned long long attr_set,
                      unsigned long long attr_clr, unsigned long long propagation);
+/* fstatfs(2)'s f_type (the filesystem's magic number) of an open descriptor; -1 and errno on failure. */
+long pc_fstatfs_type(int fd);
 /* keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring (name NULL: anonymous). */
 long pc_join_session_keyring(const char *name);
 /* prctl(2) with one argument (PR_SET_DUMPABLE, PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS). */

@@ -295,6 +295,42 @@ def reopen(root_fd: int, path: str, fd: int) -> int:
     return syscalls.openat2(root_fd, path, PATH_FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW, IN_ROOT, what=path)
 
 
+def _write_sysctls(root_fd: int, values: list[tuple[str, str]]) -> None:
+    """linux.sysctl, written through the container's own procfs: this process is already in the
+    container's network and IPC namespaces, which is what /proc/sys/net and /proc/sys/kernel/shm* show
+    and set. Only procfs itself is written (CVE-2025-52881): the /proc mount must be a procfs, and each
+    file is reached without crossing a mount (RESOLVE_NO_XDEV), so a bind mount over /proc/sys/... (a
+    `-v hostfile:/proc/sys/net/ipv4/ip_forward`, or a bundle's mount) makes the write fail, never lands
+    in the bound file; each opened file is checked to be procfs's as well."""
+    try:
+        proc = syscalls.openat2(root_fd, "proc", PATH_FLAGS | os.O_DIRECTORY | os.O_NOFOLLOW, IN_ROOT, what="/proc")
+    except OSError as e:
+        raise PycontainError(f"linux.sysctl needs the container's /proc: {e.strerror}") from None
+    try:
+        if syscalls.fstatfs_type(proc, "/proc") != syscalls.PROC_SUPER_MAGIC:
+            raise PycontainError("linux.sysctl: the container's /proc is not a procfs; refusing to write sysctls")
+        beneath = syscalls.RESOLVE_NO_XDEV | syscalls.RESOLVE_NO_SYMLINKS | syscalls.RESOLVE_NO_MAGICLINKS \
+            | syscalls.RESOLVE_BENEATH
+        for path, value in values:
+            inside = path.removeprefix("proc/")
+            try:
+                fd = syscalls.openat2(proc, inside, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, beneath, what=path)
+            except OSError as e:
+                if e.errno == errno.EXDEV:
+                    raise PycontainError(f"linux.sysctl: /{path} has something mounted over it; refusing to write "
+                                         "the sysctl through a mount that is not procfs") from None
+                raise
+            try:
+                if syscalls.fstatfs_type(fd, path) != syscalls.PROC_SUPER_MAGIC:
+                    raise PycontainError(f"linux.sysctl: /{path} is not procfs's; refusing to write it")
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+            explain.say(f"write {value} > /{path}: a sysctl of the container's own namespace (checked: procfs)")
+    finally:
+        os.close(proc)
+
+
 def setup_rootfs(plan: RootfsPlan) -> None:
     """Build the root filesystem from the spec's mounts and pivot into it. Runs in the child, in its
     own mount namespace."""
@@ -346,15 +382,8 @@ def setup_rootfs(plan: RootfsPlan) -> None:
             os.close(open_in_root(root_fd, plan.cwd, "dir"))
         except OSError:
             pass  # a read-only root: the working directory is checked again (and reported) before exec
-        for path, value in plan.sysctl:
-            # The container's own procfs, opened by this process: it is already in the container's network
-            # and IPC namespaces, which is what /proc/sys/net and /proc/sys/kernel/shm* show and set.
-            fd = syscalls.openat2(root_fd, path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, IN_ROOT, what=path)
-            try:
-                os.write(fd, value.encode())
-            finally:
-                os.close(fd)
-            explain.say(f"write {value} > /{path}: a sysctl of the container's own namespace")
+        if plan.sysctl:
+            _write_sysctls(root_fd, plan.sysctl)
         if plan.before_pivot is not None:
             plan.before_pivot()
     except BaseException:

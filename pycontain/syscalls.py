@@ -51,6 +51,7 @@ AT_FDCWD = -100
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02  # refuse /proc/PID/{fd,cwd,root,exe}-style links
 RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08  # dirfd is a wall: no absolute path, no ".." above it
 RESOLVE_IN_ROOT = 0x10  # treat dirfd as "/": absolute links and ".." cannot climb out of it
 
 # <linux/mount.h>: the new mount API.
@@ -154,6 +155,14 @@ def mknod(path: str, mode: int, major: int, minor: int) -> None:
 def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0, what: str | None = None) -> int:
     """openat2(2): open `path` under `dirfd` with the `resolve` restrictions; returns the fd."""
     return _check(_lib().pc_openat2(dirfd, path.encode(), flags, mode, resolve), f"open {what or path}")
+
+
+PROC_SUPER_MAGIC = 0x9FA0  # <linux/magic.h>
+
+
+def fstatfs_type(fd: int, what: str) -> int:
+    """fstatfs(2)'s f_type of an open descriptor: which kind of filesystem it is on (PROC_SUPER_MAGIC...)."""
+    return _check(_lib().pc_fstatfs_type(fd), f"fstatfs({what})")
 
 
 def open_tree(dirfd: int, path: str, flags: int, what: str) -> int:
