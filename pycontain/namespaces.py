@@ -312,13 +312,18 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
         syscalls.set_pdeathsig(SIGKILL)  # changing uid cleared it
         if _parent_gone(go_r):
             os._exit(125)
-    status_arg = str(status_w)
+    # As runc does: a missing program fails here, with 127 or 126 on the status pipe (and for an OCI
+    # container, `create`, not `start`). The helper is then given no status pipe ("-"): the pipe is
+    # close-on-exec, so it closes at the execve below, while this process is still not dumpable.
+    # Handing it to the helper (which is dumpable once exec'd) let a container process take the pipe
+    # through /proc/HELPER/fd/N, hold it (an `exec` that never returns) and write a forged status
+    # into it (CVE-2016-9962 class). A program removed between this check and the helper's execve
+    # still fails with 127/126, said on stderr.
+    _check_program(proc.argv[0], env)
     if proc.exec_fifo is not None:
-        _check_program(proc.argv[0], env)  # as runc does: a missing program fails `create`, not `start`
         os.write(status_w, READY)
         os.close(status_w)
         proc.status_w = -1
-        status_arg = "-"
         # Blocks until `pycontain-oci start` opens the FIFO for reading; the byte tells it we are past it.
         fifo = os.open(f"/proc/self/fd/{proc.exec_fifo}", os.O_WRONLY | os.O_CLOEXEC)
         os.write(fifo, b"0")
@@ -347,12 +352,8 @@ def _finish_and_exec(go_r: int, status_w: int, helper: int, proc: Process) -> No
         _install_seccomp(proc)  # the last step before execve: it filters the container's program only
     explain.say(f"execveat(sealed memfd of pycontain-exec) -> execve({proc.argv[0]}): the container's program "
                 "replaces pycontain's child, and no host binary is ever its /proc/self/exe")
-    # The helper reports a failed execve of the program (127 not found, 126 not executable) on the
-    # status pipe itself, so the pipe stays open across this first exec and closes on the second.
-    if proc.status_w >= 0:
-        os.set_inheritable(status_w, True)
     try:
-        os.execve(helper, ["pycontain-exec", HELPER_MAGIC, status_arg, *proc.argv],
+        os.execve(helper, ["pycontain-exec", HELPER_MAGIC, "-", *proc.argv],
                   dict(e.split("=", 1) for e in env if "=" in e))
     except OSError as e:
         raise PycontainError(f"cannot start pycontain's exec helper: {e.strerror}") from None
