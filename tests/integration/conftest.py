@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import leaks
@@ -96,6 +97,39 @@ def assert_leak_free(leak_snapshot: Path, tmp_path_factory: pytest.TempPathFacto
         assert not found, "pycontain left host objects behind:\n" + "\n".join(found)
 
     return check
+
+
+# ---------------------------------------------------------------- pycontain-oci bundles
+
+@pytest.fixture(scope="session")
+def rootfs_source(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The busybox rootfs, extracted once; each bundle gets its own copy of it. This process becomes a
+    subreaper: a container's init outlives `create` and is then adopted here, as by conmon."""
+    from oci_support import become_subreaper
+
+    become_subreaper()
+    root = tmp_path_factory.mktemp("oci-rootfs") / "rootfs"
+    root.mkdir()
+    subprocess.run(["tar", "-xzf", str(busybox_tarball), "-C", str(root)], check=True, timeout=COMMAND_TIMEOUT)
+    return root
+
+
+@pytest.fixture
+def oci(tmp_path: Path, rootfs_source: Path, leak_snapshot: Path,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """pycontain-oci with this test's own --root; afterwards nothing of the test's may remain."""
+    from oci_support import Oci, own_leaks
+
+    o = Oci(tmp_path, rootfs_source)
+    yield o
+    problems = o.cleanup()
+    assert not problems, "the test left container state behind:\n" + "\n".join(problems)
+    # Only this test's cgroups count (cleanup() above checked those by name): a pycontain-oci test run
+    # elsewhere on the host names its cgroups with the same prefix.
+    mine = tuple("/" + n.strip("/") for n in o.cgroup_names)
+    found = [line for line in own_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
+             if not line.startswith("leaked cgroup: ") or line.endswith(mine)]
+    assert not found, "the test left host objects behind:\n" + "\n".join(found)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from oci_support import BASE_CAPS, Oci, become_subreaper, own_leaks
+from oci_support import BASE_CAPS, Oci
 from support import CGROUP_ROOT, COMMAND_TIMEOUT, Pycontain, assert_pycontain_error, describe
 
 pytestmark = pytest.mark.integration
@@ -187,26 +187,6 @@ def test_v1_the_rules_are_the_containers_devices_list(pc: Pycontain, loop: Loop,
 
 
 # ---------------------------------------------------------------- pycontain-oci
-
-@pytest.fixture(scope="module")
-def rootfs_source(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    become_subreaper()
-    root = tmp_path_factory.mktemp("devices-rootfs") / "rootfs"
-    root.mkdir()
-    subprocess.run(["tar", "-xzf", str(busybox_tarball), "-C", str(root)], check=True, timeout=COMMAND_TIMEOUT)
-    return root
-
-
-@pytest.fixture
-def oci(tmp_path: Path, rootfs_source: Path, leak_snapshot: Path,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oci]:
-    o = Oci(tmp_path, rootfs_source)
-    yield o
-    problems = o.cleanup()
-    assert not problems, "the test left container state behind:\n" + "\n".join(problems)
-    found = own_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
-    assert not found, "the test left host objects behind:\n" + "\n".join(found)
-
 
 def _bundle_with_mknod(oci: Oci, script: str, rules: list[dict[str, object]]) -> tuple[int, str]:
     b = oci.bundle(["sh", "-c", script])

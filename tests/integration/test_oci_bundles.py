@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +29,10 @@ from oci_support import (  # noqa: E402 - after the registration above
     Bundle,
     ConsoleSocket,
     Oci,
-    become_subreaper,
     cap_mask,
     cgroup_dirs,
     error_line,
     new_id,
-    own_leaks,
     read_all,
     wait_exit,
 )
@@ -45,28 +42,6 @@ pytestmark = pytest.mark.integration
 # The container runs until the test creates /go in its rootfs (the bundle's rootfs is the container's /).
 WAIT_FOR_GO = "while [ ! -e /go ]; do sleep 0.1; done"
 MIB = 1 << 20
-
-
-@pytest.fixture(scope="session")
-def rootfs_source(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The busybox rootfs, extracted once; each bundle gets its own copy of it."""
-    become_subreaper()
-    root = tmp_path_factory.mktemp("oci-rootfs") / "rootfs"
-    root.mkdir()
-    subprocess.run(["tar", "-xzf", str(busybox_tarball), "-C", str(root)], check=True, timeout=COMMAND_TIMEOUT)
-    return root
-
-
-@pytest.fixture
-def oci(tmp_path: Path, rootfs_source: Path, leak_snapshot: Path,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oci]:
-    """pycontain-oci with this test's own --root; afterwards nothing of the test's may remain."""
-    o = Oci(tmp_path, rootfs_source)
-    yield o
-    problems = o.cleanup()
-    assert not problems, "the test left container state behind:\n" + "\n".join(problems)
-    found = own_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
-    assert not found, "the test left host objects behind:\n" + "\n".join(found)
 
 
 def proc_fields(output: str) -> dict[str, str]:

@@ -19,7 +19,6 @@ import errno
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from support import COMMAND_TIMEOUT, Pycontain, describe
 
 pytest.register_assert_rewrite("oci_support")
 
-from oci_support import Bundle, Oci, become_subreaper, own_leaks  # noqa: E402
+from oci_support import Bundle, Oci  # noqa: E402
 
 from pycontain import syscalls  # noqa: E402
 from pycontain.oci import DEFAULT_CAPS, profile, seccomp  # noqa: E402
@@ -275,35 +274,11 @@ def test_the_filter_itself_on_the_host(probe: Path) -> None:
 # ---------------------------------------------------------------- pycontain-oci bundles
 
 @pytest.fixture(scope="session")
-def busybox_rootfs(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    become_subreaper()  # a container's init outlives `create`: this process reaps it
-    root = tmp_path_factory.mktemp("seccomp-busybox") / "rootfs"
-    root.mkdir()
-    subprocess.run(["tar", "-xzf", str(busybox_tarball), "-C", str(root)], check=True, timeout=COMMAND_TIMEOUT)
-    return root
-
-
-@pytest.fixture(scope="session")
 def alpine_rootfs(alpine_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("seccomp-alpine") / "rootfs"
     root.mkdir()
     subprocess.run(["tar", "-xzf", str(alpine_tarball), "-C", str(root)], check=True, timeout=COMMAND_TIMEOUT)
     return root
-
-
-@pytest.fixture
-def oci(tmp_path: Path, busybox_rootfs: Path, leak_snapshot: Path,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oci]:
-    o = Oci(tmp_path, busybox_rootfs)
-    yield o
-    problems = o.cleanup()
-    assert not problems, "the test left container state behind:\n" + "\n".join(problems)
-    # Other sessions' pycontain-oci tests name their cgroups with the same prefix: only this test's count
-    # (cleanup() above checked those by name).
-    mine = tuple("/" + n.strip("/") for n in o.cgroup_names)
-    found = [line for line in own_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
-             if not line.startswith("leaked cgroup: ") or line.endswith(mine)]
-    assert not found, "the test left host objects behind:\n" + "\n".join(found)
 
 
 def filtered_bundle(oci: Oci, args: list[str], caps: list[str] | None = None, seccomp_obj: Any = "default",

@@ -27,7 +27,7 @@ from support import COMMAND_TIMEOUT, Pycontain, alive, assert_pycontain_error, d
 pytest.register_assert_rewrite("oci_support", "engines")
 
 from engines import PODMAN_IMAGE, Podman  # noqa: E402
-from oci_support import Oci, become_subreaper, own_leaks  # noqa: E402
+from oci_support import Oci  # noqa: E402
 
 pytest_plugins = ["engines"]  # the podman fixture
 
@@ -372,26 +372,6 @@ def test_a_bridge_network_serves_from_a_user_namespace(npc: NetPycontain) -> Non
 
 
 # ---------------------------------------------------------------- pycontain-oci
-
-@pytest.fixture(scope="module")
-def rootfs_source(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    become_subreaper()
-    root = tmp_path_factory.mktemp("userns-rootfs") / "rootfs"
-    root.mkdir()
-    subprocess.run(["tar", "-xzf", str(busybox_tarball), "-C", str(root)], check=True, timeout=COMMAND_TIMEOUT)
-    return root
-
-
-@pytest.fixture
-def oci(tmp_path: Path, rootfs_source: Path, leak_snapshot: Path,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oci]:
-    o = Oci(tmp_path, rootfs_source)
-    yield o
-    problems = o.cleanup()
-    assert not problems, "\n".join(problems)
-    found = own_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
-    assert not found, "\n".join(found)
-
 
 OCI_BASE = 3_000_000_000  # a range nobody on this machine uses: the bundle's writer picks it, not pycontain
 

@@ -20,7 +20,7 @@ from support import PYCONTAIN, Pycontain, describe, wait_for
 pytest.register_assert_rewrite("oci_support")
 
 import leaks  # noqa: E402
-from oci_support import PYTEST_BASETEMP, Oci, become_subreaper, own_leaks  # noqa: E402 - after the registration above
+from oci_support import PYTEST_BASETEMP  # noqa: E402 - after the registration above
 
 PROBE_DIR = "/probe"
 REPO = Path(__file__).resolve().parents[2]
@@ -133,27 +133,3 @@ def no_leaks(pc: Pycontain, leak_snapshot: Path, tmp_path_factory: pytest.TempPa
 
 
 # ---------------------------------------------------------------- pycontain-oci
-
-@pytest.fixture(scope="session")
-def rootfs_source(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The busybox rootfs, extracted once; each bundle gets its own copy. This process becomes a child
-    subreaper (a container's init outlives `create` and is then adopted here, as by conmon)."""
-    import subprocess
-
-    become_subreaper()
-    root = tmp_path_factory.mktemp("oci-rootfs") / "rootfs"
-    root.mkdir()
-    subprocess.run(["tar", "-xzf", str(busybox_tarball), "-C", str(root)], check=True, timeout=60)
-    return root
-
-
-@pytest.fixture
-def oci(tmp_path: Path, rootfs_source: Path, leak_snapshot: Path,
-        tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oci]:
-    """pycontain-oci with this test's own --root; afterwards nothing of the test's may remain."""
-    o = Oci(tmp_path, rootfs_source)
-    yield o
-    problems = o.cleanup()
-    assert not problems, "the test left container state behind:\n" + "\n".join(problems)
-    found = own_leaks(leak_snapshot, tmp_path_factory.getbasetemp())
-    assert not found, "the test left host objects behind:\n" + "\n".join(found)

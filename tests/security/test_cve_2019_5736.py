@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from attacks import derived_image, entry, probes  # noqa: F401 - the probes fixture
 from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
-from cvesupport import file_id, oci, rootfs_source, runtime_binaries, watch_execs, watch_lines  # noqa: F401
+from cvesupport import file_id, runtime_binaries, watch_execs, watch_lines
 from oci_support import Bundle, Oci
 from support import Pycontain, describe
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from attacks import probes  # noqa: F401 - the probes fixture
 from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
-from cvesupport import oci, rootfs_source, status_fields  # noqa: F401
+from cvesupport import status_fields
 from oci_support import BASE_CAPS, Oci
 from support import Pycontain, describe, proc_status
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from attacks import probes  # noqa: F401 - the probes fixture
 from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
-from cvesupport import PROBE_DIR, oci, probe_results, probe_volume, rootfs_source  # noqa: F401
+from cvesupport import PROBE_DIR, probe_results, probe_volume
 from oci_support import OCI, Container, Oci, new_id
 from support import COMMAND_TIMEOUT, Pycontain, assert_pycontain_error, describe, read_until, wait_exit
 

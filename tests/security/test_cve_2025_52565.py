@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
-from cvesupport import oci, rootfs_source  # noqa: F401
 from oci_support import Bundle, ConsoleSocket, Oci, error_line, new_id, read_all
 from support import Pycontain, read_until, wait_exit
 

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
-from cvesupport import oci, rootfs_source  # noqa: F401
 from oci_support import Oci, new_id
 from support import Pycontain, describe
 
