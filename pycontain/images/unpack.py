@@ -88,6 +88,12 @@ class LayerWriter:
         self.entries += 1
         if self.entries > self.max_entries:
             raise ImageError(f"layer has more than {self.max_entries} entries; refusing it as a decompression bomb")
+        # Every entry's declared data counts, before any of it is read, not only the files written: tarfile
+        # reads past what is not written in 10 kB reads, and a 200-byte layer whose whiteout declared 2**40
+        # bytes, then ended, kept it reading nothing for minutes.
+        self.written += m.size
+        if self.written > self.max_bytes:
+            raise ImageError(f"layer unpacks to more than {self.max_bytes >> 20} MiB; refusing it as a bomb")
         try:
             self._add(tf, m)
         except OSError as e:
@@ -110,9 +116,6 @@ class LayerWriter:
             self.dirs.append((target, m))
             return
         if m.isreg():
-            self.written += m.size
-            if self.written > self.max_bytes:
-                raise ImageError(f"layer unpacks to more than {self.max_bytes >> 20} MiB; refusing it as a bomb")
             src = tf.extractfile(m)
             assert src is not None
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
