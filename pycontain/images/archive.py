@@ -173,7 +173,8 @@ def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd:
             or not isinstance(entry.get("Layers"), list):
         raise ImageError(f"manifest.json in {what} has an entry without Config or Layers")
     config_bytes, config = _read_json(tf, entry["Config"], f"archive {what}")
-    diff_ids = config.get("rootfs", {}).get("diff_ids", []) if isinstance(config, dict) else None
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = rootfs.get("diff_ids", []) if isinstance(rootfs, dict) else None
     if not isinstance(diff_ids, list) or len(diff_ids) != len(entry["Layers"]):
         raise ImageError(f"the config of an image in {what} lists {len(diff_ids or [])} layers, its manifest "
                          f"{len(entry['Layers'])}; the archive is damaged")

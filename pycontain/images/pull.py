@@ -72,8 +72,11 @@ def choose_platform(index: dict[str, Any], wanted: tuple[str, str, str], name: s
         raise RegistryError(f"the manifest list of {name} has no manifests")
     candidates, seen = [], []
     for entry in entries:
-        p = entry.get("platform") or {} if isinstance(entry, dict) else {}
-        os_, arch, variant = p.get("os", ""), p.get("architecture", ""), p.get("variant", "")
+        p = entry.get("platform") if isinstance(entry, dict) else None
+        p = p if isinstance(p, dict) else {}
+        # Untrusted: anything that is not a string names no platform.
+        os_, arch, variant = (v if isinstance(v, str) else "" for v in (p.get("os"), p.get("architecture"),
+                                                                        p.get("variant")))
         if os_ == "unknown":
             continue  # build attestations, not runnable images
         seen.append("/".join(x for x in (os_, arch, variant) if x))
@@ -85,7 +88,7 @@ def choose_platform(index: dict[str, Any], wanted: tuple[str, str, str], name: s
                          "choose one with --platform")
     # Without a requested variant prefer the host's usual one (arm64 -> v8), then the first listed.
     host_variant = _MACHINES.get(_machine(), ("", ""))[1]
-    candidates.sort(key=lambda e: (e.get("platform") or {}).get("variant", "") not in ("", host_variant))
+    candidates.sort(key=lambda e: e["platform"].get("variant", "") not in ("", host_variant))
     return dict(candidates[0])
 
 
@@ -158,13 +161,15 @@ class Puller:
             raise RegistryError(f"the manifest of {ref.familiar} lists no layers")
         layers = [_check_descriptor(d, f"layer {i} of {ref.familiar}") for i, d in enumerate(layers)]
         for d in layers:
-            if d.get("mediaType") and d["mediaType"] not in LAYER_TYPES:
-                raise ImageError(f"{ref.familiar} has a layer of unsupported type {d['mediaType']}")
+            kind = d.get("mediaType")
+            if kind and (not isinstance(kind, str) or kind not in LAYER_TYPES):
+                raise ImageError(f"{ref.familiar} has a layer of unsupported type {kind!r}")
         budget = Budget(self.store.root, f"image {ref.familiar}")
         gc_fd = self.store.lock("gc", shared=True)
         try:
             config = self._config(client, image_id, ref, budget)
-            diff_ids = config.get("rootfs", {}).get("diff_ids")
+            rootfs = config.get("rootfs")
+            diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
             if not isinstance(diff_ids, list) or len(diff_ids) != len(layers) \
                     or not all(isinstance(d, str) and reference.is_digest(d) for d in diff_ids):
                 raise ImageError(f"the config of {ref.familiar} lists {len(diff_ids or [])} layer digests for "
@@ -204,7 +209,7 @@ class Puller:
                                 f"the registry announced ({header_digest[:19]}); refusing it")
         top_digest = digest
         doc = _json(data, f"the manifest of {ref.familiar}")
-        media_type = doc.get("mediaType") or media_type
+        media_type = _media_type(doc, media_type)
         if media_type in registry.INDEX_TYPES or (not media_type and "manifests" in doc):
             entry = choose_platform(doc, self.platform, ref.familiar)
             child = _check_descriptor(entry, f"the manifest list of {ref.familiar}")["digest"]
@@ -213,9 +218,9 @@ class Puller:
                 raise RegistryError(f"registry {ref.domain} sent a manifest for {child[:19]} with other content; "
                                     "refusing it")
             doc = _json(data, f"the manifest of {ref.familiar}")
-            media_type = doc.get("mediaType") or media_type
+            media_type = _media_type(doc, media_type)
         if doc.get("schemaVersion") != 2 or (media_type and media_type not in registry.MANIFEST_TYPES):
-            kind = media_type or f"schema {doc.get('schemaVersion')}"
+            kind = repr(media_type) if media_type else f"schema {doc.get('schemaVersion')!r}"
             raise ImageError(f"{ref.familiar} uses manifest type {kind}, which pycontain does not support "
                              "(Docker schema 2 and OCI are)")
         return top_digest, doc, data
@@ -278,6 +283,12 @@ class Puller:
             raise
         finally:
             os.close(lock_fd)
+
+
+def _media_type(doc: dict[str, Any], header: str) -> str:
+    """The document's own mediaType, else the Content-Type it came with; untrusted, so only a string."""
+    own = doc.get("mediaType")
+    return own if isinstance(own, str) and own else header
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:

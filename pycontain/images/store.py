@@ -627,7 +627,9 @@ def _zstd_command(src: Reader) -> tuple[Reader, Any]:
     if exe is None:
         raise ImageError("this image has zstd-compressed layers: install the `zstd` package "
                          "(apt-get install zstd) or the zstandard Python package, then pull again")
-    proc = subprocess.Popen([exe, "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    # Its own complaint about a bad stream would be a second line on the user's terminal: the error
+    # pycontain raises (_finish_zstd, or the tar reader's) is the one line that says it.
+    proc = subprocess.Popen([exe, "-dcq"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
 
     def feed() -> None:
         assert proc.stdin is not None
