@@ -22,7 +22,7 @@ from pycontain import faults, jsonfast
 from pycontain.errors import ImageError, UsageError
 from pycontain.images import reference
 from pycontain.images.budget import Budget, OverBudget
-from pycontain.images.store import Store, decompressor
+from pycontain.images.store import Store, check_config, decompressor
 from pycontain.safefile import write_atomically
 from pycontain.state import Paths
 
@@ -173,6 +173,8 @@ def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd:
             or not isinstance(entry.get("Layers"), list):
         raise ImageError(f"manifest.json in {what} has an entry without Config or Layers")
     config_bytes, config = _read_json(tf, entry["Config"], f"archive {what}")
+    if isinstance(config, dict):
+        check_config(config, f"an image in {what}")
     rootfs = config.get("rootfs") if isinstance(config, dict) else None
     diff_ids = rootfs.get("diff_ids", []) if isinstance(rootfs, dict) else None
     if not isinstance(diff_ids, list) or len(diff_ids) != len(entry["Layers"]):

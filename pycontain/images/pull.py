@@ -23,7 +23,7 @@ from pycontain.errors import ImageError, RegistryError, UsageError
 from pycontain.images import reference, registry
 from pycontain.images.budget import Budget, OverBudget
 from pycontain.images.progress import Progress
-from pycontain.images.store import Image, Store, sha256
+from pycontain.images.store import Image, Store, check_config, sha256
 from pycontain.state import Paths
 
 TYPE_CHECKING = False
@@ -168,6 +168,7 @@ class Puller:
         gc_fd = self.store.lock("gc", shared=True)
         try:
             config = self._config(client, image_id, ref, budget)
+            check_config(config, ref.familiar)
             rootfs = config.get("rootfs")
             diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
             if not isinstance(diff_ids, list) or len(diff_ids) != len(layers) \

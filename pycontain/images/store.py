@@ -571,6 +571,24 @@ class Store:
         return removed
 
 
+def check_config(config: dict[str, Any], what: str) -> None:
+    """The parts of an untrusted image config that `run` reads (config.with_image_defaults): each of the
+    wrong type is refused here, as the image enters the store (pull, load), in one ImageError, rather than
+    failing every `run` of it later."""
+    section = config.get("config")
+    if section is None:
+        return
+    if not isinstance(section, dict):
+        raise ImageError(f"the config of {what} is broken: its `config` is not an object")
+    for key in ("Entrypoint", "Cmd", "Env"):
+        value = section.get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise ImageError(f"the config of {what} is broken: config.{key} is not a list of strings")
+    for key in ("WorkingDir", "User"):
+        if section.get(key) is not None and not isinstance(section[key], str):
+            raise ImageError(f"the config of {what} is broken: config.{key} is not a string")
+
+
 def sha256(data: bytes) -> str:
     """"sha256:<hex>" of a small document (manifest, config). CPython's built-in sha256 module: hashlib
     first loads OpenSSL (~10 ms here), which pays off only for layers (add_layer uses hashlib)."""

@@ -27,6 +27,7 @@ from fuzz_support import JSON, count, fuzz, one_line
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pycontain.config import ContainerConfig
 from pycontain.errors import PycontainError
 from pycontain.images import auth, pull, registry
 from pycontain.images.progress import Progress
@@ -170,6 +171,9 @@ def test_pull_of_damaged_documents(base: Path, fake: FakeRegistry) -> None:
     try:
         with mock.patch.object(registry, "Registry", lambda *a, **k: fake):
             pull.Puller(paths, settings, Progress(quiet=True)).pull("127.0.0.1:5000/fuzz/image:latest")
+        # Pulled: then `run` can read what it needs of the config (or say in one line what is missing).
+        image = Store(paths).resolve("127.0.0.1:5000/fuzz/image:latest")
+        ContainerConfig(image=image.ref).with_image_defaults(image.config, "0123456789ab")
     except PycontainError as e:
         one_line(e)
         assert Store(paths).gc_temp() == [], "a failed pull left temp files"
