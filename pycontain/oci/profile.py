@@ -374,7 +374,7 @@ class _Checker:
                 raise self.fail(where, "must be an object")
             self.uint(arg.get("index"), f"{where}.index", self.sc.MAX_ARGS - 1)
             op = arg.get("op")
-            if op not in self.sc.OPS:
+            if not isinstance(op, str) or op not in self.sc.OPS:  # a list or an object is unhashable
                 raise self.fail(f"{where}.op", f"unknown operator {op!r}" if isinstance(op, str)
                                 else "must be a string naming an operator (SCMP_CMP_...)")
             self.uint(arg.get("value"), f"{where}.value", 2**64 - 1)

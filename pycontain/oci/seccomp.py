@@ -127,7 +127,7 @@ def _args(value: Any, field: str) -> list[tuple[int, int, int, int]]:
             raise field_error(where, "must be an object")
         index = _uint(arg.get("index"), f"{where}.index", MAX_ARGS - 1)
         op = arg.get("op")
-        if op not in OPS:
+        if not isinstance(op, str) or op not in OPS:  # untrusted: a list or an object is unhashable
             raise field_error(f"{where}.op", f"unknown operator {op!r}" if isinstance(op, str)
                         else "must be a string naming an operator (SCMP_CMP_...)")
         a = _uint(arg.get("value"), f"{where}.value", 2**64 - 1)

@@ -9,7 +9,6 @@ under ~60 s on the reference VM. The promise fuzzed everywhere: bad input ends i
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -42,5 +41,28 @@ JSON: st.SearchStrategy[Any] = st.recursive(
 )
 
 
-def json_bytes(value: Any) -> bytes:
-    return json.dumps(value).encode()
+def _spots(node: Any) -> list[tuple[Any, Any]]:
+    """Every (container, key or index) in a JSON document."""
+    if isinstance(node, dict):
+        return [(node, k) for k in node] + [s for v in node.values() for s in _spots(v)]
+    if isinstance(node, list):
+        return [(node, i) for i in range(len(node))] + [s for v in node for s in _spots(v)]
+    return []
+
+
+@st.composite
+def damaged(draw: st.DrawFn, doc: Any) -> Any:
+    """doc with 0-3 random changes: a value replaced by any JSON, a key deleted, a junk key added."""
+    for _ in range(draw(st.integers(0, 3))):
+        spots = _spots(doc)
+        if not spots:
+            return draw(JSON)
+        parent, key = draw(st.sampled_from(spots))
+        action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
+        if action == "replace":
+            parent[key] = draw(JSON)
+        elif action == "delete":
+            del parent[key]
+        elif isinstance(parent, dict):
+            parent[draw(st.text(max_size=6))] = draw(JSON)
+    return doc

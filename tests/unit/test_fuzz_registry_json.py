@@ -23,7 +23,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from fuzz_support import JSON, count, fuzz, one_line
+from fuzz_support import JSON, count, damaged, fuzz, one_line
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -52,33 +52,6 @@ def tiny_layer(content: bytes) -> tuple[bytes, str]:
         info.size = len(content)
         tf.addfile(info, io.BytesIO(content))
     return gzip.compress(buf.getvalue(), mtime=0), sha(buf.getvalue())
-
-
-def _spots(node: Any) -> list[tuple[Any, Any]]:
-    """Every (container, key or index) in a JSON document."""
-    if isinstance(node, dict):
-        return [(node, k) for k in node] + [s for v in node.values() for s in _spots(v)]
-    if isinstance(node, list):
-        return [(node, i) for i in range(len(node))] + [s for v in node for s in _spots(v)]
-    return []
-
-
-@st.composite
-def damaged(draw: st.DrawFn, doc: Any) -> Any:
-    """doc with 0-3 random changes: a value replaced by any JSON, a key deleted, a junk key added."""
-    for _ in range(draw(st.integers(0, 3))):
-        spots = _spots(doc)
-        if not spots:
-            return draw(JSON)
-        parent, key = draw(st.sampled_from(spots))
-        action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
-        if action == "replace":
-            parent[key] = draw(JSON)
-        elif action == "delete":
-            del parent[key]
-        elif isinstance(parent, dict):
-            parent[draw(st.text(max_size=6))] = draw(JSON)
-    return doc
 
 
 class Blob:
