@@ -353,7 +353,7 @@ class _Checker:
             where = f"{field}.{errno_key}" if field else errno_key
             if name not in self.sc.WITH_ERRNO:
                 raise self.fail(where, f"only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take one, not {name}")
-            self.uint(errno_ret, where, 0xFFFF)
+            self.uint(errno_ret, where, self.sc.ERRNO_MAX if name == "SCMP_ACT_ERRNO" else 0xFFFF)
 
     def condition(self, value: Any, field: str) -> None:
         cond = self.obj(value, field)

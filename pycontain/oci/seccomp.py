@@ -42,6 +42,7 @@ ACTIONS = {
 }
 WITH_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")  # the actions errnoRet applies to (spec: others fail)
 EPERM = 1  # the spec's default errnoRet
+ERRNO_MAX = 4094  # libseccomp refuses SCMP_ACT_ERRNO(n) for n >= MAX_ERRNO (4095); TRACE takes all 16 bits
 # libseccomp's enum scmp_compare (also asserted in csrc/syscalls.c).
 OPS = {
     "SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
@@ -100,7 +101,7 @@ def _action(obj: dict[str, Any], field: str, action_key: str, errno_key: str) ->
         return ACTIONS[name] | (EPERM if name in WITH_ERRNO else 0)
     if name not in WITH_ERRNO:
         raise field_error(f"{field}.{errno_key}", f"only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take one, not {name}")
-    return ACTIONS[name] | _uint(errno_ret, f"{field}.{errno_key}", 0xFFFF)
+    return ACTIONS[name] | _uint(errno_ret, f"{field}.{errno_key}", ERRNO_MAX if name == "SCMP_ACT_ERRNO" else 0xFFFF)
 
 
 def _uint(value: Any, field: str, high: int) -> int:

@@ -219,7 +219,7 @@ def check_process(process: Any, field: str) -> dict[str, Any]:
                 raise field_error(f"{field}.capabilities.{kind}", f"unknown capability {name!r}")
     for i, rl in enumerate(array(process.get("rlimits"), f"{field}.rlimits")):
         rl = _obj(rl, f"{field}.rlimits[{i}]")
-        if rl.get("type") not in RLIMITS:
+        if not isinstance(rl.get("type"), str) or rl["type"] not in RLIMITS:  # a list would be unhashable
             raise field_error(f"{field}.rlimits[{i}].type", f"unknown rlimit {rl.get('type')!r}")
         for key in ("hard", "soft"):
             _int(rl.get(key), f"{field}.rlimits[{i}].{key}", 0, 2**64 - 1)

@@ -9,6 +9,7 @@ under ~60 s on the reference VM. The promise fuzzed everywhere: bad input ends i
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -41,6 +42,10 @@ JSON: st.SearchStrategy[Any] = st.recursive(
 )
 
 
+# The values that most often break a reader expecting another type: empty containers, null, the edges.
+CONFUSIONS: list[Any] = [[], {}, None, "", 0, -1, 2**64, True, "x", [[]], {"": {}}, 1.5]
+
+
 def _spots(node: Any) -> list[tuple[Any, Any]]:
     """Every (container, key or index) in a JSON document."""
     if isinstance(node, dict):
@@ -60,7 +65,8 @@ def damaged(draw: st.DrawFn, doc: Any) -> Any:
         parent, key = draw(st.sampled_from(spots))
         action = draw(st.sampled_from(["replace", "replace", "delete", "add"]))
         if action == "replace":
-            parent[key] = draw(JSON)
+            # A copy: a later change to the document must never reach the shared CONFUSIONS values.
+            parent[key] = copy.deepcopy(draw(st.one_of(st.sampled_from(CONFUSIONS), JSON)))
         elif action == "delete":
             del parent[key]
         elif isinstance(parent, dict):
