@@ -220,8 +220,10 @@ def start_detached(rec: Record, lock_fd: int) -> None:
                 code = 0
             except BaseException as e:  # noqa: BLE001 - reported to the CLI, which maps it to an exit code
                 code = getattr(e, "exit_code", 125)
+                # An OSError worded as the CLI words its own ("No space left on device: FILE"), not "[Errno 28] ...".
+                text = f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename else e
                 try:
-                    os.write(report_w, f"{code}\t{e}".encode())
+                    os.write(report_w, f"{code}\t{text}".encode())
                 except OSError:
                     pass
             finally:
