@@ -178,7 +178,8 @@ def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd:
     rootfs = config.get("rootfs") if isinstance(config, dict) else None
     diff_ids = rootfs.get("diff_ids", []) if isinstance(rootfs, dict) else None
     if not isinstance(diff_ids, list) or len(diff_ids) != len(entry["Layers"]):
-        raise ImageError(f"the config of an image in {what} lists {len(diff_ids or [])} layers, its manifest "
+        found = len(diff_ids) if isinstance(diff_ids, list) else 0
+        raise ImageError(f"the config of an image in {what} lists {found} layers, its manifest "
                          f"{len(entry['Layers'])}; the archive is damaged")
     tags = entry.get("RepoTags") or []
     budget = Budget(store.root, f"image {tags[0] if tags and isinstance(tags[0], str) else 'in ' + what}")

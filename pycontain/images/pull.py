@@ -173,7 +173,8 @@ class Puller:
             diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
             if not isinstance(diff_ids, list) or len(diff_ids) != len(layers) \
                     or not all(isinstance(d, str) and reference.is_digest(d) for d in diff_ids):
-                raise ImageError(f"the config of {ref.familiar} lists {len(diff_ids or [])} layer digests for "
+                found = len(diff_ids) if isinstance(diff_ids, list) else 0
+                raise ImageError(f"the config of {ref.familiar} lists {found} layer digests for "
                                  f"{len(layers)} layers; the image is broken")
             try:
                 fetched = self._layers(client, layers, diff_ids, budget)
