@@ -28,7 +28,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pycontain.config import ContainerConfig
-from pycontain.errors import PycontainError
+from pycontain.errors import ImageNotFound, PycontainError, RegistryError
 from pycontain.images import auth, pull, registry
 from pycontain.images.progress import Progress
 from pycontain.images.store import Store
@@ -66,7 +66,7 @@ class Blob:
     def body(self, limit: int) -> bytes:
         data = self.f.read(limit + 1)
         if len(data) > limit:
-            raise registry.RegistryError("answered more than expected")
+            raise RegistryError("answered more than expected")
         return data
 
     def readable(self) -> bool:
@@ -82,12 +82,12 @@ class FakeRegistry:
 
     def manifest(self, reference: str) -> tuple[bytes, str, str | None]:
         if reference not in self.manifests:
-            raise registry.ImageNotFound(f"{reference} was not found")
+            raise ImageNotFound(f"{reference} was not found")
         return self.manifests[reference]
 
     def blob(self, digest: str) -> Blob:
         if digest not in self.blobs:
-            raise registry.RegistryError(f"downloading {digest[:19]} failed with HTTP 404")
+            raise RegistryError(f"downloading {digest[:19]} failed with HTTP 404")
         return Blob(self.blobs[digest])
 
 
@@ -112,7 +112,8 @@ def registries(draw: st.DrawFn) -> FakeRegistry:
                                             "size": len(config), "digest": sha(config)},
                                  "layers": layers}))
     manifest = json.dumps(manifest_doc).encode() if draw(st.integers(0, 9)) else draw(st.binary(max_size=20))
-    manifests = {sha(manifest): (manifest, draw(st.sampled_from(MANIFEST_TYPES)), None)}
+    manifests: dict[str, tuple[bytes, str, str | None]] = {
+        sha(manifest): (manifest, draw(st.sampled_from(MANIFEST_TYPES)), None)}
     top = manifest
     if draw(st.booleans()):  # behind a manifest list
         index_doc = draw(damaged({"schemaVersion": 2, "mediaType": MANIFEST_TYPES[3], "manifests": [
