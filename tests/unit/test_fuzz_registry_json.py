@@ -128,8 +128,9 @@ def registries(draw: st.DrawFn) -> FakeRegistry:
 
 
 @pytest.fixture(scope="module")
-def base() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="pycontain-fuzz-pull-"))
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Under pytest's basetemp, never a new entry in /tmp (other sessions' leak checks watch /tmp)."""
+    d = tmp_path_factory.mktemp("fuzz-pull")
     yield d
     shutil.rmtree(d)
 

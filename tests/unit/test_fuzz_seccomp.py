@@ -14,6 +14,7 @@ import os
 import tempfile
 from typing import Any
 
+import pytest
 from fuzz_support import JSON, count, damaged, fuzz, one_line
 from hypothesis import given
 from hypothesis import strategies as st
@@ -114,9 +115,9 @@ def test_spec_seccomp_check_and_compile(value: Any) -> None:
 @fuzz(400)
 @given(st.one_of(st.binary(max_size=80), JSON.map(lambda v: json.dumps(v).encode()),
                  profiles().map(lambda p: json.dumps(p).encode())))
-def test_profile_files(data: bytes) -> None:
+def test_profile_files(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
     count("seccomp: profile files (load)")
-    fd, path = tempfile.mkstemp(suffix=".json")
+    fd, path = tempfile.mkstemp(suffix=".json", dir=tmp_path_factory.getbasetemp())
     try:
         os.write(fd, data)
         os.close(fd)

@@ -97,8 +97,9 @@ ORIGINAL = b"untouched\n"
 
 
 @pytest.fixture(scope="module")
-def base() -> Iterator[Path]:
-    d = Path(tempfile.mkdtemp(prefix="pycontain-fuzz-unpack-"))
+def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Under pytest's basetemp, never a new entry in /tmp (other sessions' leak checks watch /tmp)."""
+    d = tmp_path_factory.mktemp("fuzz-unpack")
     yield d
     _force_rmtree(d)
 
@@ -181,12 +182,12 @@ def test_unpack_never_writes_outside_and_fails_in_one_error(base: Path, layer: b
         _force_rmtree(sandbox)
 
 
-def test_a_whiteout_declaring_2_to_the_40_bytes_is_refused_before_any_is_read() -> None:
+def test_a_whiteout_declaring_2_to_the_40_bytes_is_refused_before_any_is_read(tmp_path: Path) -> None:
     """What the fuzzing found: a 200-byte layer whose whiteout (whose data is never written) declared a
     terabyte, then ended, kept tarfile reading past that terabyte of nothing for ~26 s. Declared data now
     counts against the layer's cap before it is read, whatever the entry."""
     info = tarfile.TarInfo(".wh..wh..opq")
     info.size = 2**40
     raw = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-    with tempfile.TemporaryDirectory() as d, pytest.raises(ImageError, match="bomb"):
-        unpack_mod.unpack(io.BytesIO(gzip.compress(raw)), d)
+    with pytest.raises(ImageError, match="bomb"):
+        unpack_mod.unpack(io.BytesIO(gzip.compress(raw)), str(tmp_path))
