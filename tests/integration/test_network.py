@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import leaks as leaks_module
 import support
 from netns_support import (NetNs, NetPycontain, http_get, leakcheck_wrapper, monitor_pid, network_leftovers,
                            udp_echo, wire_remote)
@@ -43,7 +44,7 @@ def npc(tmp_path: Path, ns: NetNs, busybox_tarball: Path, alpine_tarball: Path,
     """pycontain in the test's namespace with busybox and alpine imported; after the test every
     container is removed and nothing of theirs may be left: no veth, nft rule, lease or host port
     (leakcheck, run inside the namespace, also covers mounts, cgroups and processes)."""
-    monkeypatch.setattr(support, "LEAKCHECK", leakcheck_wrapper(tmp_path, ns))
+    monkeypatch.setattr(leaks_module, "LEAKCHECK", leakcheck_wrapper(tmp_path, ns))  # leaks.py runs it
     snapshot = support.leakcheck_snapshot(tmp_path / "leakcheck-before.json")
     p = NetPycontain(tmp_path / "root", ns)
     p.ok("import", "--change", 'CMD ["sh"]', busybox_tarball, "busybox")

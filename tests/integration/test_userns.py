@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import leaks as leaks_module
 import support
 from netns_support import NetNs, NetPycontain, http_get, leakcheck_wrapper, monitor_pid, network_leftovers
 from support import COMMAND_TIMEOUT, Pycontain, alive, assert_pycontain_error, describe, wait_for
@@ -344,7 +345,7 @@ def npc(tmp_path: Path, busybox_tarball: Path, monkeypatch: pytest.MonkeyPatch,
     """pycontain inside a network namespace of the test's own (its bridge lives there)."""
     ns = NetNs()
     try:
-        monkeypatch.setattr(support, "LEAKCHECK", leakcheck_wrapper(tmp_path, ns))
+        monkeypatch.setattr(leaks_module, "LEAKCHECK", leakcheck_wrapper(tmp_path, ns))  # leaks.py runs it
         snapshot = support.leakcheck_snapshot(tmp_path / "leakcheck-before.json")
         p = NetPycontain(tmp_path / "root", ns)
         p.ok("import", "--change", 'CMD ["sh"]', busybox_tarball, "busybox")
