@@ -214,6 +214,7 @@ static struct {
     __typeof__(seccomp_syscall_resolve_name) *syscall_resolve_name;
     __typeof__(seccomp_rule_add_array) *rule_add_array;
     __typeof__(seccomp_export_bpf) *export_bpf;
+    __typeof__(seccomp_attr_set) *attr_set;
 } scmp;
 
 static void *scmp_symbol(void *handle, const char *name)
@@ -240,6 +241,7 @@ int pc_scmp_open(void)
     scmp.syscall_resolve_name = scmp_symbol(handle, "seccomp_syscall_resolve_name");
     scmp.rule_add_array = scmp_symbol(handle, "seccomp_rule_add_array");
     scmp.export_bpf = scmp_symbol(handle, "seccomp_export_bpf");
+    scmp.attr_set = scmp_symbol(handle, "seccomp_attr_set");
     if (scmp.error[0]) {
         dlclose(handle);
         return -1;
@@ -282,6 +284,11 @@ int pc_scmp_rule_add(void *ctx, unsigned int action, int syscall_nr, unsigned in
 }
 
 int pc_scmp_export_bpf(void *ctx, int fd) { return scmp.export_bpf(ctx, fd); }
+
+int pc_scmp_optimize(void *ctx, unsigned int level)
+{
+    return scmp.attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, level);
+}
 
 /* ---------------------------------------------------------------- user namespaces (pycontain/userns.py) */
 

@@ -72,6 +72,8 @@ int pc_scmp_rule_add(void *ctx, unsigned int action, int syscall_nr, unsigned in
                      const unsigned long long *args);
 /* seccomp_export_bpf: writes the program to fd. */
 int pc_scmp_export_bpf(void *ctx, int fd);
+/* seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, level): 2 lays the syscalls out as a binary tree. */
+int pc_scmp_optimize(void *ctx, unsigned int level);
 /* User namespaces (pycontain/userns.py). mount_setattr(MOUNT_ATTR_IDMAP) of the detached mount fd:
  * its files then appear owned through the mapping of the user namespace userns_fd (an idmapped mount);
  * attr_set adds other MOUNT_ATTR_* bits. */

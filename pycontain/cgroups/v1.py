@@ -206,11 +206,34 @@ class CgroupV1(Cgroup):
             raise PycontainError("this host mounts no v1 devices controller: cannot restrict the container's "
                                  "device access" if "devices" not in controller_roots() else
                                  f"cgroup {self.name} was not made in the devices hierarchy")
-        for rule in list(rules) + DEFAULT_DEVICE_RULES:
-            kind = rule.get("type") or "a"
-            major, minor = rule.get("major"), rule.get("minor")
-            entry = f"{kind} {_num(major)}:{_num(minor)} {rule.get('access') or 'rwm'}"
-            write(f"{devices}/devices.{'allow' if rule.get('allow') else 'deny'}", "a" if kind == "a" else entry)
+        # Each file opened once (a cgroupfs open costs more than the write), and a rule that repeats one
+        # already written, with no rule of the other verdict since, is left out: it changes nothing in the
+        # kernel's exception list, and the defaults appended below repeat most of the front end's spec
+        # (20 writes less per start).
+        written: dict[str, bool] = {}
+        fds: dict[bool, int] = {}
+        last_verdict = None
+        try:
+            for rule in list(rules) + DEFAULT_DEVICE_RULES:
+                kind = rule.get("type") or "a"
+                entry = "a" if kind == "a" else \
+                    f"{kind} {_num(rule.get('major'))}:{_num(rule.get('minor'))} {rule.get('access') or 'rwm'}"
+                allow = bool(rule.get("allow"))
+                if written.get(entry) is allow and last_verdict is allow:
+                    continue
+                if allow is not last_verdict:
+                    written = {}  # the other verdict may have undone any earlier rule
+                path = f"{devices}/devices.{'allow' if allow else 'deny'}"
+                if allow not in fds:
+                    fds[allow] = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                try:
+                    os.write(fds[allow], entry.encode())
+                except OSError as e:
+                    raise OSError(e.errno, f"cannot write {entry!r} to {path}: {e.strerror}") from None
+                written[entry], last_verdict = allow, allow
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     def bind_mounts(self) -> list[tuple[str, str, str]]:
         return [("bind", os.path.basename(point), f"{point}/{self.name}") for point, _ in self.hierarchies()
