@@ -545,6 +545,8 @@ RLIM_INFINITY = 2**64 - 1
 IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
                "kernel.shmmni", "kernel.shm_rmid_forced")
 USERNS_MODES = ("auto", "host")
+CONFIG = "/etc/pycontain/config"  # host-wide defaults (like Docker's daemon.json): `key = value` lines
+CONFIG_ENV = "PYCONTAIN_CONFIG"  # another config file (tests; a second installation)
 
 
 def parse_capability(name: str, flag: str) -> str:
@@ -589,3 +591,42 @@ def parse_sysctl(text: str, network: str) -> tuple[str, str]:
         raise UsageError(f"invalid --sysctl {key}: not a namespaced sysctl, so it would change the host; "
                          "allowed: net.*, fs.mqueue.*, kernel.domainname, " + ", ".join(IPC_SYSCTLS))
     return key, value
+
+
+def read_config(path: str | None = None) -> dict[str, str]:
+    """/etc/pycontain/config (or $PYCONTAIN_CONFIG): `key = value` lines, `#` comments. Missing: {}."""
+    path = path or os.environ.get(CONFIG_ENV) or CONFIG
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror}") from None
+    values = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        key, eq, value = line.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"{path}:{number}: expected `key = value`, got {line!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def default_mode(path: str | None = None) -> str:
+    """The userns mode of a container started without --userns: the config's `userns`, else host."""
+    value = read_config(path).get("userns", "host")
+    if value not in USERNS_MODES:
+        raise UsageError(f"{path or os.environ.get(CONFIG_ENV) or CONFIG}: userns = {value!r}: use auto or host")
+    return value
+
+
+def mode(value: str | None) -> str:
+    """The mode a container gets: its --userns flag (ContainerConfig.security.userns) or the default."""
+    if value is None:
+        return default_mode()
+    if value not in USERNS_MODES:
+        raise UsageError(f"invalid --userns {value!r}: use auto or host")
+    return value

@@ -15,7 +15,7 @@ import _signal
 import os
 import time
 
-from pycontain import cgroups, explain, faults, namespaces, network, state, stdio, userns
+from pycontain import cgroups, explain, faults, namespaces, network, state, stdio
 from pycontain.config import merge_env
 from pycontain.errors import ContainerNotFound, ContainerStateError, ImageNotFound, PycontainError, UsageError
 from pycontain.images.store import Store
@@ -81,7 +81,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
     starting=False is `pycontain create`: the record stays "created" until `start`. A record left
     "starting" with no lock holder belongs to a `run` that was killed, which `gc` may finish off.
     """
-    _check_userns(cfg)
+    own_userns = _check_userns(cfg)
     image = _image_for(Store(paths), cfg)
     cid = os.urandom(32).hex()
     state.ensure_dirs(paths)
@@ -96,8 +96,12 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         undo.callback(os.close, lock_fd)
         state.reserve_name(paths, name, cid)
         undo.callback(state.release_name, paths, name, cid)
-        lease = userns.for_container(paths, cid, cfg.security.userns)  # --userns=auto: its own uid range
-        undo.callback(userns.release, paths, cid)
+        lease = None
+        if own_userns:  # --userns=auto: its own uid range (userns.py is loaded only then)
+            from pycontain import userns
+
+            lease = userns.allocate(paths, cid)
+            undo.callback(userns.release, paths, cid)
         faults.phase("run.record")
         resolved = cfg.with_image_defaults(image.config, rec.short_id)
         undo.callback(state.rmtree, rec.storage)
@@ -108,7 +112,8 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         undo.callback(network.release, paths, net, cid)
         etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname)
         etc_files.update((net or {}).get("etc_files", {}))
-        userns.prepare_storage(rec.storage, lease)
+        if lease is not None:
+            userns.prepare_storage(rec.storage, lease)
         meta = {
             "id": cid, "name": name, "created": state.now(), "image": image.ref, "image_id": image.id,
             "layers": list(image.layers), "config": cfg.to_json(), "resolved": resolved.to_json(),
@@ -123,17 +128,21 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
     return rec, lock_fd
 
 
-def _check_userns(cfg: ContainerConfig) -> None:
-    """What a user namespace of its own (--userns=auto, or the config's default) cannot be combined
-    with, refused before anything is made, as Docker refuses it under userns-remap."""
-    if userns.mode(cfg.security.userns) != "auto":
-        return
+def _check_userns(cfg: ContainerConfig) -> bool:
+    """Whether the container gets a user namespace of its own (--userns=auto, or the config's default),
+    and what that cannot be combined with, refused before anything is made, as Docker refuses it under
+    userns-remap."""
+    from pycontain.config import mode
+
+    if mode(cfg.security.userns) != "auto":
+        return False
     if cfg.security.privileged:
         raise UsageError("--privileged needs the host's user ids: add --userns=host (in a user namespace of its "
                          "own the container's root has no power over the host, so nothing privileged would work)")
     if cfg.runtime:
         raise UsageError("--userns=auto needs pycontain's own executor (it idmaps the image layers); with "
                          "--runtime add --userns=host")
+    return True
 
 
 def _image_for(store: Store, cfg: ContainerConfig) -> Any:
@@ -299,7 +308,10 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
         else:
             # The front end's whole decision, written down as a runtime spec; the executor carries it out.
             spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files)
-            userns.apply(spec, rec.meta().get("userns"))
+            if rec.meta().get("userns"):
+                from pycontain import userns
+
+                userns.apply(spec, rec.meta()["userns"])
             explain.say(f"runtime spec: {len(spec['mounts'])} mounts, {len(spec['linux']['namespaces'])} namespaces, "
                         f"{len(spec['process']['capabilities']['bounding'])} capabilities, the image's command: the "
                         "whole contract between the front end and the executor (pycontain-oci runs the same "
@@ -593,7 +605,10 @@ def _remove(rec: Record) -> None:
     """Delete a container for good: its network lease and name, then its files."""
     network.release(rec.paths, _network_of(rec), rec.id)
     state.remove_record(rec)
-    userns.release(rec.paths, rec.id)
+    if os.path.isdir(f"{rec.paths.state}/userns"):  # userns._lease_dir: some container here had its own range
+        from pycontain import userns
+
+        userns.release(rec.paths, rec.id)
 
 
 def _finish_dead(rec: Record) -> None:
@@ -662,6 +677,8 @@ def gc(paths: Paths) -> list[str]:
             cg.remove()
             done.append(f"removed cgroup {cg.name}")
     done += _gc_files(paths, live)
+    from pycontain import userns
+
     done += userns.gc(paths)  # after _gc_files: the leases of the records it just removed go too
     done += [f"removed partial image data {p}" for p in Store(paths).gc_temp()]
     done += Store(paths).repair_refs()

@@ -30,7 +30,15 @@ from __future__ import annotations
 import errno
 import os
 
-from pycontain.errors import PycontainError, UsageError
+# The mode a container gets (--userns, else the config file's default) is read on every create, so it
+# lives in config.py, which every start imports anyway; this module is loaded only for a container
+# that has a user namespace of its own.
+from pycontain.config import CONFIG as CONFIG
+from pycontain.config import CONFIG_ENV as CONFIG_ENV
+from pycontain.config import default_mode as default_mode
+from pycontain.config import mode as mode
+from pycontain.config import read_config as read_config
+from pycontain.errors import PycontainError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -41,53 +49,11 @@ if TYPE_CHECKING:
 OWNER = "pycontain"  # the name in /etc/subuid and /etc/subgid
 SUBUID, SUBGID = "/etc/subuid", "/etc/subgid"
 SIZE = 65536  # ids per container: uid 0..65535 inside, as Docker and podman map
-CONFIG = "/etc/pycontain/config"
-CONFIG_ENV = "PYCONTAIN_CONFIG"  # another config file (tests; a second installation)
-MODES = ("auto", "host")
 # "off": never idmap the layers, always make the chowned copies (the fallback), e.g. to measure it.
 IDMAP_ENV = "PYCONTAIN_IDMAP"
 
 
 # ---------------------------------------------------------------- configuration
-
-def read_config(path: str | None = None) -> dict[str, str]:
-    """/etc/pycontain/config (or $PYCONTAIN_CONFIG): `key = value` lines, `#` comments. Missing: {}."""
-    path = path or os.environ.get(CONFIG_ENV) or CONFIG
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read(1 << 20)
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        raise UsageError(f"cannot read {path}: {e.strerror}") from None
-    values = {}
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        key, eq, value = line.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"{path}:{number}: expected `key = value`, got {line!r}")
-        values[key.strip()] = value.strip()
-    return values
-
-
-def default_mode(path: str | None = None) -> str:
-    """The userns mode of a container started without --userns: the config's `userns`, else host."""
-    value = read_config(path).get("userns", "host")
-    if value not in MODES:
-        raise UsageError(f"{path or os.environ.get(CONFIG_ENV) or CONFIG}: userns = {value!r}: use auto or host")
-    return value
-
-
-def mode(value: str | None) -> str:
-    """The mode a container gets: its --userns flag (ContainerConfig.security.userns) or the default."""
-    if value is None:
-        return default_mode()
-    if value not in MODES:
-        raise UsageError(f"invalid --userns {value!r}: use auto or host")
-    return value
-
 
 # ---------------------------------------------------------------- /etc/subuid, /etc/subgid
 
@@ -258,11 +224,6 @@ def _unlink(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def for_container(paths: Paths, cid: str, value: str | None) -> Lease | None:
-    """At create: a lease if the container's mode (--userns, else the config) is auto, else None."""
-    return allocate(paths, cid) if mode(value) == "auto" else None
 
 
 # ---------------------------------------------------------------- the spec
