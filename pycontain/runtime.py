@@ -307,7 +307,8 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
             cg = cgroups.for_container(rec.id)
         else:
             # The front end's whole decision, written down as a runtime spec; the executor carries it out.
-            spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files)
+            spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files,
+                                          seccomp_cache=seccomp_cache(rec.paths))
             if rec.meta().get("userns"):
                 from pycontain import userns
 
@@ -459,7 +460,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
                                         workdir or res.workdir, tty)
     proc = executor.process_from(spec_process, {ocispec.USER_NAME: user if user is not None else res.user})
     proc.interactive = interactive
-    seccomp = ocispec.seccomp_spec(rec.config.security)
+    seccomp = ocispec.seccomp_spec(rec.config.security, seccomp_cache(paths))
     if seccomp is not None:  # an exec'd process is filtered like the container's own
         from pycontain.oci import seccomp as filters
 

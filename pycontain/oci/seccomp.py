@@ -288,6 +288,53 @@ def compile_cached(seccomp: Any, cache_dir: str | None) -> bytes:
         os.close(dir_fd)
 
 
+def memo(cache_dir: str, key: str, build: Any) -> Any:
+    """build(), kept in `cache_dir` as `<key>.spec` (marshal) for the next call with the same key: the
+    front end keeps the default profile's resolution here (oci.seccomp_spec). The same directory rules
+    as compile_cached (root's, 0700); a file that is not whole is built again and replaced."""
+    import marshal
+
+    dir_fd = _cache_dir(cache_dir)
+    if dir_fd is None:
+        return build()
+    try:
+        name = key.replace("/", "_") + ".spec"
+        data = _read_own(dir_fd, name, 1 << 20)
+        if data is not None:
+            try:
+                value = marshal.loads(data)
+            except (EOFError, ValueError, TypeError):
+                value = None
+            if isinstance(value, dict):
+                return value
+        value = build()
+        _store(dir_fd, name, marshal.dumps(value))
+        return value
+    finally:
+        os.close(dir_fd)
+
+
+def _read_own(dir_fd: int, name: str, limit: int) -> bytes | None:
+    """The content of `name` in the cache, if it is a regular file of ours, not group/other-writable,
+    of at most `limit` bytes; else None."""
+    import stat
+
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022 or st.st_size > limit:
+            return None
+        data = os.pread(fd, st.st_size + 1, 0)
+        return data if len(data) == st.st_size else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
 def cache_key(seccomp: Any) -> str:
     """The cache key of a linux.seccomp object (hex SHA-256; see compile_cached)."""
     from pycontain import jsonfast

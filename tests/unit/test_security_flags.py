@@ -137,3 +137,18 @@ def test_privileged_spec_unmasks_and_makes_sys_writable():
     assert "ro" not in sysfs["options"]
     unprivileged = spec_of(Security())
     assert "ro" in next(m for m in unprivileged["mounts"] if m["type"] == "sysfs")["options"]
+
+
+def test_the_default_profiles_resolution_is_kept_per_capability_set(tmp_path):
+    cache = str(tmp_path / "seccomp")
+    plain, admin = Security(), ocispec.parse_security(cap_add=["SYS_ADMIN"])
+    first = ocispec.seccomp_spec(plain, cache)
+    assert first == ocispec.seccomp_spec(plain) == ocispec.seccomp_spec(plain, cache)
+    assert ocispec.seccomp_spec(admin, cache) == ocispec.seccomp_spec(admin) != first
+    kept = sorted(p for p in (tmp_path / "seccomp").iterdir() if p.suffix == ".spec")
+    assert len(kept) == 2 and oct(kept[0].stat().st_mode & 0o777) == "0o600"
+    for damaged in (b"", b"\x00garbage", kept[1].read_bytes()[:-7]):
+        for path in kept:
+            path.write_bytes(damaged)
+        assert ocispec.seccomp_spec(plain, cache) == first  # rebuilt, not trusted
+    assert ocispec.seccomp_spec(ocispec.parse_security(security_opt=["seccomp=unconfined"]), cache) is None
