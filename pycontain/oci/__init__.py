@@ -69,6 +69,20 @@ class SpecError(PycontainError):
     """The bundle's config.json is not something pycontain can run."""
 
 
+# The bundle checks' two primitives (validate.py and seccomp.py), here where both find them without
+# loading each other: seccomp.py is on every start's path, validate.py only on pycontain-oci's.
+def field_error(field: str, why: str) -> SpecError:
+    return SpecError(f"config.json: {field}: {why}")
+
+
+def array(value: Any, field: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise field_error(field, "must be an array")
+    return value
+
+
 def default_mounts() -> list[dict[str, Any]]:
     """The filesystems every container gets, as spec mounts: data, not hard-coded steps."""
     return [

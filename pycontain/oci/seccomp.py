@@ -22,7 +22,7 @@ import os
 import sys
 
 from pycontain import syscalls
-from pycontain.oci import SpecError
+from pycontain.oci import array, field_error
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,20 +70,6 @@ FIELD = "linux.seccomp"
 
 # A rule: (field for messages, syscall names, action value, comparisons as (index, op, a, b)).
 Rule = tuple[str, list[str], int, list[tuple[int, int, int, int]]]
-
-
-# The bundle checks' two primitives, as validate.py words them. Not imported from there: validate.py
-# imports the front end's config, which imports profile.py, which imports this module's tables.
-def field_error(field: str, why: str) -> SpecError:
-    return SpecError(f"config.json: {field}: {why}")
-
-
-def array(value: Any, field: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise field_error(field, "must be an array")
-    return value
 
 
 def _action(obj: dict[str, Any], field: str, action_key: str, errno_key: str) -> int:
@@ -399,25 +385,10 @@ def _cache_dir(path: str) -> int | None:
 
 def _cached(dir_fd: int, name: str) -> bytes | None:
     """The program stored under `name`, or None if there is none or it is not a whole program."""
-    import stat
-
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        size = st.st_size
-        if (not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022 or not size
-                or size % INSN_SIZE or size > MAX_INSNS * INSN_SIZE):
-            return None
-        bpf = os.pread(fd, size + 1, 0)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    # The last instruction must be a return (struct sock_filter: u16 code first, native byte order).
-    if len(bpf) != size or int.from_bytes(bpf[-INSN_SIZE:-INSN_SIZE + 2], sys.byteorder) & 0x07 != BPF_RET:
+    bpf = _read_own(dir_fd, name, MAX_INSNS * INSN_SIZE)
+    # Whole instructions, and the last one a return (struct sock_filter: u16 code first, native order).
+    if not bpf or len(bpf) % INSN_SIZE or \
+            int.from_bytes(bpf[-INSN_SIZE:-INSN_SIZE + 2], sys.byteorder) & 0x07 != BPF_RET:
         return None
     return bpf
 

@@ -6,7 +6,7 @@ writes. Only pycontain-oci imports this; `pycontain run` trusts the spec its own
 from __future__ import annotations
 
 from pycontain.config import DEFAULT_PATH
-from pycontain.oci import (CAPABILITIES, DEFAULT_CAPS, HOOKS, MASKED_PATHS, NAMESPACES, OCI_VERSION,
+from pycontain.oci import (CAPABILITIES, array, field_error, DEFAULT_CAPS, HOOKS, MASKED_PATHS, NAMESPACES, OCI_VERSION,
                                 READONLY_PATHS, RLIMITS, SpecError, default_mounts)
 
 TYPE_CHECKING = False
@@ -41,23 +41,11 @@ def default_spec(rootfs: str = "rootfs", args: list[str] | None = None, terminal
     }
 
 
-def field_error(field: str, why: str) -> SpecError:
-    return SpecError(f"config.json: {field}: {why}")
-
-
 def _obj(value: Any, field: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise field_error(field, "must be an object")
-    return value
-
-
-def array(value: Any, field: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise field_error(field, "must be an array")
     return value
 
 

@@ -227,7 +227,10 @@ def test_exec_lands_in_the_container_user_namespace(upc: Pycontain) -> None:
         kid = wait_for("the exec'd sleep", exec_pid)
         assert host_ids(kid) == (host_root + 1000, host_root + 1000), host_ids(kid)
     finally:
-        sleeper.kill()
+        # SIGTERM, which `exec` forwards to its process and then reaps it. (A SIGKILLed `exec` leaves its
+        # process's zombie to the host's init, as `runc exec` does without a subreaper above it; until
+        # that init reaps it, the container's PID namespace cannot finish tearing down.)
+        sleeper.terminate()
         sleeper.communicate(timeout=COMMAND_TIMEOUT)
 
 
