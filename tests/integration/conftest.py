@@ -22,9 +22,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from pathlib import Path
 
-import leaks
 import pytest
-from support import ALPINE_TARBALL, COMMAND_TIMEOUT, PYCONTAIN, Pycontain
+
+# The helper modules' asserts get pytest's messages too: registered here, before anything imports them
+# (the security and fault suites load this file first).
+pytest.register_assert_rewrite("leaks", "support", "oci_support", "engines", "images_support", "netns_support")
+
+import leaks  # noqa: E402
+from support import ALPINE_TARBALL, COMMAND_TIMEOUT, PYCONTAIN, Pycontain  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
