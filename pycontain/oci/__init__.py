@@ -244,8 +244,7 @@ def seccomp_spec(sec: Security, cache_dir: str | None = None) -> dict[str, Any] 
         uname = os.uname()
         key = (f"default-{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{capability_mask(tuple(caps)):x}-"
                f"{uname.release}-{uname.machine}")
-        resolved: dict[str, Any] = seccomp.memo(cache_dir, key, lambda: _resolve(sec, caps))
-        return resolved
+        return seccomp.memo(cache_dir, key, lambda: _resolve(sec, caps))
     return _resolve(sec, caps)
 
 
