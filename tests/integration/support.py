@@ -232,6 +232,24 @@ def wait_exit(pid: int, timeout: float = SETTLE_TIMEOUT) -> int:
     raise AssertionError(f"process {pid} did not exit")
 
 
+def in_terminal(argv: list[str], expect: str) -> tuple[bytes, int]:
+    """Run argv on a terminal of its own (a pty, as for -t): what it printed up to `expect`, and its
+    exit code. Descriptors this process holds without close-on-exec are inherited."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execv(argv[0], argv)
+        finally:
+            os._exit(127)
+    try:
+        seen = read_until(fd, expect.encode())
+        return seen, wait_exit(pid)
+    finally:
+        os.close(fd)
+
+
 def wait_for(what: str, check: Any, timeout: float = SETTLE_TIMEOUT) -> Any:
     """Poll check() until it returns something truthy (a hang guard, not a timing assertion)."""
     deadline = time.monotonic() + timeout

@@ -14,7 +14,6 @@ and the attack was never tried), and the container's process must hold none of i
 from __future__ import annotations
 
 import os
-import pty
 import re
 import subprocess
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from attacks import probes  # noqa: F401 - the probes fixture
 from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
 from cvesupport import PROBE_DIR, probe_results, probe_volume
 from oci_support import OCI, Container, Oci, new_id
-from support import COMMAND_TIMEOUT, Pycontain, assert_pycontain_error, describe, read_until, wait_exit
+from support import COMMAND_TIMEOUT, Pycontain, assert_pycontain_error, describe, in_terminal
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -55,19 +54,11 @@ def holding(fd: int, argv: list[str], timeout: float = COMMAND_TIMEOUT) -> subpr
 
 
 def holding_in_terminal(fd: int, argv: list[str], expect: str) -> str:
-    """Run argv holding `fd`, on a terminal of its own (for -t); what it printed up to `expect`."""
-    pid, master = pty.fork()
-    if pid == 0:
-        try:
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    try:
-        seen = read_until(master, expect.encode()).decode(errors="replace")
-        assert wait_exit(pid) == 0, seen
-        return seen.replace("\r", "")  # onlcr of two terminals: the container's and this one
-    finally:
-        os.close(master)
+    """Run argv holding `fd` (inherited), on a terminal of its own (for -t); what it printed up to `expect`."""
+    seen, code = in_terminal(argv, expect)
+    text = seen.decode(errors="replace")
+    assert code == 0, text
+    return text.replace("\r", "")  # onlcr of two terminals: the container's and this one
 
 
 def assert_refused_as_proc_link(res: subprocess.CompletedProcess[str], workdir: str) -> None:

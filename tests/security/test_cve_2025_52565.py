@@ -15,13 +15,12 @@ sysctl stays untouched, unmounted; a bundle whose /dev/pts/ptmx leads to a sysct
 from __future__ import annotations
 
 import os
-import pty
 from pathlib import Path
 
 import pytest
 from cvesupport import no_leaks  # noqa: F401 - the fixture, less other test sessions' objects
 from oci_support import Bundle, ConsoleSocket, Oci, error_line, new_id, read_all
-from support import Pycontain, read_until, wait_exit
+from support import Pycontain, in_terminal
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -31,19 +30,11 @@ LOOK = ("stat -L -c '%d' /proc/self/fd/0 /dev/pts/ptmx | uniq | wc -l; tty; "
         "grep -c ' /dev/console ' /proc/self/mountinfo; echo END")
 
 
-def in_terminal(argv: list[str]) -> str:
-    pid, master = pty.fork()
-    if pid == 0:
-        try:
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    try:
-        out = read_until(master, b"END").decode(errors="replace").replace("\r", "")
-        assert wait_exit(pid) in (0, 1), out  # grep -c exits 1 when it counts 0
-        return out
-    finally:
-        os.close(master)
+def on_terminal(argv: list[str]) -> str:
+    seen, code = in_terminal(argv, "END")
+    out = seen.decode(errors="replace").replace("\r", "")
+    assert code in (0, 1), out  # grep -c exits 1 when it counts 0
+    return out
 
 
 def assert_own_pty(out: str) -> None:
@@ -56,10 +47,10 @@ def assert_own_pty(out: str) -> None:
 @pytest.mark.parametrize("how", ["run", "exec"])
 def test_the_terminal_is_the_containers_own_and_nothing_is_mounted_at_dev_console(pc: Pycontain, how: str) -> None:
     if how == "run":
-        out = in_terminal(pc.argv("run", "--rm", "-t", "busybox", "sh", "-c", LOOK))
+        out = on_terminal(pc.argv("run", "--rm", "-t", "busybox", "sh", "-c", LOOK))
     else:
         pc.ok("run", "-d", "--name", "c", "busybox", "sleep", "1000")
-        out = in_terminal(pc.argv("exec", "-t", "c", "sh", "-c", LOOK))
+        out = on_terminal(pc.argv("exec", "-t", "c", "sh", "-c", LOOK))
     assert_own_pty(out)
 
 

@@ -8,27 +8,11 @@ Would have caught: 3009c56 (the last commit before the fix: `exec -t` failed onc
 
 from __future__ import annotations
 
-import os
-import pty
 
 import pytest
-from support import Pycontain, read_until, wait_exit
+from support import Pycontain, in_terminal
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
-
-
-def in_terminal(argv: list[str], expect: str) -> tuple[bytes, int]:
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execv(argv[0], argv)
-        finally:
-            os._exit(127)
-    try:
-        seen = read_until(fd, expect.encode())
-        return seen, wait_exit(pid)
-    finally:
-        os.close(fd)
 
 
 @pytest.mark.parametrize("replacement", ["mkfifo /dev/ptmx", "ln -s /proc/1/root/etc/passwd /dev/ptmx",
