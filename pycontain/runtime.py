@@ -307,8 +307,9 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
             cg = cgroups.for_container(rec.id)
         else:
             # The front end's whole decision, written down as a runtime spec; the executor carries it out.
+            cache = seccomp_cache(rec.paths)
             spec = ocispec.container_spec(rec.id, cfg, res, rec.limits(), rec.storage, rec.layers, rec.etc_files,
-                                          seccomp_cache=seccomp_cache(rec.paths))
+                                          seccomp_cache=cache)
             if rec.meta().get("userns"):
                 from pycontain import userns
 
@@ -317,13 +318,14 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
                         f"{len(spec['process']['capabilities']['bounding'])} capabilities, the image's command: the "
                         "whole contract between the front end and the executor (pycontain-oci runs the same "
                         "document from a config.json)")
-            filt = spec["linux"].get("seccomp")
-            source = "--privileged" if cfg.security.privileged else f"profile {cfg.security.seccomp}"
-            explain.say(f"seccomp {source}: " + (
-                f"{len(filt['syscalls'])} rules over {sum(len(r['names']) for r in filt['syscalls'])} syscalls for "
-                "this capability set, anything else fails with EPERM; compiled once by libseccomp and kept, "
-                "loaded with seccomp(2) right before execve" if filt else "no filter (unconfined)"))
-            plan = executor.plan(spec, rec.storage, rec.id, seccomp_cache=seccomp_cache(rec.paths))
+            if explain.enabled:  # counting the filter's syscalls is no work for a start nobody narrates
+                filt = spec["linux"].get("seccomp")
+                source = "--privileged" if cfg.security.privileged else f"profile {cfg.security.seccomp}"
+                explain.say(f"seccomp {source}: " + (
+                    f"{len(filt['syscalls'])} rules over {sum(len(r['names']) for r in filt['syscalls'])} syscalls "
+                    "for this capability set, anything else fails with EPERM; compiled once by libseccomp and "
+                    "kept, loaded with seccomp(2) right before execve" if filt else "no filter (unconfined)"))
+            plan = executor.plan(spec, rec.storage, rec.id, seccomp_cache=cache)
             undo.callback(plan.close)
             proc = plan.process
             assert proc is not None
@@ -460,11 +462,8 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
                                         workdir or res.workdir, tty)
     proc = executor.process_from(spec_process, {ocispec.USER_NAME: user if user is not None else res.user})
     proc.interactive = interactive
-    seccomp = ocispec.seccomp_spec(rec.config.security, seccomp_cache(paths))
-    if seccomp is not None:  # an exec'd process is filtered like the container's own
-        from pycontain.oci import seccomp as filters
-
-        proc.seccomp = filters.compile_cached(seccomp, seccomp_cache(paths))
+    cache = seccomp_cache(paths)  # an exec'd process is filtered like the container's own
+    executor.set_filter(proc, ocispec.seccomp_spec(rec.config.security, cache), cache)
     cg = cgroups.for_container(rec.id)
     enter = namespaces.Joiner(pid)
     with _exit_stack() as undo:
@@ -606,7 +605,7 @@ def _remove(rec: Record) -> None:
     """Delete a container for good: its network lease and name, then its files."""
     network.release(rec.paths, _network_of(rec), rec.id)
     state.remove_record(rec)
-    if os.path.isdir(f"{rec.paths.state}/userns"):  # userns._lease_dir: some container here had its own range
+    if os.path.isdir(rec.paths.userns):  # some container of this root had a uid range of its own
         from pycontain import userns
 
         userns.release(rec.paths, rec.id)

@@ -33,7 +33,7 @@ DEFAULT_STORAGE = "/var/lib/pycontain"
 class Paths:
     """Where everything lives. Plain strings: pathlib costs ~11 ms to import on the reference VM."""
 
-    __slots__ = ("state", "storage", "containers", "names", "images")
+    __slots__ = ("state", "storage", "containers", "names", "images", "userns")
 
     def __init__(self, state: str, storage: str) -> None:
         self.state = state
@@ -41,6 +41,7 @@ class Paths:
         self.containers = f"{state}/containers"
         self.names = f"{state}/names"
         self.images = f"{storage}/images"
+        self.userns = f"{state}/userns"  # the uid range leases of --userns=auto (userns.py)
 
     @classmethod
     def from_root(cls, root: str | None) -> Paths:

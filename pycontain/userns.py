@@ -119,7 +119,7 @@ class Lease:
 
 
 def _lease_dir(paths: Paths) -> str:
-    return f"{paths.state}/userns"
+    return paths.userns
 
 
 def _locked(paths: Paths) -> int:

@@ -195,9 +195,11 @@ def parse_security(cap_add: list[str] = [], cap_drop: list[str] = [], privileged
             if value == "unconfined":
                 values["seccomp"], values["seccomp_profile"] = "unconfined", None
             else:
+                import os
+
                 from pycontain.oci import profile
 
-                values["seccomp"] = _abspath(value)
+                values["seccomp"] = os.path.abspath(value)
                 values["seccomp_profile"] = profile.load(value)
         elif key in ("no-new-privileges", "no_new_privileges") and value in ("", "true", "false"):
             values["no_new_privs"] = value != "false"
@@ -216,12 +218,6 @@ def parse_security(cap_add: list[str] = [], cap_drop: list[str] = [], privileged
                              "or host (share the host's user ids)")
         values["userns"] = userns
     return Security(**values)
-
-
-def _abspath(path: str) -> str:
-    import os
-
-    return os.path.abspath(path)
 
 
 def seccomp_spec(sec: Security, cache_dir: str | None = None) -> dict[str, Any] | None:

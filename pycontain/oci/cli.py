@@ -474,12 +474,8 @@ class Runtime:
         from pycontain import namespaces
 
         proc = executor.process_from(process)
-        filter_spec = (c.spec.get("linux") or {}).get("seccomp")
-        if filter_spec is not None:  # an exec'd process is filtered like the container's own
-            from pycontain.oci import seccomp
-
-            proc.seccomp = seccomp.compile_cached(filter_spec, self.seccomp_cache())
-            proc.seccomp_flags = list(filter_spec.get("flags") or ())
+        # An exec'd process is filtered like the container's own.
+        executor.set_filter(proc, (c.spec.get("linux") or {}).get("seccomp"), self.seccomp_cache())
         detach = bool(opts.get("detach"))
         proc.oci = detach
         proc.preserve_fds = int(opts.get("preserve-fds") or 0)

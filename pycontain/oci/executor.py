@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 
 from pycontain import cgroups, explain, mounts, syscalls
+from pycontain.config import IPC_SYSCTLS  # sysctls of the IPC namespace (the rest are the host's)
 from pycontain.errors import PycontainError
 from pycontain.namespaces import Process
 from pycontain import oci as ocispec
@@ -37,9 +38,6 @@ CLONE_FLAGS = {
 }
 PROC_NS = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup",
            "user": "user"}
-# Sysctls that belong to a namespace the container owns (the rest are the host's to set).
-IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax",
-               "kernel.shmmni", "kernel.shm_rmid_forced")
 RUNTIME_HOOKS = ("prestart", "createRuntime")
 
 
@@ -150,15 +148,23 @@ def plan(spec: dict[str, Any], bundle: str, cid: str, extra_controllers: tuple[s
         p.hooks = {k: v for k, v in (spec.get("hooks") or {}).items() if v}
         p.process = process_from(process, annotations)
         p.oom_score_adj = process.get("oomScoreAdj")
-        if linux.get("seccomp") is not None:
-            from pycontain.oci import seccomp  # libseccomp: only for a spec that asks for a filter
-
-            p.process.seccomp = seccomp.compile_cached(linux["seccomp"], seccomp_cache)
-            p.process.seccomp_flags = list(linux["seccomp"].get("flags") or ())
+        set_filter(p.process, linux.get("seccomp"), seccomp_cache)
     except BaseException:
         p.close()
         raise
     return p
+
+
+def set_filter(proc: Process, seccomp: dict[str, Any] | None, cache_dir: str | None) -> None:
+    """A spec's linux.seccomp onto the process that will load it: the compiled program (kept in
+    cache_dir, see seccomp.compile_cached) and the spec's flags. The container's init and every exec'd
+    process alike (run, exec, pycontain-oci)."""
+    if seccomp is None:
+        return
+    from pycontain.oci import seccomp as filters  # libseccomp: only for a spec that asks for a filter
+
+    proc.seccomp = filters.compile_cached(seccomp, cache_dir)
+    proc.seccomp_flags = list(seccomp.get("flags") or ())
 
 
 def process_from(process: dict[str, Any], annotations: dict[str, str] | None = None) -> Process:
