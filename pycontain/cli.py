@@ -110,6 +110,23 @@ PLUGINS = {
                                   "login", "logout", "image"),
     "pycontain.stats": ("stats", "update"),
     "pycontain.network.commands": ("network", "port"),
+    "pycontain.build.commands": ("build", "builder", "builder prune"),
+    "pycontain.images.changes": ("diff", "commit"),
+    "pycontain.copy": ("cp",),
+    "pycontain.volumes": ("volume", "volume create", "volume ls", "volume inspect", "volume rm", "volume prune"),
+}
+# Docker's management-command spellings (`image build`, `container diff`): the second word picks the
+# command. A "group sub" key of COMMANDS is its own command; ALIASES maps the rest onto a top-level one.
+ALIASES = {
+    "image build": "build", "image history": "history", "image ls": "images", "image list": "images",
+    "image rm": "rmi", "image remove": "rmi", "image pull": "pull", "image push": "push", "image tag": "tag",
+    "image save": "save", "image load": "load", "image import": "import", "image inspect": "inspect",
+    "container run": "run", "container create": "create", "container start": "start", "container exec": "exec",
+    "container ls": "ps", "container list": "ps", "container ps": "ps", "container logs": "logs",
+    "container top": "top", "container stop": "stop", "container kill": "kill", "container rm": "rm",
+    "container remove": "rm", "container wait": "wait", "container inspect": "inspect",
+    "container diff": "diff", "container commit": "commit", "container cp": "cp",
+    "volume list": "volume ls", "volume remove": "volume rm",
 }
 # Commands whose options end at their first positional argument (the rest belongs to the container).
 STOP_AT_POSITIONAL = {"run", "create", "exec"}
@@ -184,7 +201,7 @@ def usage(command: str | None = None) -> str:
         _load_all_plugins()
         lines = ["Usage: pycontain [--root DIR] [--explain] COMMAND [OPTIONS]", "",
                  "A small, readable Linux container runtime. Commands:"]
-        lines += [f"  {name:<8} {desc}" for name, (_, _, desc) in COMMANDS.items()]
+        lines += [f"  {name:<8} {desc}" for name, (_, _, desc) in COMMANDS.items() if " " not in name]
         lines += ["", "Global options:", "  --root DIR   keep all state under DIR (also: PYCONTAIN_ROOT)",
                   "  --explain    narrate each kernel step", "  --version    print the version",
                   "", "Run `pycontain COMMAND --help` for a command's options."]
@@ -602,6 +619,12 @@ def _main(args: list[str]) -> int:
     if command == "help":
         print(usage(args[0] if args and (args[0] in COMMANDS or _load_plugin(args[0])) else None))
         return 0
+    if args and not args[0].startswith("-"):
+        sub = f"{command} {args[0]}"
+        sub = ALIASES.get(sub, sub)
+        if sub in COMMANDS or _load_plugin(sub):
+            command = sub
+            args.pop(0)
     if command not in COMMANDS and not _load_plugin(command):
         raise UsageError(f"unknown command {command!r} (see `pycontain --help`)")
     if ("--help" in args or (command not in ("run", "create") and "-h" in args)) and \
