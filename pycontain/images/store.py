@@ -549,11 +549,26 @@ class Store:
             keep_layers.update(d[7:] for d in diff_ids)
         for users in self.containers_using(paths).values():
             keep_layers.update(os.path.basename(d) for _, _, layers in users for d in layers)
+        keep_layers.update(self._cached_layers())
         for layer in keep_layers:
             blob = self.layer_info(f"sha256:{layer}").get("blob")
             if isinstance(blob, str):
                 keep_blobs.add(blob[7:])
         return keep_layers, keep_blobs
+
+    def _cached_layers(self) -> set[str]:
+        """Layers the build cache (images/cache/<key>.json, build/builder.py) names: kept until `builder
+        prune` drops the entries, so that `image prune` and `rmi` leave a Dockerfile's cache alone."""
+        keep = set()
+        for name in _listdir(f"{self.root}/cache"):
+            try:
+                with open(f"{self.root}/cache/{name}", "rb") as f:
+                    diff_id = jsonfast.loads(f.read()).get("diff_id")
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(diff_id, str) and diff_id.startswith("sha256:"):
+                keep.add(diff_id[7:])
+        return keep
 
     def gc_temp(self) -> list[str]:
         """Remove half-written blobs, layers and JSON files left by an import, pull or load that was killed.
@@ -562,7 +577,7 @@ class Store:
         `.<name>.tmp-<pid>-...` (atomic_write_json, through safefile.py).
         """
         removed = []
-        for d in (self.blobs, self.layers, self.root, f"{self.root}/meta"):
+        for d in (self.blobs, self.layers, self.root, f"{self.root}/meta", f"{self.root}/cache"):
             for entry in _listdir(d):
                 if entry.startswith(".") and ".tmp-" in entry \
                         and not _pid_alive(entry.rsplit(".tmp-", 1)[1].split("-", 1)[0]):
