@@ -1,0 +1,579 @@
+"""A Dockerfile as instructions and stages: the reference parser (the `dockerfile` package) plus Docker's checks.
+
+Why the `dockerfile` package: it wraps the reference front end's own Go parser, so continuation lines, comments,
+JSON (exec) form with its fallbacks, flags, the `escape` directive and heredocs come out exactly as `docker build`
+reads them. Measured against the 33 golden `result` files in ../shared/testdata/dockerfile/parser: the package's
+output, rendered in that format, reproduces 33 of 33; `dockerfile-parse` 2.0.1 (unmaintained since 2023) gives one
+raw string per instruction and, even with our own argument splitting (flags, JSON, key=value) put on top,
+reproduces 25 of 33 (it misses the escape directive in 3 directories, it keeps inner and trailing blanks of
+continued lines differently and it drops
+nothing after an empty continuation line). With heredocs it turns every body line (`RUN <<EOF` / `echo hi` / `EOF`)
+into an instruction of its own, where the package returns the bodies with their names and file descriptors.
+What the package does not give, added here: the separator of ENV/LABEL pairs (old `ENV k v` form or `k=v`),
+whether a heredoc expands (`<<EOF` vs `<<"EOF"`) and chomps (`<<-EOF`; the package leaves the tabs in), the
+parser directives themselves, an ONBUILD trigger's flags and heredocs (the package drops them: we parse the
+trigger again on its own), and the line of a parse error (we find it by parsing ever shorter prefixes).
+
+The package is imported only inside `parse_instructions` so that `pycontain run` never loads it.
+
+The checks are Docker's: FROM first (ARG may come before it), known instructions only, the flags each instruction
+accepts, argument counts, stage names (`[a-z][a-z0-9-_.]*`, unique), HEALTHCHECK options, ONBUILD triggers.
+`RUN --mount` and `RUN --security=insecure` are refused: pycontain runs RUN steps with the image's own layers and
+the build network only (no cache/secret/ssh/bind mounts, no privileged steps).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pycontain.build import words
+from pycontain.errors import UsageError
+
+
+class BuildError(UsageError):
+    """A Dockerfile that cannot be built (exit 125); the message is `Dockerfile:LINE: what is wrong`."""
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    """One here-document: `content` is already tab-stripped when `chomp` (`<<-`); `expand` is False when the
+    delimiter was quoted (`<<"EOF"`, `<<'EOF'`), so variables in it stay literal."""
+
+    name: str
+    content: str
+    expand: bool = True
+    chomp: bool = False
+    fd: int = 0
+
+
+@dataclass
+class Instruction:
+    """One instruction. `args` are the raw words, not expanded: for JSON (exec) form the array's elements, for
+    RUN/CMD/ENTRYPOINT/SHELL/MAINTAINER in shell form one string (continuations joined as the reference does),
+    for ENV/LABEL the keys and values alternating (see key_values), otherwise the whitespace-separated words
+    with their quotes. `flags` maps `--from=x` to {"from": ["x"]} and a bare `--link` to {"link": ["true"]};
+    `raw_flags` keeps them as written. For ONBUILD, `sub` is the trigger and `sub.original` its text without
+    the ONBUILD keyword (what the image config stores)."""
+
+    cmd: str
+    flags: dict[str, list[str]]
+    args: tuple[str, ...]
+    json: bool
+    original: str
+    line: int
+    heredocs: tuple[Heredoc, ...] = ()
+    sub: Instruction | None = None
+    raw_flags: tuple[str, ...] = ()
+    end_line: int = 0
+    source: str = "Dockerfile"
+
+    def error(self, message: str) -> BuildError:
+        return BuildError(f"{self.source}:{self.line}: {message}")
+
+
+@dataclass
+class Stage:
+    index: int
+    name: str | None
+    base: str
+    platform: str | None
+    line: int
+    instructions: list[Instruction] = field(default_factory=list)
+    from_instruction: Instruction | None = None
+
+
+@dataclass
+class Dockerfile:
+    directives: dict[str, str]
+    meta_args: list[Instruction]
+    stages: list[Stage]
+
+    @property
+    def escape(self) -> str:
+        return self.directives.get("escape", "\\")
+
+
+INSTRUCTIONS = frozenset({"ADD", "ARG", "CMD", "COPY", "ENTRYPOINT", "ENV", "EXPOSE", "FROM", "HEALTHCHECK",
+                          "LABEL", "MAINTAINER", "ONBUILD", "RUN", "SHELL", "STOPSIGNAL", "USER", "VOLUME",
+                          "WORKDIR"})
+
+# The flags each instruction accepts: "bool" (bare --x means true), "string" (once), "list" (repeatable).
+FLAGS: dict[str, dict[str, str]] = {
+    "FROM": {"platform": "string"},
+    "RUN": {"mount": "list", "network": "string", "security": "string"},
+    "COPY": {"from": "string", "chown": "string", "chmod": "string", "link": "bool", "parents": "bool",
+             "exclude": "list"},
+    "ADD": {"chown": "string", "chmod": "string", "link": "bool", "checksum": "string", "keep-git-dir": "bool",
+            "exclude": "list"},
+    "HEALTHCHECK": {"interval": "string", "timeout": "string", "start-period": "string",
+                    "start-interval": "string", "retries": "string"},
+}
+
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+_KNOWN_DIRECTIVES = ("escape", "syntax", "check")
+_STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
+_HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]*)$")
+_ONBUILD_PREFIX = re.compile(r"^\s*ONBUILD\s*", re.IGNORECASE)
+
+
+def _directives(text: str) -> dict[str, str]:
+    """The parser directives at the top: they end at the first line that is not one (blank lines included) or
+    at an unknown directive name, as in the reference."""
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines()):
+        if number == 0:
+            line = line.removeprefix("\ufeff")
+        match = _DIRECTIVE.match(line.lstrip())
+        if not match:
+            break
+        name = match.group(1).lower()
+        if name not in _KNOWN_DIRECTIVES:
+            break
+        if name in found:
+            raise BuildError(f"Dockerfile:{number + 1}: only one {name} parser directive can be used")
+        found[name] = match.group(2)
+    escape = found.get("escape", "\\")
+    if escape not in ("\\", "`"):
+        raise BuildError(f"Dockerfile:1: invalid escape directive {escape!r}: must be ` or \\")
+    return found
+
+
+def _package() -> Any:
+    # Imported here, not at the top: `pycontain run` must never pay for loading the Go parser.
+    return importlib.import_module("dockerfile")
+
+
+def _parse_flags(raw: tuple[str, ...]) -> dict[str, list[str]]:
+    flags: dict[str, list[str]] = {}
+    for item in raw:
+        name, eq, value = item.removeprefix("--").partition("=")
+        flags.setdefault(name, []).append(value if eq else "true")
+    return flags
+
+
+def _first_words(rest: str, escape: str) -> list[str]:
+    """The reference parser's word split of an argument string: blanks separate words outside quotes, quotes
+    and escape characters are kept, nothing is expanded."""
+    out: list[str] = []
+    word: list[str] = []
+    quote = ""
+    in_word = False
+    i = 0
+    while i < len(rest):
+        ch = rest[i]
+        if quote:
+            if ch == quote:
+                quote = ""
+            elif ch == escape and quote != "'" and i + 1 < len(rest):
+                word.append(ch)
+                i += 1
+                ch = rest[i]
+            word.append(ch)
+        elif ch.isspace():
+            if in_word:
+                out.append("".join(word))
+                word, in_word = [], False
+        else:
+            in_word = True
+            if ch in "'\"":
+                quote = ch
+            elif ch == escape:
+                if i + 1 == len(rest):
+                    break
+                word.append(ch)
+                i += 1
+                ch = rest[i]
+            word.append(ch)
+        i += 1
+    if in_word:
+        out.append("".join(word))
+    return out
+
+
+def _heredocs(command: Any, escape: str) -> tuple[Heredoc, ...]:
+    if not command.heredocs:
+        return ()
+    first_line = command.original.split("\n", 1)[0]
+    markers: list[tuple[bool, bool]] = []
+    try:
+        candidates = words.raw_words(first_line)
+    except words.ExpansionError:
+        candidates = first_line.split()
+    for word in candidates:
+        match = _HEREDOC_WORD.match(word)
+        if not match or not match.group(3):
+            continue
+        try:
+            plain = words.split(match.group(3), {})
+            raw = words.raw_words(match.group(3))
+        except words.ExpansionError:
+            continue
+        if len(plain) != 1 or len(raw) != 1:
+            continue
+        # A delimiter with any quoting (`<<"EOF"`, `<<E'O'F`) keeps the body literal.
+        quoted = sum(plain[0].count(q) for q in "'\"") != sum(raw[0].count(q) for q in "'\"")
+        markers.append((not quoted, match.group(2) == "-"))
+    out: list[Heredoc] = []
+    for index, doc in enumerate(command.heredocs):
+        expand, chomp = markers[index] if index < len(markers) else (True, False)
+        content = doc.content
+        if chomp:
+            content = "".join(line.lstrip("\t") for line in content.splitlines(keepends=True))
+        out.append(Heredoc(name=doc.name, content=content, expand=expand, chomp=chomp, fd=doc.file_descriptor))
+    return tuple(out)
+
+
+def _json_args(command: Any) -> tuple[str, ...]:
+    """The exec-form array, decoded again from the text: the package passes strings through C and cuts them at
+    a NUL (`"a\\u0000b"` comes back as "a"). Kept only when it agrees with the package's own reading."""
+    values = tuple(command.value)
+    original = command.original
+    start = original.find("[")
+    while start != -1:
+        try:
+            decoded = json.loads(original[start:])
+        except ValueError:
+            decoded = None
+        if (isinstance(decoded, list) and len(decoded) == len(values)
+                and all(isinstance(item, str) and item.split("\0", 1)[0] == value
+                        for item, value in zip(decoded, values))):
+            return tuple(decoded)
+        start = original.find("[", start + 1)
+    return values
+
+
+def _instruction(command: Any, escape: str, source: str) -> Instruction:
+    args = _json_args(command) if command.json else tuple(command.value)
+    return Instruction(
+        cmd=command.cmd.upper(), flags=_parse_flags(tuple(command.flags)), args=args,
+        json=bool(command.json), original=command.original, line=command.start_line,
+        heredocs=_heredocs(command, escape), raw_flags=tuple(command.flags), end_line=command.end_line,
+        source=source)
+
+
+def _error_line(parse: Any, text: str, message: str) -> int:
+    """The line of a parse error the package reports without one: the line after the longest prefix of the
+    file that still parses (a truncated but valid heredoc further up fails only transiently)."""
+    lines = text.splitlines(keepends=True)
+    for count in range(len(lines) - 1, -1, -1):
+        try:
+            parse("".join(lines[:count]))
+        except ValueError:
+            continue
+        return count + 1
+    return 1
+
+
+def _onbuild_trigger(parse: Any, command: Any, text_lines: list[str], prefix: str, escape: str,
+                     source: str) -> Instruction | None:
+    """The trigger of an ONBUILD, parsed again on its own: the package keeps neither its flags nor its heredocs."""
+    if not command.sub_cmd:
+        return None
+    body = text_lines[command.start_line - 1:command.end_line]
+    if not body:
+        return None
+    body[0] = _ONBUILD_PREFIX.sub("", body[0], count=1)
+    try:
+        parsed = parse(prefix + "".join(body))
+    except ValueError as exc:
+        raise BuildError(f"{source}:{command.start_line}: ONBUILD: {str(exc).splitlines()[0]}") from None
+    if not parsed:
+        return None
+    sub = _instruction(parsed[0], escape, source)
+    sub.line, sub.end_line = command.start_line, command.end_line
+    sub.original = _ONBUILD_PREFIX.sub("", command.original, count=1)
+    for doc in sub.heredocs:
+        sub.original += "\n" + doc.content + doc.name
+    return sub
+
+
+def parse_instructions(text: str, source: str = "Dockerfile") -> tuple[dict[str, str], list[Instruction]]:
+    """The syntax only: the directives and every instruction as the reference parser reads it, with no check of
+    instruction names, flags or order (the golden files need exactly this level)."""
+    if "\x00" in text:
+        raise BuildError(f"{source}: contains a NUL byte: not a Dockerfile")
+    try:
+        directives = _directives(text)
+    except BuildError as exc:
+        raise BuildError(str(exc).replace("Dockerfile:", f"{source}:", 1)) from None
+    package = _package()
+    try:
+        commands = package.parse_string(text)
+    except ValueError as exc:
+        message = " ".join(str(exc).split()) or "cannot parse"
+        if message == "file with no instructions":
+            return directives, []  # parse() reports the missing FROM
+        line = _error_line(package.parse_string, text, message)
+        raise BuildError(f"{source}:{line}: {message}") from None
+    escape = directives.get("escape", "\\")
+    # Re-parsing an ONBUILD trigger on its own must use the same escape character.
+    prefix = f"# escape={escape}\n" if "escape" in directives else ""
+    text_lines = text.removeprefix("\ufeff").splitlines(keepends=True)
+    out: list[Instruction] = []
+    for command in commands:
+        instr = _instruction(command, escape, source)
+        if instr.cmd == "ONBUILD":
+            instr.sub = _onbuild_trigger(package.parse_string, command, text_lines, prefix, escape, source)
+            if instr.sub is not None:
+                instr.heredocs = instr.sub.heredocs
+                instr.args = instr.sub.args
+        out.append(instr)
+    return directives, out
+
+
+def _check_flags(instr: Instruction) -> None:
+    allowed = FLAGS.get(instr.cmd, {})
+    for raw in instr.raw_flags:
+        if not raw.startswith("--") or raw == "--":
+            raise instr.error(f"{instr.cmd}: bad flag {raw!r}")
+        name, eq, value = raw[2:].partition("=")
+        kind = allowed.get(name)
+        if kind is None:
+            if allowed:
+                accepted = ", ".join("--" + flag for flag in allowed)
+                raise instr.error(f"{instr.cmd}: unknown flag --{name} (accepted: {accepted})")
+            raise instr.error(f"{instr.cmd}: unknown flag --{name} ({instr.cmd} takes no flags)")
+        if kind == "bool":
+            if eq and value.lower() not in ("true", "false"):
+                raise instr.error(f"{instr.cmd}: --{name} expects true or false, not {value!r}")
+        elif not eq:
+            raise instr.error(f"{instr.cmd}: --{name} needs a value (--{name}=VALUE)")
+        if kind != "list" and len(instr.flags.get(name, ())) > 1:
+            raise instr.error(f"{instr.cmd}: --{name} given more than once")
+    if instr.cmd == "RUN":
+        if "mount" in instr.flags:
+            raise instr.error("RUN --mount is not supported by pycontain (cache, secret, ssh and bind mounts)")
+        security = instr.flags.get("security", [])
+        if security and security[0] != "sandbox":
+            raise instr.error(f"RUN --security={security[0]} is not supported by pycontain (only sandbox)")
+        network = instr.flags.get("network", [])
+        if network and "$" not in network[0] and network[0] not in ("default", "none", "host"):
+            raise instr.error(f"RUN --network={network[0]}: must be default, none or host")
+
+
+def _check_args(instr: Instruction) -> None:
+    cmd, n = instr.cmd, len(instr.args)
+    if n == 0 and cmd not in ("CMD", "ENTRYPOINT") and not (cmd == "RUN" and instr.json):
+        raise instr.error(f"{cmd} requires at least one argument")
+    if cmd in ("ADD", "COPY") and n < 2:
+        raise instr.error(f"{cmd} requires at least two arguments, but only one was provided: "
+                          "the destination could not be determined")
+    if cmd in ("WORKDIR", "USER", "STOPSIGNAL", "MAINTAINER") and n != 1:
+        raise instr.error(f"{cmd} requires exactly one argument")
+    if cmd == "SHELL" and not instr.json:
+        raise instr.error("SHELL requires the arguments to be in JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]")
+    if instr.json and any("\0" in arg for arg in instr.args):
+        raise instr.error(f"{cmd}: an argument contains a NUL character (\\u0000), which no command line can hold")
+    if cmd == "VOLUME" and any(not arg.strip() for arg in instr.args):
+        raise instr.error("VOLUME specified can not be an empty string")
+    if cmd == "HEALTHCHECK":
+        healthcheck(instr)
+    if cmd in ("ENV", "LABEL", "ARG"):
+        for key, _ in key_values(instr):
+            if not key:
+                raise instr.error(f"{cmd} names can not be blank")
+
+
+def _check(instr: Instruction, text_lines: list[str], escape: str) -> None:
+    if instr.cmd not in INSTRUCTIONS:
+        raise instr.error(f"unknown instruction: {instr.original.split(None, 1)[0] if instr.original else instr.cmd}")
+    if not instr.args and not instr.json and instr.cmd != "ONBUILD" and instr.end_line:
+        last = text_lines[instr.end_line - 1].rstrip() if instr.end_line <= len(text_lines) else ""
+        if last.endswith(escape) and instr.end_line >= len([ln for ln in text_lines if ln.strip()]):
+            raise instr.error(f"{instr.cmd}: empty continuation at the end of the file")
+    _check_flags(instr)
+    if instr.cmd == "ONBUILD":
+        sub = instr.sub
+        if sub is None:
+            raise instr.error("ONBUILD requires at least one argument")
+        if sub.cmd == "ONBUILD":
+            raise instr.error("chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
+        if sub.cmd in ("FROM", "MAINTAINER"):
+            raise instr.error(f"{sub.cmd} isn't allowed as an ONBUILD trigger")
+        _check(sub, text_lines, escape)
+        return
+    _check_args(instr)
+
+
+def parse(text: str, source: str = "Dockerfile") -> Dockerfile:
+    """A Dockerfile's directives, the ARGs before the first FROM, and its stages, checked as Docker does.
+    Every problem is a BuildError with one line: `SOURCE:LINE: message`."""
+    directives, instructions = parse_instructions(text, source)
+    escape = directives.get("escape", "\\")
+    text_lines = text.removeprefix("\ufeff").splitlines(keepends=True)
+    meta_args: list[Instruction] = []
+    stages: list[Stage] = []
+    names: dict[str, int] = {}
+    for instr in instructions:
+        _check(instr, text_lines, escape)
+        if instr.cmd == "FROM":
+            stages.append(_stage(instr, len(stages), names))
+        elif not stages:
+            if instr.cmd != "ARG":
+                raise instr.error(f"{instr.cmd} before the first FROM (only ARG may come before FROM)")
+            meta_args.append(instr)
+        else:
+            stages[-1].instructions.append(instr)
+    if not stages:
+        raise BuildError(f"{source}: no FROM instruction: a Dockerfile must have at least one build stage")
+    return Dockerfile(directives=directives, meta_args=meta_args, stages=stages)
+
+
+def _stage(instr: Instruction, index: int, names: dict[str, int]) -> Stage:
+    args = instr.args
+    if len(args) not in (1, 3):
+        raise instr.error("FROM requires either one argument (FROM image) or three (FROM image AS name)")
+    name = None
+    if len(args) == 3:
+        if args[1].upper() != "AS":
+            raise instr.error(f"FROM: expected AS as the second word of `FROM image AS name`, got {args[1]!r}")
+        name = args[2].lower()
+        if not _STAGE_NAME.match(name):
+            raise instr.error(f"invalid name for build stage: {args[2]!r}, name can't start with a number or "
+                              "contain symbols")
+        if name in names:
+            raise instr.error(f"duplicate stage name {name!r} (first used on line {names[name]})")
+        names[name] = instr.line
+    platform = instr.flags.get("platform", [None])[0]
+    return Stage(index=index, name=name, base=args[0], platform=platform, line=instr.line,
+                 from_instruction=instr)
+
+
+def legacy_form(instr: Instruction) -> bool:
+    """ENV/LABEL written the old way, `ENV key value with spaces` (one pair, the rest of the line is the value),
+    rather than `key=value ...` (the reference decides by whether the first word holds an `=`)."""
+    if instr.cmd not in ("ENV", "LABEL"):
+        return False
+    rest = re.sub(r"^\s*\S+", "", instr.original.split("\n", 1)[0], count=1)
+    first = _first_words(rest, "\\")[:1] if rest.strip() else []
+    return bool(first) and "=" not in first[0]
+
+
+def key_values(instr: Instruction) -> list[tuple[str, str | None]]:
+    """The pairs of ENV, LABEL or ARG, RAW: keys and values exactly as written, quotes and escapes included
+    (`name="a b"` gives ("name", '"a b"'); the old form `ENV name a b` gives ("name", "a b")). The builder expands
+    each key and each value separately with words.expand, which also removes the quotes, all against the
+    environment from before the instruction (Docker expands every pair before setting any). ARG without a
+    default gives (name, None)."""
+    if instr.cmd == "ARG":
+        out: list[tuple[str, str | None]] = []
+        for word in instr.args:
+            key, eq, value = word.partition("=")
+            out.append((key, value if eq else None))
+        return out
+    if instr.cmd not in ("ENV", "LABEL"):
+        raise instr.error(f"{instr.cmd} has no key/value pairs")
+    args = instr.args
+    if len(args) % 2:
+        raise instr.error(f"{instr.cmd}: expected key/value pairs")
+    return [(args[i], args[i + 1]) for i in range(0, len(args), 2)]
+
+
+_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+          "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def _duration(text: str) -> int:
+    """A Go duration (`1m30s`, `1.5h`, `300ms`) in nanoseconds."""
+    rest = text
+    sign = 1
+    if rest[:1] in "+-" and rest:
+        sign = -1 if rest[0] == "-" else 1
+        rest = rest[1:]
+    if rest == "0":
+        return 0
+    if not rest:
+        raise ValueError(text)
+    total = 0
+    pos = 0
+    while pos < len(rest):
+        match = _DURATION.match(rest, pos)
+        if not match or match.group(1) in ("", "."):
+            raise ValueError(text)
+        total += round(float(match.group(1)) * _UNITS[match.group(2)])
+        pos = match.end()
+    return sign * total
+
+
+def healthcheck(instr: Instruction) -> dict[str, Any]:
+    """HEALTHCHECK as the image config's Healthcheck: Test ["NONE"], ["CMD", ...] (exec form) or
+    ["CMD-SHELL", "..."], and Interval, Timeout, StartPeriod, StartInterval (nanoseconds) and Retries, each only
+    when set and not zero (Docker omits them)."""
+    if not instr.args:
+        raise instr.error("HEALTHCHECK requires at least one argument")
+    kind = instr.args[0].upper()
+    rest = list(instr.args[1:])
+    if kind == "NONE":
+        if rest:
+            raise instr.error("HEALTHCHECK NONE takes no arguments")
+        if instr.raw_flags:
+            raise instr.error("HEALTHCHECK NONE takes no flags")
+        return {"Test": ["NONE"]}
+    if kind != "CMD":
+        raise instr.error(f"unknown type {instr.args[0]!r} in HEALTHCHECK (try CMD)")
+    if not rest:
+        raise instr.error("missing command after HEALTHCHECK CMD")
+    config: dict[str, Any] = {"Test": ["CMD", *rest] if instr.json else ["CMD-SHELL", " ".join(rest)]}
+    for flag, key in (("interval", "Interval"), ("timeout", "Timeout"), ("start-period", "StartPeriod"),
+                      ("start-interval", "StartInterval")):
+        value = instr.flags.get(flag, [""])[-1]
+        if not value:
+            continue
+        try:
+            nanoseconds = _duration(value)
+        except ValueError:
+            raise instr.error(f"HEALTHCHECK --{flag}={value}: not a duration (like 30s, 1m30s, 500ms)") from None
+        if nanoseconds == 0:
+            continue
+        if nanoseconds < 1_000_000:
+            raise instr.error(f"HEALTHCHECK --{flag}={value}: cannot be less than 1ms")
+        config[key] = nanoseconds
+    retries = instr.flags.get("retries", [""])[-1]
+    if retries:
+        try:
+            count = int(retries, 10)
+        except ValueError:
+            raise instr.error(f"HEALTHCHECK --retries={retries}: not a number") from None
+        if count < 0:
+            raise instr.error(f"HEALTHCHECK --retries cannot be negative ({count})")
+        if count >= 2**31:
+            raise instr.error(f"HEALTHCHECK --retries={retries}: out of range")
+        if count:
+            config["Retries"] = count
+    return config
+
+
+def single_heredoc(instr: Instruction) -> Heredoc | None:
+    """The heredoc of a RUN that is nothing but one (`RUN <<EOF` ... `EOF`): its body is the script itself.
+    (The reference writes a body that starts with `#!` to a file and executes it; otherwise the shell runs it.)"""
+    if instr.json or len(instr.heredocs) != 1 or len(instr.args) != 1:
+        return None
+    doc = instr.heredocs[0]
+    match = _HEREDOC_WORD.match(instr.args[0].strip())
+    if not match or doc.fd != 0 or match.group(1):
+        return None
+    return doc
+
+
+def command_form(instr: Instruction, shell: list[str]) -> list[str]:
+    """RUN/CMD/ENTRYPOINT as the argv Docker stores or runs: the JSON array as is, or `shell` plus the command
+    text (continuations joined by the parser, exactly what the reference passes to `sh -c`). For a shell-form
+    RUN with heredocs the bodies follow the first line (`cmd <<EOF` + "\\n" + body + "EOF"), so the shell reads
+    them itself; a RUN that is only a heredoc runs the body (see single_heredoc)."""
+    if instr.cmd not in ("RUN", "CMD", "ENTRYPOINT"):
+        raise instr.error(f"{instr.cmd} has no command")
+    if instr.json:
+        return list(instr.args)
+    text = " ".join(instr.args)
+    if instr.cmd == "RUN" and instr.heredocs:
+        doc = single_heredoc(instr)
+        if doc is not None:
+            return [*shell, doc.content]
+        for doc in instr.heredocs:
+            text += "\n" + doc.content + doc.name
+    return [*shell, text]
