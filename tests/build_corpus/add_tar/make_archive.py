@@ -1,0 +1,28 @@
+"""Writes archive.tar.gz, the archive ADD unpacks (run once; the output is kept in the corpus)."""
+
+import gzip
+import io
+import tarfile
+
+
+def member(name: str, kind: bytes, mode: int, data: bytes = b"", link: str = "") -> tuple[tarfile.TarInfo, bytes]:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime = kind, mode, 1700000000
+    info.uid, info.gid, info.uname, info.gname = 1000, 1000, "", ""
+    info.linkname = link
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+with open("archive.tar.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+    for info, data in (
+        member("top", tarfile.DIRTYPE, 0o755),
+        member("top/file", tarfile.REGTYPE, 0o640, b"in the archive\n"),
+        member("top/exec", tarfile.REGTYPE, 0o755, b"#!/bin/sh\necho archived\n"),
+        member("top/link", tarfile.SYMTYPE, 0o777, link="file"),
+        member("top/hard", tarfile.LNKTYPE, 0o640, link="top/file"),
+        member("top/sub", tarfile.DIRTYPE, 0o750),
+        member("top/sub/deep", tarfile.REGTYPE, 0o600, b"deep\n"),
+    ):
+        tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
