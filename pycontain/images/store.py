@@ -692,40 +692,131 @@ def _finish_zstd(proc: Any) -> None:
         raise ImageError("a zstd layer failed to decompress (the zstd command reported an error); pull again")
 
 
+# The instructions `commit -c` and `import -c` take (Docker's list): the ones that only change the config.
+CHANGE_INSTRUCTIONS = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME",
+                       "WORKDIR")
+
+
 def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
-    """`--change 'CMD ["/bin/sh"]'` and friends (CMD, ENTRYPOINT, ENV, WORKDIR, USER)."""
+    """Docker's `--change` / `-c` instructions applied to an image's `config` section (a new dict).
+
+    Each is one Dockerfile line, read by the reference parser (the `dockerfile` package), so quoting,
+    JSON and shell forms are the Dockerfile's: CMD, ENTRYPOINT (which clears an inherited Cmd unless a
+    CMD came first, as in a Dockerfile), ENV (KEY=VALUE pairs or the legacy `KEY VALUE`), EXPOSE
+    (PORT[/PROTO], ranges), LABEL, ONBUILD (the trigger is stored), STOPSIGNAL, USER, VOLUME, WORKDIR
+    (a relative one goes under the current one). Anything else is refused in one UsageError.
+    """
     out = dict(config)
+    cmd_set = False
     for change in changes:
-        word, _, rest = change.strip().partition(" ")
-        word, rest = word.upper(), rest.strip()
+        cmd = _parse_change(change)
+        word, values = cmd.cmd.upper(), list(cmd.value)
+
+        def bad(why: str, change: str = change) -> UsageError:
+            return UsageError(f"invalid --change {change!r}: {why}")
+
         if word in ("CMD", "ENTRYPOINT"):
-            out[word.capitalize()] = _exec_form(rest) if rest else None
-        elif word == "ENV":
-            key, sep, value = rest.partition("=")
-            if not sep:
-                key, _, value = rest.partition(" ")
-            if not key:
-                raise UsageError(f"invalid --change {change!r}: ENV needs KEY=VALUE")
-            out["Env"] = [e for e in out.get("Env", []) if e.split("=", 1)[0] != key] + [f"{key}={value}"]
-        elif word == "WORKDIR" and rest.startswith("/"):
-            out["WorkingDir"] = rest
-        elif word == "USER" and rest:
-            out["User"] = rest
+            if not cmd.json and not (values and values[0]):
+                raise bad(f"{word} needs a command")
+            out[word.capitalize()] = _exec_form(values, cmd.json)
+            if word == "CMD":
+                cmd_set = True
+            elif not cmd_set:
+                out.pop("Cmd", None)
+        elif word in ("ENV", "LABEL"):
+            if len(values) < 2 or len(values) % 2 or not all(values[::2]):
+                raise bad(f"{word} needs KEY=VALUE")
+            pairs = [(_unquote(k), _unquote(v)) for k, v in zip(values[::2], values[1::2], strict=True)]
+            if word == "ENV":
+                env = list(out.get("Env") or [])
+                for key, value in pairs:
+                    env = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={value}"]
+                out["Env"] = env
+            else:
+                out["Labels"] = dict(out.get("Labels") or {}) | dict(pairs)
+        elif word == "EXPOSE":
+            ports = dict(out.get("ExposedPorts") or {})
+            for spec in values:
+                ports.update(dict.fromkeys(_ports(spec, bad), {}))
+            if not values or not values[0]:
+                raise bad("EXPOSE needs a port")
+            out["ExposedPorts"] = ports
+        elif word == "VOLUME":
+            paths = [v for v in values if v]
+            if not paths:
+                raise bad("VOLUME needs a path")
+            out["Volumes"] = dict(out.get("Volumes") or {}) | dict.fromkeys(paths, {})
+        elif word in ("USER", "STOPSIGNAL", "WORKDIR", "ONBUILD"):
+            value = " ".join(values).strip() if word != "ONBUILD" else cmd.original.strip()[len(word):].strip()
+            if not value:
+                raise bad(f"{word} needs a value")
+            if word == "USER":
+                out["User"] = value
+            elif word == "STOPSIGNAL":
+                from pycontain.cli import parse_signal
+
+                parse_signal(value)  # a signal this host knows, or the container could never be stopped by it
+                out["StopSignal"] = value
+            elif word == "WORKDIR":
+                out["WorkingDir"] = os.path.normpath(os.path.join(out.get("WorkingDir") or "/", value))
+            else:
+                trigger = (cmd.sub_cmd or "").upper()
+                if trigger in ("ONBUILD", "FROM", "MAINTAINER") or not trigger:
+                    raise bad(f"ONBUILD cannot take {trigger or 'nothing'}")
+                out["OnBuild"] = list(out.get("OnBuild") or []) + [value]
         else:
-            raise UsageError(f"invalid --change {change!r}: supported are CMD, ENTRYPOINT, ENV, WORKDIR /abs, USER")
+            raise bad(f"{word} is not a change commit/import can make (they take: {', '.join(CHANGE_INSTRUCTIONS)})")
     return out
 
 
-def _exec_form(text: str) -> list[str]:
-    if text.startswith("["):
-        try:
-            value = jsonfast.loads(text)
-        except ValueError:
-            raise UsageError(f"invalid JSON array {text!r}") from None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UsageError(f"invalid exec form {text!r}: expected a JSON array of strings")
-        return value
-    return ["/bin/sh", "-c", text]
+def _parse_change(change: str) -> Any:
+    import dockerfile  # type: ignore[import-not-found,unused-ignore]  # untyped (a cffi wrapper of the Go parser)
+
+    text = change.strip()
+    if not text or "\n" in text:
+        raise UsageError(f"invalid --change {change!r}: expected one Dockerfile instruction")
+    try:
+        parsed = dockerfile.parse_string(text)
+    except dockerfile.GoParseError as e:
+        raise UsageError(f"invalid --change {change!r}: {e}") from None
+    if len(parsed) != 1:
+        raise UsageError(f"invalid --change {change!r}: expected one Dockerfile instruction")
+    return parsed[0]
+
+
+def _unquote(word: str) -> str:
+    """A Dockerfile word without its quotes and backslash escapes (ENV and LABEL values)."""
+    out, quote, i = [], "", 0
+    while i < len(word):
+        c = word[i]
+        if c == "\\" and i + 1 < len(word) and quote != "'":
+            out.append(word[i + 1])
+            i += 2
+            continue
+        if c in "'\"" and quote in ("", c):
+            quote = "" if quote else c
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _ports(spec: str, bad: Callable[[str], UsageError]) -> list[str]:
+    port, _, proto = spec.partition("/")
+    proto = proto.lower() or "tcp"
+    low, _, high = port.partition("-")
+    if proto not in ("tcp", "udp", "sctp") or not low.isdigit() or (high and not high.isdigit()):
+        raise bad(f"invalid port {spec!r}: expected PORT[-PORT][/tcp|udp|sctp]")
+    first, last = int(low), int(high or low)
+    if not 0 < first <= last <= 65535:
+        raise bad(f"invalid port {spec!r}: ports are 1 to 65535")
+    return [f"{p}/{proto}" for p in range(first, last + 1)]
+
+
+def _exec_form(values: list[str], json_form: bool) -> list[str]:
+    """CMD/ENTRYPOINT as the image stores them: the JSON array as given, the shell form under /bin/sh -c
+    (text the parser could not read as JSON is the shell form, as in a Dockerfile)."""
+    return list(values) if json_form else ["/bin/sh", "-c", values[0]]
 
 
 class _HashingReader:
