@@ -375,7 +375,8 @@ def _run(text: str, env: Mapping[str, str], escape: str, used: set[str] | None, 
     try:
         return _Lexer(text, env, escape, used, raw).process()
     except ExpansionError as exc:
-        raise ExpansionError(f"failed to process {text!r}: {exc}") from None
+        # A `${X?message}` may span lines; the error must stay on one.
+        raise ExpansionError(f"failed to process {text!r}: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise ExpansionError(f"failed to process {text[:40]!r}...: too deeply nested") from None
 

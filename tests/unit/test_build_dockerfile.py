@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pycontain.build import dockerfile as df
 from pycontain.build.dockerfile import BuildError, Instruction, command_form, healthcheck, key_values, parse
@@ -104,6 +106,8 @@ def test_structure() -> None:
     ("# just a comment\n", "no FROM"),
     ("FROM a\nFOO bar\n", "unknown instruction: FOO"),
     ("FROM a\nRUN \\\n", "empty continuation"),
+    ("FROM a\n\\\n", "empty continuation"),
+    ("FROM a\nRUN x\n\\", "empty continuation"),
     ("FROM a\nCOPY --user=me a b\n", "unknown flag --user"),
     ("FROM a\nADD --from=x a b\n", "unknown flag --from"),
     ("FROM a\nRUN --mount=type=cache,target=/x make\n", "--mount is not supported by pycontain"),
@@ -271,3 +275,22 @@ def test_run_never_imports_the_package() -> None:
     code = ("import sys, pycontain.build.dockerfile, pycontain.build.words; "
             "assert 'dockerfile' not in sys.modules, 'imported at module load'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+_PIECES = ["FROM a", "FROM a AS b", "RUN x", "RUN <<EOF", "EOF", "<<-E", "\tE", "ONBUILD ", "COPY --from=x a b",
+           "ENV a=b", "ENV a", "ARG x", "HEALTHCHECK --interval=1s CMD x", "\\", "`", "# escape=`", "[\"a\"", "\"",
+           "'", " ", "\n", "--x", "=", "$", "CMD [\"a\\u0000\"]", "\ufeff", "ONBUILD RUN <<X", "X", "\x1f", "\r"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES) | st.text(max_size=5), max_size=12), st.sampled_from(["\n", " ", ""]))
+def test_parse_only_raises_build_error(parts: list[str], sep: str) -> None:
+    try:
+        result = parse(sep.join(parts))
+    except BuildError as exc:
+        assert len(str(exc).splitlines()) == 1
+        return
+    for stage in result.stages:
+        for instr in stage.instructions:
+            if instr.cmd in ("RUN", "CMD", "ENTRYPOINT"):
+                command_form(instr, ["/bin/sh", "-c"])
