@@ -681,21 +681,28 @@ class _Frozen:
                 self._leave()
 
     def _leave(self) -> None:
+        """Every process back to the freezer cgroup it came from, then the directory removed: retried,
+        since a process may fork (its child born here) until the moment it is moved out."""
         assert self.dir is not None
         root = os.path.dirname(self.dir)
-        for _ in range(100):
-            pids = _procs(self.dir)
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    _write(f"{root}{self.home.get(pid, '/')}/cgroup.procs".replace("//", "/"), str(pid))
-                except OSError:
-                    _write(f"{root}/cgroup.procs", str(pid))
-        try:
-            os.rmdir(self.dir)
-        except OSError:
-            pass
+        for _ in range(200):
+            for pid in _procs(self.dir):
+                home = f"{root}{self.home.get(pid, '/')}".rstrip("/")
+                for target in (home, root):  # its old cgroup may be gone: the hierarchy's root takes it
+                    try:
+                        _write(f"{target}/cgroup.procs", str(pid))
+                        break
+                    except ProcessLookupError:
+                        break  # it exited meanwhile
+                    except OSError:
+                        continue
+            try:
+                os.rmdir(self.dir)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.005)
 
     def __exit__(self, *exc: object) -> None:
         import signal
