@@ -24,13 +24,11 @@ removes the directories (and the cgroups of their RUN steps) of builds that were
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import sys
 import time
 
-from pycontain import explain, faults
+from pycontain import explain, faults, jsonfast
 from pycontain.build import dockerfile as df
 from pycontain.build import words
 from pycontain.build.dockerfile import BuildError
@@ -83,7 +81,7 @@ class State:
     """Where a stage stands after a step: the image config so far, its layer dirs and its cache key."""
 
     def __init__(self, image: dict[str, Any], layers: list[str], key: str) -> None:
-        self.image = json.loads(json.dumps(image))  # a private copy: steps change it in place
+        self.image = jsonfast.loads(jsonfast.dumps(image))  # a private copy: steps change it in place
         self.image.setdefault("config", {})
         self.image.setdefault("rootfs", {"type": "layers", "diff_ids": []})
         self.image.setdefault("history", [])
@@ -162,8 +160,21 @@ class _Sink:
         self.progress.output(data)
 
 
+def sha256(data: bytes = b"") -> Any:
+    """A sha256 object: the builtin _sha256 when there is one (importing hashlib loads OpenSSL: ~10 ms,
+    a fifth of a fully cached rebuild)."""
+    try:
+        import _sha256
+
+        return _sha256.sha256(data)
+    except ImportError:  # pragma: no cover - CPython builds it unless told not to
+        import hashlib
+
+        return hashlib.sha256(data)
+
+
 def cache_key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return str(sha256(jsonfast.dumps(parts).encode()).hexdigest())
 
 
 class Builder:
@@ -331,7 +342,7 @@ class Builder:
         triggers = list(state.cfg.get("OnBuild") or ())
         state.cfg.pop("OnBuild", None)
         for text in triggers:
-            trigger = df.parse(f"FROM scratch\n{text}\n").stages[0].instructions[0]
+            trigger = df.parse(f"FROM scratch\n{text}\n", "ONBUILD trigger").stages[0].instructions[0]
             self.progress.line(f"    ONBUILD {text}")
             self._instruction(state, trigger, stage, label)
         for instr in stage.instructions:
@@ -396,8 +407,9 @@ class Builder:
                 else:
                     value = None
                 state.args[key] = value
-            # ARG changes no config, but later steps' keys must see it: it goes into the chain.
-            state.key = cache_key(state.key, "ARG", sorted((k, v) for k, v in state.args.items()))
+            # Its value reaches the keys of the steps that use it (RUN: all ARGs in scope; the rest: their
+            # expanded words), so a changed --build-arg misses the cache from its first use, not here.
+            state.key = cache_key(state.key, "ARG", sorted(state.args))
             self.progress.line(f"{label} {shown}")
             return
         detail: Any = None
@@ -484,7 +496,7 @@ class Builder:
     def _cached(self, key: str) -> dict[str, Any] | None:
         try:
             with open(self._cache_path(key), "rb") as f:
-                entry = json.loads(f.read())
+                entry = jsonfast.loads(f.read())
         except (OSError, ValueError):
             return None
         if not isinstance(entry, dict) or not isinstance(entry.get("created"), str):
@@ -499,7 +511,7 @@ class Builder:
         atomic_write_json(self._cache_path(key), entry, durable=False)
 
     def _layer_step(self, state: State, label: str, shown: str, created_by: str, parts: list[Any],
-                    make: Any) -> None:
+                    make: Any, step_dir: Any = None) -> None:
         """A step that makes a layer: from the cache if the same step was made on the same chain before,
         else by make(step_dir) (which fills step_dir/upper)."""
         key = cache_key(state.key, parts)
@@ -510,7 +522,7 @@ class Builder:
         else:
             self.progress.line(f"{label} {shown}")
             start = time.monotonic()
-            step = self._step_dir()
+            step = (step_dir or self._step_dir)()
             try:
                 make(step)
                 faults.phase("build.layer")
@@ -551,25 +563,36 @@ class Builder:
         user = state.cfg.get("User") or ""
         workdir = state.cfg.get("WorkingDir") or "/"
 
+        cid = os.urandom(32).hex()
+
         def make(step: str) -> None:
-            self._run_container(state, step, argv, [f"{k}={v}" for k, v in env.items()], user, workdir, network,
-                                shown)
+            self._run_container(state, step, cid, argv, [f"{k}={v}" for k, v in env.items()], user, workdir,
+                                network, shown)
 
-        self._layer_step(state, label, shown, created_by, parts, make)
+        self._layer_step(state, label, shown, created_by, parts, make, step_dir=lambda: self._container_dir(cid))
 
-    def _run_container(self, state: State, step: str, argv: list[str], env: list[str], user: str, workdir: str,
-                       network_mode: str, shown: str) -> None:
+    def _container_dir(self, cid: str) -> str:
+        """A RUN step's storage is a container's (storage/containers/<id>: the bridge network keeps its
+        /etc files there) with no record; its id is in this build's `cids` first, so that `gc` leaves it
+        alone while the build lives (builder.gc's live ids) and removes it, with its cgroup, after a kill."""
+        with open(f"{self.workdir}/cids", "a") as f:
+            f.write(cid + "\n")
+        step = self.paths.storage_dir(cid)
+        os.makedirs(f"{self.paths.storage}/containers", 0o700, exist_ok=True)
+        os.mkdir(step, 0o700)
+        for sub in ("upper", "work", "rootfs", "etc"):
+            os.mkdir(f"{step}/{sub}", 0o755)
+        return step
+
+    def _run_container(self, state: State, step: str, cid: str, argv: list[str], env: list[str], user: str,
+                       workdir: str, network_mode: str, shown: str) -> None:
         from pycontain import cgroups, namespaces, network, runtime, stdio
         from pycontain import oci as ocispec
         from pycontain.config import ContainerConfig, Limits, ResolvedConfig
         from pycontain.network import dns
         from pycontain.oci import executor
 
-        cid = os.urandom(32).hex()
-        with open(f"{self.workdir}/cids", "a") as f:  # for gc: the cgroups a killed build may leave
-            f.write(cid + "\n")
         hostname = cid[:12]
-        os.mkdir(f"{step}/etc", 0o755)
         cfg = ContainerConfig(image="", network=network_mode)
         res = ResolvedConfig(argv=tuple(argv), env=tuple(env), workdir=workdir, user=user, hostname=hostname)
         lowers = state.layers or [self.empty]
@@ -824,7 +847,7 @@ def _check_digest(path: str, want: str, url: str) -> None:
     algo, _, hexd = want.partition(":")
     if algo != "sha256" or len(hexd) != 64:
         raise BuildError(f"ADD --checksum={want}: expected sha256:<64 hex digits>")
-    h = hashlib.sha256()
+    h = sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
@@ -833,22 +856,13 @@ def _check_digest(path: str, want: str, url: str) -> None:
 
 
 def _run_argv(instr: df.Instruction, shell: list[str]) -> list[str]:
-    """RUN's command: exec form as given; shell form through the shell; a heredoc body that is the whole
-    command runs as the script (BuildKit's rule), one fed to a command reaches it through the shell."""
-    if instr.heredocs and not instr.json:
-        text = " ".join(instr.args).strip()
-        first = instr.heredocs[0]
-        if len(instr.heredocs) == 1 and text.lstrip("<-").strip("'\"") == first.name:
-            body = first.content
-            if body.startswith("#!"):
-                interp = body.splitlines()[0][2:].split()
-                return [*interp, "-c", body] if interp else [*shell, body]
-            return [*shell, body]
-        script = instr.original.split("\n", 1)[0]
-        script = script[script.upper().find("RUN") + 3:].strip()
-        for h in instr.heredocs:
-            script += f"\n{h.content}{h.name}"
-        return [*shell, script]
+    """RUN's command (dockerfile.command_form); a heredoc that is the whole command and starts with #!
+    runs under the interpreter it names, as BuildKit runs it (BuildKit writes a file; `-c` needs none)."""
+    doc = df.single_heredoc(instr) if instr.heredocs and not instr.json else None
+    if doc is not None and doc.content.startswith("#!"):
+        interp = doc.content.splitlines()[0][2:].split()
+        if interp:
+            return [*interp, "-c", doc.content]  # sh, bash, python ... all take -c (perl's -e would not)
     return df.command_form(instr, shell)
 
 
@@ -965,7 +979,7 @@ def prune(paths: Paths, all_entries: bool) -> list[str]:
             path = f"{cache}/{name}"
             try:
                 with open(path, "rb") as f:
-                    entry = json.loads(f.read())
+                    entry = jsonfast.loads(f.read())
             except (OSError, ValueError):
                 entry = {}
             diff_id = entry.get("diff_id") if isinstance(entry, dict) else None

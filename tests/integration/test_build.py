@@ -243,7 +243,10 @@ EOT
 def test_builder_prune_and_image_prune(pc: Pycontain, tmp_path: Path) -> None:
     ctx = write(tmp_path / "ctx", {"Dockerfile": DOCKERFILE, "a.txt": "A\n", "b.txt": "B\n"})
     first, _ = progress(pc, ctx, "-t", "p:1")
-    pc.ok("image", "prune", "-a", "-f")  # p:1 is tagged: its cache stays
+    (ctx / "b.txt").write_text("B2\n")
+    progress(pc, ctx, "-t", "p:1")  # the first image is untagged now: prune removes it, not its cache
+    (ctx / "b.txt").write_text("B\n")
+    assert "sha256:" in pc.ok("image", "prune", "-f").stdout
     second, out = progress(pc, ctx, "-t", "p:1")
     assert second == first and "done in" not in out, out
     pc.ok("rmi", "p:1")
