@@ -434,10 +434,12 @@ class Extractor:
 # ---------------------------------------------------------------- resolving container paths
 
 class Root:
-    """The container's root directory (a descriptor) and how its ids map."""
+    """The container's root directory (a descriptor) and how its ids map. userns_pid: a running container
+    with a user namespace of its own, whose overlay (mounted in that namespace) takes new files only
+    from a process inside it (the host's root is not mapped there: EOVERFLOW)."""
 
-    def __init__(self, fd: int, ids: Ids, ref: str) -> None:
-        self.fd, self.ids, self.ref = fd, ids, ref
+    def __init__(self, fd: int, ids: Ids, ref: str, userns_pid: int | None = None) -> None:
+        self.fd, self.ids, self.ref, self.userns_pid = fd, ids, ref, userns_pid
 
     def open_dir(self, path: str) -> int:
         """An O_PATH descriptor of the directory `path`, every link followed inside the root."""
@@ -605,7 +607,8 @@ def copy_in(rec: Record, root: Root, src: str, dst: str, follow: bool, archive: 
     ref = root.ref
     _, slash = _trailing(dst)
     path = container_path(dst)
-    owner = (lambda uid, gid: root.ids.to_host(uid, gid)) if archive else (lambda uid, gid: root.ids.to_host(0, 0))
+    ids = root.ids if root.userns_pid is None else Ids({"uid": 0, "gid": 0, "size": root.ids.size})
+    owner = (lambda uid, gid: ids.to_host(uid, gid)) if archive else (lambda uid, gid: ids.to_host(0, 0))
     if src == "-":
         parent, base, st, resolved = root.lookup(path, follow_last=True)
         try:
@@ -616,7 +619,10 @@ def copy_in(rec: Record, root: Root, src: str, dst: str, follow: bool, archive: 
         finally:
             os.close(parent)
         try:
-            return extract_stdin(Extractor(fd, owner, f"{ref}:{dst}")), f"{ref}:{dst}"
+            ex = Extractor(fd, owner, f"{ref}:{dst}")
+            if root.userns_pid is not None:
+                return _in_userns(root.userns_pid, lambda: extract_stdin(ex)), f"{ref}:{dst}"
+            return extract_stdin(ex), f"{ref}:{dst}"
         finally:
             os.close(fd)
     src_parent, src_base, arcname, src_is_dir = host_source(src, follow)
@@ -642,9 +648,13 @@ def copy_in(rec: Record, root: Root, src: str, dst: str, follow: bool, archive: 
         try:
             ex = Extractor(into, owner, f"{ref}:{dst}")
             walker = Walker(None, guard=False)
-            for info, data in walker.entries(src_parent, src_base, name, src):
-                ex.add(info, data)
-            ex.finish()
+            entries = walker.entries(src_parent, src_base, name, src)
+            if root.userns_pid is None:
+                for info, data in entries:
+                    ex.add(info, data)
+                ex.finish()
+            else:
+                _through_userns(root.userns_pid, entries, ex)
         finally:
             os.close(into)
         return walker.bytes, f"{ref}:{dst}"
@@ -652,9 +662,59 @@ def copy_in(rec: Record, root: Root, src: str, dst: str, follow: bool, archive: 
         os.close(src_parent)
 
 
-def extract_stdin(ex: Extractor) -> int:
+def _through_userns(pid: int, entries: Iterator[tuple[tarfile.TarInfo, Readable | None]], ex: Extractor) -> None:
+    """Host files (read here, with the host's privileges) written by a child inside the container's user
+    namespace: a tar stream through a pipe between the two."""
+    r, w = os.pipe()
+
+    def extract() -> int:
+        os.close(w)
+        _join_userns(pid)
+        return extract_tar(ex, os.fdopen(r, "rb"))
+
+    child = _fork_report(extract)
+    os.close(r)
     try:
-        with tarfile.open(fileobj=sys.stdin.buffer, mode="r|*") as tar:
+        with os.fdopen(w, "wb") as out, tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for info, data in entries:
+                tar.addfile(info, data)
+    except BrokenPipeError:
+        pass  # the child stopped reading: its report says why
+    finally:
+        _child_result(child)
+
+
+def _in_userns(pid: int, work: Callable[[], int]) -> int:
+    """work() in a child that has joined the user namespace of the container's PID 1."""
+    def joined() -> int:
+        _join_userns(pid)
+        return work()
+
+    return int(_child_result(_fork_report(joined))[0])
+
+
+def _join_userns(pid: int) -> None:
+    fd = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.setns(fd, syscalls.CLONE_NEWUSER)
+    finally:
+        os.close(fd)
+    # setns keeps the host's ids, which the namespace does not map: become its root (the range's base).
+    try:
+        os.setgroups([])
+    except OSError:
+        pass  # groups denied in that namespace: the host's root's group list is then left as it is
+    os.setresgid(0, 0, 0)
+    os.setresuid(0, 0, 0)
+
+
+def extract_stdin(ex: Extractor) -> int:
+    return extract_tar(ex, sys.stdin.buffer)
+
+
+def extract_tar(ex: Extractor, stream: Readable) -> int:
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar:  # type: ignore[call-overload]
             for member in tar:
                 ex.add(member, tar.extractfile(member) if member.isreg() else None)
     except tarfile.TarError as e:
@@ -688,7 +748,7 @@ def in_container(rec: Record, ref: str, work: Callable[[Root], tuple[int, str]])
             try:
                 # The same process as state.json names (not a pid reused since): then fd is its root.
                 if state.proc_starttime(pid) == rec.read_state().pid_start:
-                    return work(Root(fd, ids, ref))
+                    return work(Root(fd, ids, ref, pid if ids.size else None))
             finally:
                 os.close(fd)
             continue
@@ -709,6 +769,13 @@ def in_container(rec: Record, ref: str, work: Callable[[Root], tuple[int, str]])
 def _stopped(rec: Record, ref: str, ids: Ids, work: Callable[[Root], tuple[int, str]]) -> tuple[int, str]:
     """Fork a child that mounts the container's root in a mount namespace of its own and runs work()
     there; its result or error comes back through a pipe."""
+    result = _child_result(_fork_report(lambda: _mount_and_work(rec, ref, ids, work)))
+    return int(result[0]), result[1]
+
+
+def _fork_report(work: Callable[[], object]) -> tuple[int, int]:
+    """Fork a child that runs work() and reports its result (or its error, as one line) through a pipe;
+    it dies with pycontain (PR_SET_PDEATHSIG). (pid, read end of the pipe) for _child_result."""
     import signal
 
     sys.stdout.flush()
@@ -720,8 +787,9 @@ def _stopped(rec: Record, ref: str, ids: Ids, work: Callable[[Root], tuple[int, 
             os.close(r)
             syscalls.set_pdeathsig(signal.SIGKILL)
             try:
-                nbytes, where = _mount_and_work(rec, ref, ids, work)
-                os.write(w, f"ok\t{nbytes}\t{where}".encode())
+                result = work()
+                parts = result if isinstance(result, tuple) else (result,)
+                os.write(w, "\t".join(["ok", *map(str, parts)]).encode())
                 code = 0
             except PycontainError as e:
                 os.write(w, f"err\t{e}".encode())
@@ -732,6 +800,12 @@ def _stopped(rec: Record, ref: str, ids: Ids, work: Callable[[Root], tuple[int, 
         finally:
             os._exit(code)
     os.close(w)
+    return pid, r
+
+
+def _child_result(child: tuple[int, int]) -> list[str]:
+    """Wait for a _fork_report child: its result's fields, or its error raised here."""
+    pid, r = child
     report = b""
     try:
         while chunk := os.read(r, 65536):
@@ -741,8 +815,7 @@ def _stopped(rec: Record, ref: str, ids: Ids, work: Callable[[Root], tuple[int, 
         os.waitpid(pid, 0)
     kind, _, rest = report.decode(errors="replace").partition("\t")
     if kind == "ok":
-        count, _, where = rest.partition("\t")
-        return int(count), where
+        return rest.split("\t", 1) + [""]
     raise CopyError(rest or "the copy process died")
 
 
