@@ -49,7 +49,12 @@ RUN_OPTIONS = [
     (("-u", "--user"), "user", VALUE, "USER[:GROUP]", "user (name or uid) from the image's /etc/passwd"),
     (("-h", "--hostname"), "hostname", VALUE, "NAME", "container hostname (default: short id)"),
     (("--entrypoint",), "entrypoint", VALUE, "CMD", "override the image's entrypoint"),
-    (("-v", "--volume"), "volume", MULTI, "SRC:DST[:ro]", "bind mount a host path"),
+    (("-v", "--volume"), "volume", MULTI, "SRC:DST[:ro]",
+     "bind a host path (/host:/ctr), mount a named volume (NAME:/ctr) or an anonymous one (/ctr)"),
+    (("--mount",), "mount", MULTI, "type=..,target=..",
+     "a mount: type=bind|volume|tmpfs,source=..,target=..[,readonly][,volume-nocopy][,tmpfs-size=..]"),
+    (("--tmpfs",), "tmpfs", MULTI, "PATH[:OPTS]", "a tmpfs at PATH, e.g. /run:size=64m,mode=1777"),
+    (("--volumes-from",), "volumes_from", MULTI, "CONTAINER[:ro|rw]", "the volumes and binds of another container"),
     (("--read-only",), "read_only", FLAG, "", "mount the root filesystem read-only"),
     (("--network", "--net"), "network", VALUE, "MODE",
      "bridge (default: the `pycontain` network), none (loopback only), host, or a network name"),
@@ -97,7 +102,8 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
              "CONTAINER...", "stop containers (SIGTERM, then SIGKILL)"),
     "kill": ([(("-s", "--signal"), "signal", VALUE, "SIGNAL", "signal to send (default KILL)")],
              "CONTAINER...", "send a signal to containers"),
-    "rm": ([(("-f", "--force"), "force", FLAG, "", "kill the container first if it is running")],
+    "rm": ([(("-f", "--force"), "force", FLAG, "", "kill the container first if it is running"),
+            (("-v", "--volumes"), "volumes", FLAG, "", "remove its anonymous volumes too (named ones stay)")],
            "CONTAINER...", "remove containers"),
     "wait": ([], "CONTAINER...", "wait for containers to exit and print their exit codes"),
     "inspect": ([], "CONTAINER|IMAGE...", "show details as JSON"),
@@ -250,7 +256,8 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
         remove=opts["rm"],
         read_only=opts["read_only"],
         network=network,
-        mounts=tuple(c.parse_volume(v) for v in opts["volume"]),
+        mounts=c.parse_mounts(opts["volume"], opts["mount"], opts["tmpfs"]),
+        volumes_from=tuple(c.parse_volumes_from(v) for v in opts["volumes_from"]),
         ports=tuple(c.parse_publish(p) for p in opts["publish"]),
         pull=c.validate_pull(opts["pull"]),
         runtime=c.validate_runtime(opts.get("runtime")),
@@ -456,7 +463,7 @@ def cmd_rm(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     need(pos, "a container")
-    return _each(pos, lambda ref: print(ref) if runtime.remove(paths, ref, opts["force"]) else None)
+    return _each(pos, lambda ref: print(ref) if runtime.remove(paths, ref, opts["force"], opts["volumes"]) else None)
 
 
 def cmd_wait(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:

@@ -95,13 +95,29 @@ class Frozen:
 
 
 class BindMount(Frozen):
-    """`-v SOURCE:TARGET[:ro]`: a host path bound into the container."""
+    """One mount the user asked for (-v, --mount, --tmpfs, --volumes-from, the image's VOLUME paths).
 
-    __slots__ = ("source", "target", "readonly")
-    _fields = {"source": "", "target": "", "readonly": False}
+    kind "bind": a host path (source) bound at target. kind "volume": a volume (name; "" until `create`
+    gives an anonymous one its name), whose directory on the host (source) is filled in at `create`.
+    kind "tmpfs": a fresh tmpfs. options: the mount's own words, checked: a bind's propagation
+    (rprivate ...) and "nonrecursive", a volume's "nocopy" (and volume-label=K=V / volume-opt=K=V for
+    a volume `--mount` creates), a tmpfs's options (size=BYTES, mode=OCTAL, noexec ...).
+    """
+
+    __slots__ = ("source", "target", "readonly", "kind", "name", "options")
+    _fields = {"source": "", "target": "", "readonly": False, "kind": "bind", "name": "", "options": ()}
     source: str
     target: str
     readonly: bool
+    kind: str
+    name: str
+    options: tuple[str, ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BindMount:
+        data = dict(data)
+        data["options"] = tuple(data.get("options") or ())
+        return cls(**data)
 
 
 class PortMapping(Frozen):
@@ -206,13 +222,13 @@ def available_capabilities() -> set[str]:
 class ContainerConfig(Frozen):
     __slots__ = ("image", "command", "entrypoint", "name", "env", "workdir", "user", "hostname",
                  "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports",
-                 "pull", "log_max_size", "log_max_files", "runtime", "security")
+                 "pull", "log_max_size", "log_max_files", "runtime", "security", "volumes_from")
     _fields = {
         "image": "", "command": (), "entrypoint": None, "name": None, "env": (), "workdir": None,
         "user": None, "hostname": None, "interactive": False, "tty": False, "detach": False,
         "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(), "ports": (),
         "pull": "missing", "log_max_size": 10 * 1024 * 1024, "log_max_files": 3, "runtime": None,
-        "security": Security(),
+        "security": Security(), "volumes_from": (),
     }
     image: str
     command: tuple[str, ...]
@@ -236,11 +252,13 @@ class ContainerConfig(Frozen):
     log_max_size: int
     log_max_files: int
     security: Security
+    volumes_from: tuple[str, ...]  # --volumes-from CONTAINER[:ro|rw], as given (its mounts are in `mounts`)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
         data = dict(data)
-        data["mounts"] = tuple(BindMount(**m) for m in data.get("mounts", ()))
+        data["mounts"] = tuple(BindMount.from_json(m) for m in data.get("mounts", ()))
+        data["volumes_from"] = tuple(data.get("volumes_from", ()))
         data["limits"] = Limits(**data.get("limits", {}))
         data["ports"] = tuple(PortMapping(**p) for p in data.get("ports", ()))
         data["security"] = Security.from_json(data.get("security") or {})
@@ -331,22 +349,215 @@ def read_env_file(path: str) -> list[str]:
     return [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
 
 
-def parse_volume(spec: str) -> BindMount:
-    """`-v /host/path:/container/path[:ro|rw]`."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
-        raise UsageError(f"invalid volume {spec!r}: expected /host/path:/container/path[:ro]")
-    source, target = parts[0], parts[1]
-    mode = parts[2] if len(parts) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise UsageError(f"invalid volume mode {mode!r} in {spec!r}: expected ro or rw")
+VOLUME_NAME_FIRST = _ALNUM
+VOLUME_NAME_REST = _ALNUM | frozenset("_.-")
+PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
+# --tmpfs and --mount type=tmpfs: the options a tmpfs may take (flags, and key=value with a checked value).
+TMPFS_FLAGS = frozenset(("ro", "rw", "noexec", "exec", "nosuid", "suid", "nodev", "dev", "sync", "async",
+                         "dirsync", "noatime", "atime", "nodiratime", "diratime", "relatime", "norelatime",
+                         "strictatime", "nostrictatime"))
+TMPFS_NUMBERS = ("uid", "gid", "nr_inodes", "nr_blocks")
+
+
+def valid_volume_name(name: str) -> bool:
+    """Docker's rule for a volume name: [a-zA-Z0-9][a-zA-Z0-9_.-]*."""
+    return bool(name) and name[0] in VOLUME_NAME_FIRST and set(name) <= VOLUME_NAME_REST and len(name) <= 255
+
+
+def _target(path: str, what: str) -> str:
+    if not path.startswith("/"):
+        raise UsageError(f"invalid {what}: the container path must be absolute")
+    target = os.path.normpath(path)
+    if target == "/" or target.startswith("//"):
+        target = "/" + target.lstrip("/")
+    if target == "/":
+        raise UsageError(f"invalid {what}: the container path cannot be /")
+    return target
+
+
+def _host_source(source: str, what: str) -> str:
     if not os.path.isabs(source):
-        raise UsageError(f"invalid volume {spec!r}: the host path must be absolute (named volumes are not supported)")
-    if not os.path.isabs(target):
-        raise UsageError(f"invalid volume {spec!r}: the container path must be absolute")
+        raise UsageError(f"invalid {what}: the host path must be absolute")
     if not os.path.exists(source):
-        raise UsageError(f"invalid volume {spec!r}: host path {source} does not exist")
-    return BindMount(os.path.realpath(source), os.path.normpath(target), mode == "ro")
+        raise UsageError(f"invalid {what}: host path {source} does not exist")
+    return os.path.realpath(source)
+
+
+def parse_volume(spec: str) -> BindMount:
+    """`-v /host/path:/ctr/path[:OPTS]` (a bind), `-v NAME:/ctr/path[:OPTS]` (a named volume, made on
+    first use), `-v /ctr/path` (an anonymous volume). OPTS: ro or rw, nocopy (volumes), a propagation
+    (binds), z/Z (accepted, no SELinux here). A source with no "/" that does not start with "." is a
+    volume name, as Docker reads it."""
+    what = f"volume {spec!r}"
+    parts = spec.split(":")
+    if "\0" in spec or len(parts) > 3 or not all(parts):
+        raise UsageError(f"invalid {what}: expected /host/path:/container/path[:ro], NAME:/container/path[:ro] "
+                         "or /container/path")
+    if len(parts) == 1:
+        return BindMount("", _target(parts[0], what), False, kind="volume")
+    source, target = parts[0], _target(parts[1], what)
+    words = parts[2].split(",") if len(parts) == 3 else []
+    if source.startswith("/"):
+        kind = "bind"
+        source = _host_source(source, what)
+    elif valid_volume_name(source):
+        kind = "volume"
+    else:
+        raise UsageError(f"invalid {what}: {source!r} is neither an absolute host path nor a volume name "
+                         "([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+    readonly, options = False, []
+    modes = [w for w in words if w in ("ro", "rw")]
+    for word in words:
+        if word in ("ro", "rw", "z", "Z"):
+            continue
+        if word == "nocopy" and kind == "volume":
+            options.append(word)
+        elif word in PROPAGATIONS and kind == "bind":
+            options.append(word)
+        else:
+            raise UsageError(f"invalid volume mode {word!r} in {spec!r}: expected ro or rw"
+                             + (", nocopy" if kind == "volume" else ", a propagation (rprivate, rshared, ...)"))
+    if len(modes) > 1 or len([w for w in options if w in PROPAGATIONS]) > 1:
+        raise UsageError(f"invalid {what}: conflicting modes {parts[2]!r}")
+    readonly = modes == ["ro"]
+    if kind == "volume":
+        return BindMount("", target, readonly, kind="volume", name=source, options=tuple(options))
+    return BindMount(source, target, readonly, options=tuple(options))
+
+
+def _flag(value: str, key: str, what: str) -> bool:
+    if value in ("", "1", "true"):
+        return True
+    if value in ("0", "false"):
+        return False
+    raise UsageError(f"invalid {what}: {key} takes true or false, not {value!r}")
+
+
+def parse_mount(spec: str) -> BindMount:
+    """`--mount type=bind|volume|tmpfs,source=..,target=..[,readonly][,...]`, Docker's keys."""
+    what = f"--mount {spec!r}"
+    fields: dict[str, str] = {}
+    extra: list[str] = []
+    for item in spec.split(","):
+        key, eq, value = item.partition("=")
+        key = key.strip().lower()
+        if not key:
+            raise UsageError(f"invalid {what}: empty field")
+        if key in ("volume-label", "volume-opt"):
+            if "=" not in value or not value.partition("=")[0]:
+                raise UsageError(f"invalid {what}: {key} takes KEY=VALUE")
+            extra.append(f"{key}={value}")
+            continue
+        key = {"src": "source", "dst": "target", "destination": "target", "ro": "readonly"}.get(key, key)
+        if key in fields:
+            raise UsageError(f"invalid {what}: {key} given twice")
+        if key not in ("type", "source", "target", "readonly", "bind-propagation", "bind-nonrecursive",
+                       "volume-nocopy", "volume-driver", "tmpfs-size", "tmpfs-mode", "consistency"):
+            raise UsageError(f"invalid {what}: unknown field {key!r}")
+        if not eq and key not in ("readonly", "bind-nonrecursive", "volume-nocopy"):
+            raise UsageError(f"invalid {what}: {key} needs a value ({key}=...)")
+        fields[key] = value
+    kind = fields.pop("type", "volume")
+    if kind not in ("bind", "volume", "tmpfs"):
+        raise UsageError(f"invalid {what}: type must be bind, volume or tmpfs")
+    if not fields.get("target"):
+        raise UsageError(f"invalid {what}: target is required")
+    target = _target(fields.pop("target"), what)
+    readonly = _flag(fields.pop("readonly"), "readonly", what) if "readonly" in fields else False
+    fields.pop("consistency", None)  # a macOS hint, meaningless here (Docker ignores it on Linux too)
+    for key in fields:
+        if key != "source" and not key.startswith(kind + "-"):
+            raise UsageError(f"invalid {what}: {key} is not an option of type={kind}")
+    if extra and kind != "volume":
+        raise UsageError(f"invalid {what}: volume-label and volume-opt need type=volume")
+    source = fields.get("source", "")
+    options: list[str] = []
+    if kind == "bind":
+        if not source:
+            raise UsageError(f"invalid {what}: type=bind needs a source")
+        if not os.path.isabs(source):
+            raise UsageError(f"invalid {what}: the bind source must be an absolute host path")
+        if not os.path.exists(source):
+            raise UsageError(f"invalid {what}: bind source path does not exist: {source}")
+        if "bind-propagation" in fields:
+            if fields["bind-propagation"] not in PROPAGATIONS:
+                raise UsageError(f"invalid {what}: bind-propagation must be one of " + ", ".join(PROPAGATIONS))
+            options.append(fields["bind-propagation"])
+        if "bind-nonrecursive" in fields and _flag(fields["bind-nonrecursive"], "bind-nonrecursive", what):
+            options.append("nonrecursive")
+        return BindMount(os.path.realpath(source), target, readonly, options=tuple(options))
+    if kind == "tmpfs":
+        if source:
+            raise UsageError(f"invalid {what}: type=tmpfs takes no source")
+        if "tmpfs-size" in fields:
+            options.append(f"size={parse_bytes(fields['tmpfs-size'], 'tmpfs-size')}")
+        if "tmpfs-mode" in fields:
+            options.append(f"mode={_octal(fields['tmpfs-mode'], what)}")
+        return BindMount("", target, readonly, kind="tmpfs", options=tuple(options))
+    if source and not valid_volume_name(source):
+        raise UsageError(f"invalid {what}: {source!r} is not a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]*)")
+    if fields.get("volume-driver", "local") != "local":
+        raise UsageError(f"invalid {what}: volume-driver: only the local driver exists here")
+    if "volume-nocopy" in fields and _flag(fields["volume-nocopy"], "volume-nocopy", what):
+        options.append("nocopy")
+    return BindMount("", target, readonly, kind="volume", name=source, options=tuple(options + extra))
+
+
+def _octal(text: str, what: str) -> str:
+    if not text or not set(text) <= set("01234567") or int(text, 8) > 0o7777:
+        raise UsageError(f"invalid {what}: mode must be octal permissions like 1777 or 0755")
+    return f"{int(text, 8):o}"
+
+
+def parse_tmpfs(spec: str) -> BindMount:
+    """`--tmpfs /path[:OPTS]`, OPTS as mount(8) takes them for a tmpfs: size=64m, mode=1777, noexec, ..."""
+    what = f"--tmpfs {spec!r}"
+    path, _, opts = spec.partition(":")
+    target = _target(path, what)
+    options: list[str] = []
+    readonly = False
+    for word in opts.split(",") if opts else []:
+        key, eq, value = word.partition("=")
+        if not eq and key in TMPFS_FLAGS:
+            if key in ("ro", "rw"):
+                readonly = key == "ro"
+            else:
+                options.append(key)
+        elif eq and key == "size":
+            options.append(f"size={parse_bytes(value, '--tmpfs size')}")
+        elif eq and key == "mode":
+            options.append(f"mode={_octal(value, what)}")
+        elif eq and key in TMPFS_NUMBERS and value.isdigit():
+            options.append(f"{key}={int(value)}")
+        else:
+            raise UsageError(f"invalid {what}: unknown tmpfs option {word!r} (size=, mode=, uid=, gid=, "
+                             "nr_inodes=, ro, noexec, exec, nosuid, nodev, ...)")
+    return BindMount("", target, readonly, kind="tmpfs", options=tuple(options))
+
+
+def parse_volumes_from(spec: str) -> str:
+    """`--volumes-from CONTAINER[:ro|rw]`: checked here, resolved when the container is created."""
+    ref, _, mode = spec.partition(":")
+    if not ref or mode not in ("", "ro", "rw") or "/" in ref:
+        raise UsageError(f"invalid --volumes-from {spec!r}: expected CONTAINER[:ro|rw]")
+    return spec
+
+
+def parse_mounts(volumes: list[str], mounts: list[str] = (), tmpfs: list[str] = ()  # type: ignore[assignment]
+                 ) -> tuple[BindMount, ...]:
+    """-v, --mount and --tmpfs together; two of them at one container path is an error, as in Docker."""
+    out = [parse_volume(v) for v in volumes] if volumes else []
+    if mounts:
+        out += [parse_mount(m) for m in mounts]
+    if tmpfs:
+        out += [parse_tmpfs(t) for t in tmpfs]
+    if len(out) > 1:
+        seen = set()
+        for m in out:
+            if m.target in seen:
+                raise UsageError(f"duplicate mount point: {m.target}")
+            seen.add(m.target)
+    return tuple(out)
 
 
 def validate_name(name: str) -> str:

@@ -54,6 +54,24 @@ def seccomp_summary(sec: Any) -> dict[str, Any]:
             "DefaultAction": spec.get("defaultAction")}
 
 
+PROPAGATIONS = ("rprivate", "private", "rshared", "shared", "rslave", "slave")
+
+
+def mount_summary(m: Any) -> dict[str, Any]:
+    """One entry of "Mounts", as Docker shows it: a bind, a volume (by name, its _data as Source), a tmpfs."""
+    out: dict[str, Any] = {"Type": m.kind}
+    if m.kind == "volume":
+        out["Name"] = m.name
+    out["Source"] = m.source if m.kind != "tmpfs" else ""
+    out["Destination"] = m.target
+    if m.kind == "volume":
+        out["Driver"] = "local"
+    out["Mode"] = "ro" if m.readonly else ""
+    out["RW"] = not m.readonly
+    out["Propagation"] = next((o for o in m.options if o in PROPAGATIONS), "rprivate") if m.kind == "bind" else ""
+    return out
+
+
 def container(rec: state.Record) -> dict[str, Any]:
     from pycontain import cgroups
     from pycontain.clifmt import size
@@ -90,7 +108,11 @@ def container(rec: state.Record) -> dict[str, Any]:
         "HostConfig": {
             "AutoRemove": cfg.remove, "ReadonlyRootfs": cfg.read_only, "NetworkMode": cfg.network,
             "PidsLimit": cfg.limits.pids,
-            "Binds": [f"{m.source}:{m.target}{':ro' if m.readonly else ''}" for m in cfg.mounts],
+            "Binds": [f"{m.name if m.kind == 'volume' else m.source}:{m.target}{':ro' if m.readonly else ''}"
+                      for m in cfg.mounts if m.kind != "tmpfs"],
+            "Tmpfs": {m.target: ",".join(m.options + (("ro",) if m.readonly else ())) for m in cfg.mounts
+                      if m.kind == "tmpfs"} or None,
+            "VolumesFrom": list(cfg.volumes_from) or None,
             "CapAdd": list(sec.cap_add) or None, "CapDrop": list(sec.cap_drop) or None,
             "Privileged": sec.privileged, "SecurityOpt": security_opts(sec),
             "Devices": [{"PathOnHost": d["device"].get("hostPath", ""), "PathInContainer": d["device"]["path"],
@@ -100,8 +122,7 @@ def container(rec: state.Record) -> dict[str, Any]:
             "LogConfig": {"Type": "local", "Config": {"max-size": size(cfg.log_max_size, "flag"),
                                                       "max-file": str(cfg.log_max_files)}},
         },
-        "Mounts": [{"Type": "bind", "Source": m.source, "Destination": m.target, "RW": not m.readonly}
-                   for m in cfg.mounts],
+        "Mounts": [mount_summary(m) for m in cfg.mounts],
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(reversed(rec.layers)), "UpperDir": f"{rec.storage}/upper",
             "WorkDir": f"{rec.storage}/work",

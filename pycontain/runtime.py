@@ -108,6 +108,13 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         for sub in ("upper", "work", "rootfs", "etc"):
             os.makedirs(f"{rec.storage}/{sub}", 0o755)
         faults.phase("run.storage")
+        volumes = None
+        if cfg.volumes_from or (image.config.get("config") or {}).get("Volumes") or any(
+                m.kind == "volume" for m in cfg.mounts):  # volumes.py is loaded only for a container with one
+            from pycontain import volumes as vols
+
+            cfg, volumes = vols.prepare(paths, cfg, image.config, image.layers, rec, undo)
+            faults.phase("run.volumes")
         net = network.prepare(paths, cid, name, resolved.hostname, cfg)
         undo.callback(network.release, paths, net, cid)
         etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname)
@@ -123,6 +130,8 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         state.atomic_write_json(f"{rec.dir}/state.json",
                                 {"status": state.STARTING if starting else state.CREATED}, durable=False)
         undo.forget()  # made: from here on the record is the container's, removed by `rm`
+    if volumes is not None:
+        volumes.commit(paths)  # its volumes are the record's now; `volume rm` may look (and refuse)
     faults.phase("run.created")
     explain.say(f"record {rec.dir} (name {name}); image {image.ref} with {len(image.layers)} layer(s)")
     return rec, lock_fd
@@ -182,7 +191,7 @@ def run(paths: Paths, cfg: ContainerConfig) -> int:
         return supervise(rec)
     finally:
         if cfg.remove:
-            _remove(rec)
+            _remove(rec, volumes=True)
         os.close(lock_fd)
 
 
@@ -196,7 +205,7 @@ def run_detached(paths: Paths, cfg: ContainerConfig) -> Record:
             # The monitor has exited (the report pipe is closed), maybe by SIGKILL before it unwound: its
             # cgroup and port rules go first, since once the record is gone nothing (not gc) finds them.
             _release_kernel_objects(rec)
-            _remove(rec)
+            _remove(rec, volumes=True)
         raise
     return rec
 
@@ -237,7 +246,7 @@ def start_detached(rec: Record, lock_fd: int) -> None:
                     pass
             finally:
                 if rec.config.remove:
-                    _remove(rec)
+                    _remove(rec, volumes=True)
         finally:
             os._exit(code)
     os.close(report_w)
@@ -296,6 +305,12 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
             # -d -i keeps the container's stdin open (nothing writes to it yet), as `docker run -di` does.
             pipes = stdio.Pipes(keep_stdin_open=cfg.interactive)
             undo.callback(pipes.close)
+        if cfg.mounts and any(m.kind == "volume" and m.options for m in cfg.mounts):
+            from pycontain import volumes
+
+            if any(volumes.DRIVER_MOUNT in m.options for m in cfg.mounts):  # a tmpfs-typed volume
+                undo.callback(volumes.release, rec.paths, cfg, rec.id)
+                volumes.acquire(rec.paths, cfg, rec.id)
         if cfg.runtime:
             # Another OCI runtime as the executor, driven through its runc command line.
             from pycontain.oci import external
@@ -523,7 +538,8 @@ def _send(pid: int, signum: int) -> None:
         pass
 
 
-def remove(paths: Paths, ref: str, force: bool = False) -> Record:
+def remove(paths: Paths, ref: str, force: bool = False, volumes: bool = False) -> Record:
+    """`rm`; volumes=True (`rm -v`) removes the container's anonymous volumes that no other one uses."""
     rec = state.find(paths, ref)
     try:
         removable = rec.status().can_remove()
@@ -555,7 +571,7 @@ def remove(paths: Paths, ref: str, force: bool = False) -> Record:
             raise ContainerNotFound(f"no such container: {ref}")
         _release_kernel_objects(rec)
         faults.phase("rm.kernel")
-        _remove(rec)
+        _remove(rec, volumes)
     finally:
         os.close(lock_fd)
     return rec
@@ -601,10 +617,19 @@ def _network_of(rec: Record) -> dict[str, Any] | None:
         return None
 
 
-def _remove(rec: Record) -> None:
-    """Delete a container for good: its network lease and name, then its files."""
+def _remove(rec: Record, volumes: bool = False) -> None:
+    """Delete a container for good: its network lease and name, then its files; with volumes (rm -v,
+    --rm), then its anonymous volumes, as Docker does (named volumes always stay)."""
     network.release(rec.paths, _network_of(rec), rec.id)
+    try:
+        mounts = rec.config.mounts
+    except (OSError, ValueError):
+        mounts = ()  # a damaged record: its volumes stay, for `volume prune`
     state.remove_record(rec)
+    if mounts and any(m.kind == "volume" for m in mounts):
+        from pycontain import volumes as vols
+
+        vols.after_remove(rec.paths, rec.id, mounts, volumes)
     if os.path.isdir(rec.paths.userns):  # some container of this root had a uid range of its own
         from pycontain import userns
 
@@ -657,7 +682,7 @@ def gc(paths: Paths) -> list[str]:
                 _finish_dead(rec)
                 done.append(f"stopped orphaned container {rec.short_id}")
             if rec.config.remove and status != state.CREATED:  # `create --rm` waits for its `start`
-                _remove(rec)
+                _remove(rec, volumes=True)
                 done.append(f"removed container {rec.short_id} (--rm)")
             else:
                 live.add(rec.id)
@@ -677,6 +702,10 @@ def gc(paths: Paths) -> list[str]:
             cg.remove()
             done.append(f"removed cgroup {cg.name}")
     done += _gc_files(paths, live)
+    if os.path.isdir(f"{paths.storage}/volumes"):
+        from pycontain import volumes
+
+        done += volumes.gc(paths)  # after _gc_files: records of dead creates are gone by now
     from pycontain import userns
 
     done += userns.gc(paths)  # after _gc_files: the leases of the records it just removed go too

@@ -279,8 +279,16 @@ def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: 
     path."""
     mounts = default_mounts()
     for m in cfg.mounts:
-        mounts.append({"destination": m.target, "type": "bind", "source": m.source,
-                       "options": ["rbind", "ro"] if m.readonly else ["rbind"]})
+        if m.kind == "tmpfs":
+            # Docker's defaults for --tmpfs and --mount type=tmpfs; the user's words come after and win.
+            mounts.append({"destination": m.target, "type": "tmpfs", "source": "tmpfs",
+                           "options": ["noexec", "nosuid", "nodev", *m.options, *(["ro"] if m.readonly else [])]})
+            continue
+        # A bind, or a volume: its directory on the host (source, filled in at create) bound the same way.
+        options = ["bind" if "nonrecursive" in m.options else "rbind", *(["ro"] if m.readonly else [])]
+        if m.options and m.kind == "bind":
+            options += [o for o in m.options if o != "nonrecursive"]
+        mounts.append({"destination": m.target, "type": "bind", "source": m.source, "options": options})
     for target, source in etc_files.items():
         mounts.append({"destination": target, "type": "bind", "source": source, "options": ["bind"]})
     if cfg.read_only:
