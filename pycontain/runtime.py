@@ -113,7 +113,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
                 m.kind == "volume" for m in cfg.mounts):  # volumes.py is loaded only for a container with one
             from pycontain import volumes as vols
 
-            cfg, volumes = vols.prepare(paths, cfg, image.config, image.layers, rec, undo)
+            cfg, volumes = vols.prepare(paths, cfg, image.config, image.layers, rec, undo, lease)
             faults.phase("run.volumes")
         net = network.prepare(paths, cid, name, resolved.hostname, cfg)
         undo.callback(network.release, paths, net, cid)
@@ -688,6 +688,11 @@ def gc(paths: Paths) -> list[str]:
                 live.add(rec.id)
         finally:
             os.close(lock_fd)
+    from pycontain.build import leftovers
+
+    build_done, build_live = leftovers.gc(paths)  # a live build's RUN steps: storage without a record
+    done += build_done
+    live |= build_live
     done += network.gc(paths, live)
     for rec in damaged:
         state.rmtree(rec.storage)
@@ -742,7 +747,7 @@ def _gc_files(paths: Paths, live: set[str]) -> list[str]:
             done.append(f"removed incomplete record {cid[:12]}")
     storage = f"{paths.storage}/containers"
     for cid in os.listdir(storage) if os.path.isdir(storage) else []:
-        if not os.path.exists(paths.record(cid)):
+        if cid not in live and not os.path.exists(paths.record(cid)):
             state.rmtree(f"{storage}/{cid}")
             done.append(f"removed storage of container {cid[:12]}")
     for name in os.listdir(paths.names) if os.path.isdir(paths.names) else []:

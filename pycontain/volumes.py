@@ -209,11 +209,15 @@ class Prepared:
 
 
 def prepare(paths: Paths, cfg: ContainerConfig, image_config: dict[str, Any], layers: list[str] | tuple[str, ...],
-            rec: Record, undo: Any) -> tuple[ContainerConfig, Prepared]:
+            rec: Record, undo: Any, lease: Any = None) -> tuple[ContainerConfig, Prepared]:
     """The container's mounts with every volume resolved: --volumes-from copied in, the image's VOLUME
     paths given anonymous volumes, each volume made on first use (and filled from the image once, while
     it is empty), its host directory in `source`. Runs in create's undo scope: a failure removes the
-    anonymous volumes made here, never a named one (Docker keeps those too)."""
+    anonymous volumes made here, never a named one (Docker keeps those too).
+
+    lease: the container's uid range (--userns=auto). A volume made or filled now is handed to that
+    range (owners shifted, as Docker's userns-remap does), or its root could not write to it; a volume
+    that exists already keeps its owners (another range's container may be using it)."""
     fd = lock(paths)
     prepared = Prepared(fd, [])
     undo.callback(prepared.release)
@@ -257,8 +261,12 @@ def prepare(paths: Paths, cfg: ContainerConfig, image_config: dict[str, Any], la
         source = _bind_device(vol) or data_dir(paths, name)
         if _is_tmpfs(vol):
             keep.append(DRIVER_MOUNT)
-        elif "nocopy" not in keep and source == data_dir(paths, name):
-            copy_up(paths, name, layers, f"{rec.storage}/rootfs", m.target)
+        elif source == data_dir(paths, name):
+            copied = "nocopy" not in keep and copy_up(paths, name, layers, f"{rec.storage}/rootfs", m.target)
+            if lease is not None and (made or copied):
+                from pycontain import userns
+
+                userns._shift_tree(source, lease.uid_mappings(), lease.gid_mappings())
         out.append(BindMount(source, m.target, m.readonly, kind="volume", name=name, options=tuple(keep)))
     return cfg.replace(mounts=tuple(out)), prepared
 
@@ -268,7 +276,7 @@ def _discard(paths: Paths, name: str) -> None:
         delete(paths, name)
 
 
-def copy_up(paths: Paths, name: str, layers: list[str] | tuple[str, ...], mountpoint: str, target: str) -> None:
+def copy_up(paths: Paths, name: str, layers: list[str] | tuple[str, ...], mountpoint: str, target: str) -> bool:
     """Docker's copy-up: an empty volume mounted where the image has a directory gets that directory's
     content (owners, modes, xattrs, links as links), once.
 
@@ -281,11 +289,11 @@ def copy_up(paths: Paths, name: str, layers: list[str] | tuple[str, ...], mountp
     data = data_dir(paths, name)
     try:
         if os.listdir(data):
-            return
+            return False
     except FileNotFoundError:
-        return
+        return False
     if not layers:
-        return
+        return False
     fresh = f"{vdir(paths, name)}/.copy-{os.getpid()}"
     state.rmtree(fresh)
     pid = os.fork()
@@ -300,7 +308,7 @@ def copy_up(paths: Paths, name: str, layers: list[str] | tuple[str, ...], mountp
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code == 3:  # nothing there to copy (missing, or not a directory)
-        return
+        return False
     if code != 0:
         state.rmtree(fresh)
         raise PycontainError(f"could not fill volume {name[:12]} from the image's {target} (cp exited {code})")
@@ -310,6 +318,8 @@ def copy_up(paths: Paths, name: str, layers: list[str] | tuple[str, ...], mountp
         state.rmtree(fresh)
         if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
             raise
+        return False
+    return True
 
 
 def _copy_child(layers: list[str], mountpoint: str, target: str, fresh: str) -> int:

@@ -321,3 +321,11 @@ def test_gc_removes_what_a_killed_create_left(pc: Pycontain) -> None:
     out = pc.ok("gc").stdout
     assert "half-made" in out and "never made" in out
     assert sorted(os.listdir(root)) == [".lock", "v"]
+
+
+def test_a_volume_made_for_a_userns_container_belongs_to_its_range(pc: Pycontain) -> None:
+    out = pc.ok("run", "--rm", "--userns=auto", "-v", "u:/data", "busybox", "sh", "-c",
+                "touch /data/x && stat -c '%u %g' /data/x /data").stdout
+    assert out == "0 0\n0 0\n"  # the container's root owns the volume it made
+    data = Path(json.loads(pc.ok("volume", "inspect", "u").stdout)[0]["Mountpoint"])
+    assert data.stat().st_uid != 0 and (data / "x").stat().st_uid == data.stat().st_uid
