@@ -70,6 +70,7 @@ MAX_LINKS = 40
 CHUNK = 1 << 20
 # Kernel filesystems a running container has mounted (<linux/magic.h>): never read, never descended
 # into. Docker's cp sees the container's rootfs and volumes only, not its /proc or /sys.
+DRIVER_MOUNT = "driver-mount"  # volumes.py: a tmpfs-typed volume, mounted on its directory only while in use
 KERNEL_FS = {
     0x9FA0: "proc", 0x62656572: "sysfs", 0x27E0EB: "cgroup", 0x63677270: "cgroup2", 0x1CD1: "devpts",
     0x19800202: "mqueue", 0x73636673: "securityfs", 0x64626720: "debugfs", 0x74726163: "tracefs",
@@ -438,8 +439,8 @@ class Root:
     with a user namespace of its own, whose overlay (mounted in that namespace) takes new files only
     from a process inside it (the host's root is not mapped there: EOVERFLOW)."""
 
-    def __init__(self, fd: int, ids: Ids, ref: str, userns_pid: int | None = None) -> None:
-        self.fd, self.ids, self.ref, self.userns_pid = fd, ids, ref, userns_pid
+    def __init__(self, fd: int, ids: Ids, ref: str, running: bool, userns_pid: int | None = None) -> None:
+        self.fd, self.ids, self.ref, self.running, self.userns_pid = fd, ids, ref, running, userns_pid
 
     def open_dir(self, path: str) -> int:
         """An O_PATH descriptor of the directory `path`, every link followed inside the root."""
@@ -588,15 +589,23 @@ def host_source(src: str, follow: bool) -> tuple[int, str, str, bool]:
     return fd, base, "." if contents else arcname, is_dir
 
 
-def check_writable(rec: Record, path: str) -> None:
-    """Docker's refusals: a read-only volume or bind mount, or a read-only root outside any mount."""
+def check_writable(rec: Record, path: str, running: bool) -> None:
+    """Docker's refusals: a read-only volume or bind mount, or a read-only root outside any mount. A
+    stopped container's tmpfs mounts do not exist: what is copied there would be hidden at its start."""
+    from pycontain.oci import READ_ONLY_TMPFS
+
     clean = os.path.normpath(path)
-    mounts = sorted(rec.config.mounts, key=lambda m: len(m.target), reverse=True)
-    for m in mounts:
-        target = os.path.normpath(m.target)
+    mounts = [(m.target, m.readonly, m.kind == "tmpfs" or DRIVER_MOUNT in m.options) for m in rec.config.mounts]
+    if rec.config.read_only:
+        mounts += [(t, False, True) for t in READ_ONLY_TMPFS]
+    for target, readonly, tmpfs in sorted(mounts, key=lambda m: len(m[0]), reverse=True):
+        target = os.path.normpath(target)
         if clean == target or clean.startswith(target.rstrip("/") + "/"):
-            if m.readonly:
+            if readonly:
                 raise CopyError(f"cannot copy to {rec.name}:{path}: mounted volume is marked read-only")
+            if tmpfs and not running:
+                raise CopyError(f"cannot copy to {rec.name}:{path}: it is on a tmpfs, which a stopped container "
+                                "does not have (start the container first)")
             return
     if rec.config.read_only:
         raise CopyError(f"cannot copy to {rec.name}:{path}: container rootfs is marked read-only")
@@ -614,7 +623,7 @@ def copy_in(rec: Record, root: Root, src: str, dst: str, follow: bool, archive: 
         try:
             if st is None or not stat.S_ISDIR(st.st_mode):
                 raise CopyError(f'destination "{ref}:{dst}" must be a directory')
-            check_writable(rec, resolved)
+            check_writable(rec, resolved, root.running)
             fd = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         finally:
             os.close(parent)
@@ -634,7 +643,7 @@ def copy_in(rec: Record, root: Root, src: str, dst: str, follow: bool, archive: 
             if st is not None and stat.S_ISDIR(st.st_mode):
                 into = os.open(base, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
                 name = arcname
-                check_writable(rec, os.path.join(resolved, "x"))
+                check_writable(rec, os.path.join(resolved, "x"), root.running)
             elif st is not None and src_is_dir:
                 raise CopyError(f"cannot copy directory {src} to {ref}:{dst}: it is not a directory")
             elif st is None and slash and not src_is_dir:
@@ -642,7 +651,7 @@ def copy_in(rec: Record, root: Root, src: str, dst: str, follow: bool, archive: 
                                 "directory)")
             else:
                 into, name = os.dup(parent), base
-                check_writable(rec, resolved)
+                check_writable(rec, resolved, root.running)
         finally:
             os.close(parent)
         try:
@@ -748,7 +757,7 @@ def in_container(rec: Record, ref: str, work: Callable[[Root], tuple[int, str]])
             try:
                 # The same process as state.json names (not a pid reused since): then fd is its root.
                 if state.proc_starttime(pid) == rec.read_state().pid_start:
-                    return work(Root(fd, ids, ref, pid if ids.size else None))
+                    return work(Root(fd, ids, ref, True, pid if ids.size else None))
             finally:
                 os.close(fd)
             continue
@@ -842,18 +851,21 @@ def _mount_and_work(rec: Record, ref: str, ids: Ids, work: Callable[[Root], tupl
     syscalls.mount("overlay", target, "overlay", 0, options)
     root_fd = os.open(target, PATH_DIR)
     try:
-        binds = [(t, s, False) for t, s in rec.etc_files.items()]
-        binds += [(m.target, m.source, m.readonly) for m in rec.config.mounts]
-        for dest, source, readonly in binds:
+        # Its binds and volumes (their directories on the host), then its /etc files, in the order its
+        # executor mounts them; its tmpfs mounts do not exist while it is stopped (check_writable).
+        binds = [(m.target, m.source, m.readonly, "nonrecursive" not in m.options)
+                 for m in rec.config.mounts if m.kind != "tmpfs"]
+        binds += [(t, s, False, False) for t, s in rec.etc_files.items()]
+        for dest, source, readonly, recursive in binds:
             if not source.startswith("/"):
                 raise CopyError(f"container {ref}: cannot mount {dest} of a stopped container (source {source!r})")
             kind = "dir" if os.path.isdir(source) else "file"
             fd = mounts.open_in_root(root_fd, dest, kind)
             try:
-                mounts.bind(source, fd, readonly, dest)
+                mounts.bind(source, fd, readonly, dest, recursive=recursive)
             finally:
                 os.close(fd)
-        return work(Root(root_fd, ids, ref))
+        return work(Root(root_fd, ids, ref, False))
     finally:
         os.close(root_fd)
         for fd in trees:
