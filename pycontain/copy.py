@@ -26,8 +26,12 @@ volumes and bind mounts). A stopped one has no mounted root anywhere: a child pr
 mount namespace, mounts the overlay (and the container's bind mounts and /etc files) there, copies,
 and exits; the kernel drops its mounts with the namespace, even if pycontain is SIGKILLed (the child
 dies with it: PR_SET_PDEATHSIG). The container's lock is held meanwhile, so it cannot start with its
-overlay mounted twice. Device nodes and sockets are not copied (only listed in a tar written to
-stdout); /proc, /sys and the other kernel filesystems of a running container are never read.
+overlay mounted twice. With --userns=auto, ids are mapped into the container's range: a running one's
+overlay takes new files only from inside its user namespace, so a child joins it and unpacks a tar
+stream the host side writes; a stopped one's image layers are idmapped in the child's namespace (as
+its executor does), so directories the overlay copies up keep the ids the container sees.
+Device nodes and sockets are not copied (only listed in a tar written to stdout); /proc, /sys and the
+other kernel filesystems of a running container are never read.
 """
 
 from __future__ import annotations
