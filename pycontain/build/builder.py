@@ -164,7 +164,7 @@ def sha256(data: bytes = b"") -> Any:
     """A sha256 object: the builtin _sha256 when there is one (importing hashlib loads OpenSSL: ~10 ms,
     a fifth of a fully cached rebuild)."""
     try:
-        import _sha256
+        import _sha256  # type: ignore[import-not-found,unused-ignore]
 
         return _sha256.sha256(data)
     except ImportError:  # pragma: no cover - CPython builds it unless told not to
@@ -905,53 +905,6 @@ def _drop_mountpoints(upper: str, targets: list[str], lowers: list[str]) -> None
             rel = os.path.dirname(rel)
             if _exists_in_layers(lowers, "/" + rel):
                 break
-
-
-def gc(paths: Paths) -> tuple[list[str], set[str]]:
-    """What killed builds left: their working dirs and the cgroups of their RUN steps. Returns the lines
-    to report and the container ids of RUN steps that are still running (live builds)."""
-    from pycontain import cgroups
-
-    done: list[str] = []
-    live: set[str] = set()
-    base = f"{paths.storage}/build"
-    try:
-        entries = os.listdir(base)
-    except FileNotFoundError:
-        return done, live
-    for entry in entries:
-        d = f"{base}/{entry}"
-        try:
-            fd = os.open(f"{d}/lock", os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:
-            fd = -1
-        try:
-            if fd >= 0:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    live.update(_cids(d))
-                    continue
-            for cid in _cids(d):
-                cg = cgroups.for_container(cid)
-                if cg.exists():
-                    cg.kill()
-                    cg.remove()
-                    done.append(f"removed cgroup {cg.name} of a killed build")
-            rmtree(d)
-            done.append(f"removed the working files of a killed build ({entry})")
-        finally:
-            if fd >= 0:
-                os.close(fd)
-    return done, live
-
-
-def _cids(d: str) -> list[str]:
-    try:
-        with open(f"{d}/cids") as f:
-            return [line.strip() for line in f if len(line.strip()) == 64]
-    except OSError:
-        return []
 
 
 def prune(paths: Paths, all_entries: bool) -> list[str]:
