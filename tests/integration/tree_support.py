@@ -27,8 +27,12 @@ WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 
 # What a comparison leaves out, each with the reason it may differ between two correct builders.
-# Modification times are not recorded in an Entry at all: every builder stamps its own build time on
-# what it writes (and podman on the directories a RUN step touches), so they can never agree.
+# Two things are not recorded in an Entry at all:
+# - modification times: every builder stamps its own build time on what it writes (and podman on the
+#   directories a RUN step touches, /run among them), so they can never agree;
+# - extended attributes other than security.capability: Docker's own layer format (moby's
+#   pkg/archive) carries only that one, and which others survive (user.*, security.selinux, ...)
+#   depends on the builder and on the file system it builds on. The capability is compared.
 EXCLUDED: dict[str, str] = {
     # The root directory's own entry: a base layer made by `podman import` carries `./`, a layer made
     # from a diff or FROM scratch need not; a runtime makes / itself whatever the layers say.
@@ -43,13 +47,16 @@ class _Inode:
     uid: int
     gid: int
     data: str  # sha256 of a file's content, a symlink's target, "MAJOR:MINOR" of a device, else ""
+    capability: str  # the security.capability xattr in hex, else ""
 
 
 # One path of the tree: (type, mode, uid, gid, content digest or link target, the sorted paths of all
-# hard links to the same file when there are several, else ()). Implicit parents (a directory a layer
-# never named but whose children it holds) are ("dir", -1, -1, -1, "implicit", ()): a runtime would
-# make them with whatever defaults it has, so two builders only agree there if both leave them out.
-Entry = tuple[str, int, int, int, str, tuple[str, ...]]
+# hard links to the same file when there are several, else (), the file capability in hex or "").
+# Implicit parents (a directory a layer never named but whose children it holds) are
+# ("dir", -1, -1, -1, "implicit", (), ""): a runtime would make them with whatever defaults it has, so
+# two builders only agree there if both leave them out.
+Entry = tuple[str, int, int, int, str, tuple[str, ...], str]
+CAPABILITY_XATTR = "SCHILY.xattr.security.capability"
 
 
 def _norm(name: str) -> str:
@@ -134,7 +141,9 @@ class _Tree:
                 data = f"{m.devmajor}:{m.devminor}"
             else:
                 data = ""
-            node = _Inode(kind, m.mode & 0o7777, m.uid, m.gid, data)
+            raw_cap = m.pax_headers.get(CAPABILITY_XATTR, "")
+            capability = raw_cap.encode("utf-8", "surrogateescape").hex()
+            node = _Inode(kind, m.mode & 0o7777, m.uid, m.gid, data, capability)
             if path == "" and kind != "dir":
                 raise ValueError("a layer replaces the root directory with a non-directory")
             self.place(path, node)
@@ -155,11 +164,11 @@ class _Tree:
         out: dict[str, Entry] = {}
         for path, node in self.nodes.items():
             if node is None:
-                out[path] = ("dir", -1, -1, -1, "implicit", ())
+                out[path] = ("dir", -1, -1, -1, "implicit", (), "")
                 continue
             group = groups.get(id(node), [])
             links = tuple(sorted(group)) if len(group) > 1 else ()
-            out[path] = (node.kind, node.mode, node.uid, node.gid, node.data, links)
+            out[path] = (node.kind, node.mode, node.uid, node.gid, node.data, links, node.capability)
         return out
 
 
@@ -210,12 +219,12 @@ def comparable(tree: dict[str, Entry]) -> dict[str, Entry]:
 
 
 def _show(entry: Entry) -> str:
-    kind, mode, uid, gid, data, links = entry
+    kind, mode, uid, gid, data, links, capability = entry
     if data == "implicit":
         return "dir (implicit parent, no entry of its own)"
     shown = data[:12] if kind == "file" else data
     text = f"{kind} {mode:04o} {uid}:{gid} {shown}".rstrip()
-    return text + (f" links={','.join(links)}" if links else "")
+    return text + (f" links={','.join(links)}" if links else "") + (f" cap={capability}" if capability else "")
 
 
 def tree_diff(a: dict[str, Entry], b: dict[str, Entry], a_name: str = "podman",

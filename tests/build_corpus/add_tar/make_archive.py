@@ -2,11 +2,19 @@
 
 import gzip
 import io
+import struct
 import tarfile
 
+# A file capability as the kernel stores it (struct vfs_cap_data, revision 2): cap_net_bind_service
+# permitted and effective. Docker's layers keep security.capability; other xattrs (user.note here) are
+# not compared (see tests/integration/tree_support.py).
+CAPABILITY = struct.pack("<IIIII", 0x02000001, 1 << 10, 0, 0, 0)
 
-def member(name: str, kind: bytes, mode: int, data: bytes = b"", link: str = "") -> tuple[tarfile.TarInfo, bytes]:
+
+def member(name: str, kind: bytes, mode: int, data: bytes = b"", link: str = "",
+           xattrs: dict[str, bytes] | None = None) -> tuple[tarfile.TarInfo, bytes]:
     info = tarfile.TarInfo(name)
+    info.pax_headers = {f"SCHILY.xattr.{k}": v.decode("utf-8", "surrogateescape") for k, v in (xattrs or {}).items()}
     info.type, info.mode, info.mtime = kind, mode, 1700000000
     info.uid, info.gid, info.uname, info.gname = 1000, 1000, "", ""
     info.linkname = link
@@ -15,7 +23,7 @@ def member(name: str, kind: bytes, mode: int, data: bytes = b"", link: str = "")
 
 
 with open("archive.tar.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz, \
-        tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
     for info, data in (
         member("top", tarfile.DIRTYPE, 0o755),
         member("top/file", tarfile.REGTYPE, 0o640, b"in the archive\n"),
@@ -24,5 +32,7 @@ with open("archive.tar.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", 
         member("top/hard", tarfile.LNKTYPE, 0o640, link="top/file"),
         member("top/sub", tarfile.DIRTYPE, 0o750),
         member("top/sub/deep", tarfile.REGTYPE, 0o600, b"deep\n"),
+        member("top/capped", tarfile.REGTYPE, 0o755, b"#!/bin/sh\n",
+               xattrs={"security.capability": CAPABILITY, "user.note": b"not compared"}),
     ):
         tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
