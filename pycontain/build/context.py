@@ -17,22 +17,22 @@ file to the host.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
-import re
-import shutil
 import stat
 import sys
-import tarfile
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass, field
-from typing import IO
-from collections.abc import Iterable
 
 from pycontain.errors import ImageError, UsageError
+
+# What a fully cached rebuild does not use is imported where it is used, and annotations only for the type
+# checker. Measured on this VM (python -X importtime, cumulative): urllib.request ~25 ms (http.client, email,
+# ssl), dataclasses ~10 ms (inspect, ast), hashlib ~10 ms (it loads OpenSSL; see sha256), re ~5 ms (enum, sre),
+# tarfile/tempfile/shutil a few ms together. A context without .dockerignore, globs or --exclude never imports re.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    import urllib.request
+    from collections.abc import Iterable
+    from typing import IO, Any
 
 MAX_LINKS = 40  # as the kernel: more links than this on one path is a loop (ELOOP)
 MAX_ID_FILE = 16 << 20  # /etc/passwd or /etc/group larger than this is not a real one
@@ -45,11 +45,26 @@ class ContextError(UsageError):
     """A build context, a COPY/ADD source or destination, --chown or --chmod that cannot be used."""
 
 
+def sha256(data: bytes = b"") -> Any:
+    """A sha256 object from the builtin _sha256 module: `import _sha256` takes ~0.04 ms where `import hashlib`
+    takes ~10 ms on this VM (it loads OpenSSL's libcrypto), a seventh of a fully cached rebuild. hashlib only
+    when the interpreter was built without it (the digests are the same)."""
+    try:
+        import _sha256  # type: ignore[import-not-found,unused-ignore]  # C module, no stub
+    except ImportError:  # pragma: no cover - CPython builds it unless configured not to
+        import hashlib
+
+        return hashlib.sha256(data)
+    return _sha256.sha256(data)
+
+
 # ---------------------------------------------------------------- patterns
 
 def _class_regex(pattern: str, i: int) -> tuple[str, int]:
     """Translate the filepath.Match character class starting at pattern[i] == '[' ; returns (regex, next i).
     A class never matches the separator, as in Go."""
+    import re
+
     j = i + 1
     negate = j < len(pattern) and pattern[j] == "^"
     if negate:
@@ -90,6 +105,8 @@ def _class_regex(pattern: str, i: int) -> tuple[str, int]:
 
 def segment_regex(pattern: str) -> str:
     """filepath.Match syntax (`*`, `?`, `[...]`, `\\` escapes) for one path segment, as a regex body."""
+    import re
+
     out: list[str] = []
     i = 0
     while i < len(pattern):
@@ -116,6 +133,8 @@ def segment_regex(pattern: str) -> str:
 def ignore_regex(pattern: str) -> re.Pattern[str]:
     """A cleaned .dockerignore pattern as the reference matcher compiles it: `**` spans any number of
     segments (`**/` may match none, a trailing `**` matches everything below), the rest per segment."""
+    import re
+
     out = ["^"]
     i = 0
     while i < len(pattern):
@@ -164,11 +183,13 @@ def _clean_pattern(pattern: str) -> str:
     return "/".join(parts) or "."
 
 
-@dataclass
 class _Rule:
-    regex: re.Pattern[str]
-    exclusion: bool
-    text: str
+    __slots__ = ("regex", "exclusion", "text")
+
+    def __init__(self, regex: re.Pattern[str], exclusion: bool, text: str) -> None:
+        self.regex = regex
+        self.exclusion = exclusion
+        self.text = text
 
 
 class Matcher:
@@ -186,6 +207,8 @@ class Matcher:
                 if not pattern:
                     raise ContextError(f'{source}: illegal exclusion pattern: "!"')
             cleaned = _clean_pattern(pattern)
+            import re  # only with a pattern: no .dockerignore and no --exclude, no `re`
+
             try:
                 regex = ignore_regex(cleaned)
             except (ValueError, re.error):
@@ -276,25 +299,59 @@ def resolve_in_root(root: str, rel: str, follow_last: bool = True, allow_missing
 KIND_DIR, KIND_FILE, KIND_LINK, KIND_FIFO = "d", "f", "l", "p"
 
 
-@dataclass(frozen=True)
 class Entry:
-    """One thing a copy writes: `rel` relative to the copy's target ("" for a file source itself)."""
+    """One thing a copy writes: `rel` relative to the copy's target ("" for a file source itself). A value:
+    compared and hashed by its fields."""
 
-    rel: str
-    path: str  # absolute path on this machine, no link in it but possibly the entry itself
-    kind: str
-    st: os.stat_result
+    __slots__ = ("rel", "path", "kind", "st")
+
+    def __init__(self, rel: str, path: str, kind: str, st: os.stat_result) -> None:
+        self.rel = rel
+        self.path = path  # absolute path on this machine, no link in it but possibly the entry itself
+        self.kind = kind
+        self.st = st
+
+    def _key(self) -> tuple[str, str, str, os.stat_result]:
+        return (self.rel, self.path, self.kind, self.st)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Entry(rel={self.rel!r}, path={self.path!r}, kind={self.kind!r}, st={self.st!r})"
 
 
-@dataclass(frozen=True)
 class Source:
     """One COPY/ADD source after globbing: `name` as matched (its base name names a copied file),
-    `path` the same thing resolved inside the tree (no link in it)."""
+    `path` the same thing resolved inside the tree (no link in it). A value: compared and hashed by name, path
+    and is_dir (not by its tree)."""
 
-    tree: Tree = field(compare=False, repr=False)
-    name: str
-    path: str
-    is_dir: bool
+    __slots__ = ("tree", "name", "path", "is_dir")
+
+    def __init__(self, tree: Tree, name: str, path: str, is_dir: bool) -> None:
+        self.tree = tree
+        self.name = name
+        self.path = path
+        self.is_dir = is_dir
+
+    def _key(self) -> tuple[str, str, bool]:
+        return (self.name, self.path, self.is_dir)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Source(name={self.name!r}, path={self.path!r}, is_dir={self.is_dir!r})"
 
     @property
     def abspath(self) -> str:
@@ -353,6 +410,8 @@ class Tree:
 
     def _glob(self, name: str) -> list[str]:
         """filepath.Match per segment; every directory listed is resolved inside the root."""
+        import re
+
         candidates = [""]
         for seg in name.split("/"):
             if not _has_meta(seg):
@@ -462,6 +521,8 @@ class Context(Tree):
 
     def close(self) -> None:
         if self._tmpdir is not None:
+            import shutil
+
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
@@ -488,6 +549,9 @@ class Context(Tree):
     def from_tar(cls, stream: IO[bytes], dockerfile: str | None, tmpdir_parent: str) -> Context:
         if dockerfile == "-":
             raise ContextError("cannot use stdin for both the build context and the Dockerfile")
+        import shutil
+        import tempfile
+
         head = _read_head(stream, 1024)
         tmpdir = tempfile.mkdtemp(prefix="context-", dir=tmpdir_parent)
         try:
@@ -549,6 +613,8 @@ def _is_tar_head(head: bytes) -> bool:
         return True
     if len(head) < 512:
         return False
+    import tarfile
+
     try:
         tarfile.TarInfo.frombuf(head[:512], "utf-8", "surrogateescape")
     except tarfile.HeaderError:
@@ -608,8 +674,11 @@ def file_digest(path: str, st: os.stat_result) -> str:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as e:
             raise ContextError(f"COPY failed: cannot read {path}: {e.strerror}") from None
+        h = sha256()
         with os.fdopen(fd, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            while chunk := f.read(1 << 18):
+                h.update(chunk)
+        digest = str(h.hexdigest())
         _digests[key] = digest
     return digest
 
@@ -631,7 +700,7 @@ def checksum(sources: list[Source], *, chown: tuple[int, int] | None = None, chm
     """The cache key of a COPY/ADD's sources: names, types, modes and owners as they will be written,
     contents and link targets. Not mtimes: touching a file does not invalidate the cache."""
     ex = Matcher(excludes, "--exclude")
-    h = hashlib.sha256()
+    h = sha256()
     for src in sources:
         h.update(f"S\0{src.name}\0{int(src.is_dir)}\n".encode("utf-8", "surrogateescape"))
         for e in src.tree.entries(src, ex or None):
@@ -644,7 +713,7 @@ def checksum(sources: list[Source], *, chown: tuple[int, int] | None = None, chm
             else:
                 extra = ""
             h.update(f"{e.rel}\0{e.kind}\0{mode:o}\0{uid}\0{gid}\0{extra}\n".encode("utf-8", "surrogateescape"))
-    return "sha256:" + h.hexdigest()
+    return "sha256:" + str(h.hexdigest())
 
 
 # ---------------------------------------------------------------- copy
@@ -850,6 +919,8 @@ def _copy_data(src: int, dst: int) -> None:
 
 def _is_archive(path: str) -> bool:
     """ADD unpacks a local file only if it (decompressed) is a tar with at least one entry, as Docker."""
+    import tarfile
+
     try:
         with tarfile.open(path, "r:*") as tf:
             return tf.next() is not None
@@ -921,21 +992,33 @@ def resolve_owner(root: str, spec: str) -> tuple[int, int]:
 
 
 def parse_chmod(spec: str) -> int:
-    if not re.fullmatch(r"[0-7]{1,4}", spec):
+    # re.fullmatch(r"[0-7]{1,4}", spec), without importing re for it
+    if not (1 <= len(spec) <= 4 and all(ch in "01234567" for ch in spec)):
         raise ContextError(f"invalid --chmod={spec}: it must be an octal mode between 0 and 7777")
     return int(spec, 8)
 
 
-class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
-                         headers: object, newurl: str) -> urllib.request.Request | None:
-        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
-            raise urllib.error.URLError(f"redirect to a non-HTTP URL {newurl}")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
+def _http_only_redirects() -> urllib.request.HTTPRedirectHandler:
+    """A redirect handler that follows only http(s) redirects (the class is made here: urllib.request is
+    imported only by ADD <url>)."""
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    class HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                             headers: object, newurl: str) -> urllib.request.Request | None:
+            if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+                raise urllib.error.URLError(f"redirect to a non-HTTP URL {newurl}")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
+
+    return HttpOnlyRedirects()
 
 
 def url_filename(url: str) -> str:
     """The name ADD gives a downloaded file: the URL path's last segment."""
+    import urllib.parse
+
     name = os.path.basename(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
     if not name or name in (".", ".."):
         raise ContextError(f"ADD failed: cannot determine a file name from the URL {url}")
@@ -944,11 +1027,16 @@ def url_filename(url: str) -> str:
 
 def fetch_url(url: str, dest_dir: str, max_bytes: int = MAX_URL_BYTES) -> str:
     """ADD http(s)://...: download into a new temp file in dest_dir (mode 0600, as Docker writes it)."""
+    import tempfile
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ContextError(f"ADD failed: cannot fetch URL {url}: only http and https URLs are supported")
     # Only HTTP handlers: no file:// or ftp://, no proxy taken from the environment.
     opener = urllib.request.OpenerDirector()
-    for handler in (urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(), _HttpOnlyRedirects(),
+    for handler in (urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(), _http_only_redirects(),
                     urllib.request.HTTPDefaultErrorHandler(), urllib.request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     fd, path = tempfile.mkstemp(prefix="add-", dir=dest_dir)

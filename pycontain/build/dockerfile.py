@@ -26,33 +26,52 @@ the build network only (no cache/secret/ssh/bind mounts, no privileged steps).
 
 from __future__ import annotations
 
-import importlib
-import json
-import re
-from dataclasses import dataclass, field
-from typing import Any
-
 from pycontain.build import words
 from pycontain.errors import UsageError
+
+# Annotations only. This module is on the path of every `pycontain build`, a fully cached one included, so it
+# imports nothing it does not use there: `dataclasses` (inspect, ast: ~10 ms), `re` (enum, sre: ~5 ms) and `json`
+# are imported where they are needed (heredocs, ONBUILD, HEALTHCHECK durations, exec-form arrays).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    from typing import Any
 
 
 class BuildError(UsageError):
     """A Dockerfile that cannot be built (exit 125); the message is `Dockerfile:LINE: what is wrong`."""
 
 
-@dataclass(frozen=True)
 class Heredoc:
     """One here-document: `content` is already tab-stripped when `chomp` (`<<-`); `expand` is False when the
-    delimiter was quoted (`<<"EOF"`, `<<'EOF'`), so variables in it stay literal."""
+    delimiter was quoted (`<<"EOF"`, `<<'EOF'`), so variables in it stay literal. A value: compared and hashed
+    by its fields."""
 
-    name: str
-    content: str
-    expand: bool = True
-    chomp: bool = False
-    fd: int = 0
+    __slots__ = ("name", "content", "expand", "chomp", "fd")
+
+    def __init__(self, name: str, content: str, expand: bool = True, chomp: bool = False, fd: int = 0) -> None:
+        self.name = name
+        self.content = content
+        self.expand = expand
+        self.chomp = chomp
+        self.fd = fd
+
+    def _key(self) -> tuple[str, str, bool, bool, int]:
+        return (self.name, self.content, self.expand, self.chomp, self.fd)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented  # as a dataclass: the other side may know better
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Heredoc(name={self.name!r}, content={self.content!r}, expand={self.expand!r}, "
+                f"chomp={self.chomp!r}, fd={self.fd!r})")
 
 
-@dataclass
 class Instruction:
     """One instruction. `args` are the raw words, not expanded: for JSON (exec) form the array's elements, for
     RUN/CMD/ENTRYPOINT/SHELL/MAINTAINER in shell form one string (continuations joined as the reference does),
@@ -61,38 +80,86 @@ class Instruction:
     `raw_flags` keeps them as written. For ONBUILD, `sub` is the trigger and `sub.original` its text without
     the ONBUILD keyword (what the image config stores)."""
 
-    cmd: str
-    flags: dict[str, list[str]]
-    args: tuple[str, ...]
-    json: bool
-    original: str
-    line: int
-    heredocs: tuple[Heredoc, ...] = ()
-    sub: Instruction | None = None
-    raw_flags: tuple[str, ...] = ()
-    end_line: int = 0
-    source: str = "Dockerfile"
+    __slots__ = ("cmd", "flags", "args", "json", "original", "line", "heredocs", "sub", "raw_flags", "end_line",
+                 "source")
+    __hash__ = None  # type: ignore[assignment]  # mutable: compared by value, never a dict key
+
+    def __init__(self, cmd: str, flags: dict[str, list[str]], args: tuple[str, ...], json: bool, original: str,
+                 line: int, heredocs: tuple[Heredoc, ...] = (), sub: Instruction | None = None,
+                 raw_flags: tuple[str, ...] = (), end_line: int = 0, source: str = "Dockerfile") -> None:
+        self.cmd = cmd
+        self.flags = flags
+        self.args = args
+        self.json = json
+        self.original = original
+        self.line = line
+        self.heredocs = heredocs
+        self.sub = sub
+        self.raw_flags = raw_flags
+        self.end_line = end_line
+        self.source = source
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented  # as a dataclass: the other side may know better
+        return self._key() == other._key()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Instruction({fields})"
 
     def error(self, message: str) -> BuildError:
         return BuildError(f"{self.source}:{self.line}: {message}")
 
 
-@dataclass
 class Stage:
-    index: int
-    name: str | None
-    base: str
-    platform: str | None
-    line: int
-    instructions: list[Instruction] = field(default_factory=list)
-    from_instruction: Instruction | None = None
+    __slots__ = ("index", "name", "base", "platform", "line", "instructions", "from_instruction")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, index: int, name: str | None, base: str, platform: str | None, line: int,
+                 instructions: list[Instruction] | None = None, from_instruction: Instruction | None = None
+                 ) -> None:
+        self.index = index
+        self.name = name
+        self.base = base
+        self.platform = platform
+        self.line = line
+        self.instructions: list[Instruction] = [] if instructions is None else instructions
+        self.from_instruction = from_instruction
+
+    def _key(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented  # as a dataclass: the other side may know better
+        return self._key() == other._key()
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"Stage({fields})"
 
 
-@dataclass
 class Dockerfile:
-    directives: dict[str, str]
-    meta_args: list[Instruction]
-    stages: list[Stage]
+    __slots__ = ("directives", "meta_args", "stages")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, directives: dict[str, str], meta_args: list[Instruction], stages: list[Stage]) -> None:
+        self.directives = directives
+        self.meta_args = meta_args
+        self.stages = stages
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.directives, self.meta_args, self.stages) == (
+            other.directives, other.meta_args, other.stages)
+
+    def __repr__(self) -> str:
+        return f"Dockerfile(directives={self.directives!r}, meta_args={self.meta_args!r}, stages={self.stages!r})"
 
     @property
     def escape(self) -> str:
@@ -115,11 +182,63 @@ FLAGS: dict[str, dict[str, str]] = {
                     "start-interval": "string", "retries": "string"},
 }
 
-_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
 _KNOWN_DIRECTIVES = ("escape", "syntax", "check")
-_STAGE_NAME = re.compile(r"^[a-z][a-z0-9\-_.]*$")
-_HEREDOC_WORD = re.compile(r"^(\d*)<<(-?)([^<]*)$")
-_ONBUILD_PREFIX = re.compile(r"^\s*ONBUILD\s*", re.IGNORECASE)
+_ASCII_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_ASCII_ALNUM = _ASCII_LETTERS | frozenset("0123456789")
+_STAGE_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
+_STAGE_REST = _STAGE_FIRST | frozenset("0123456789-_.")
+
+# Compiled on first use: most Dockerfiles have no heredoc, ONBUILD or HEALTHCHECK duration, and importing `re`
+# plus compiling costs more than a cached rebuild can afford.
+_regexes: dict[str, re.Pattern[str]] = {}
+_PATTERNS = {
+    "directive": r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$",
+    "heredoc": r"^(\d*)<<(-?)([^<]*)$",
+    "onbuild": r"^\s*ONBUILD\s*",
+    "duration": r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)",
+}
+
+
+def _regex(name: str) -> re.Pattern[str]:
+    regex = _regexes.get(name)
+    if regex is None:
+        import re
+
+        regex = _regexes[name] = re.compile(_PATTERNS[name], re.IGNORECASE if name == "onbuild" else 0)
+    return regex
+
+
+def _directive(line: str) -> tuple[str, str] | None:
+    """`# name = value` as _PATTERNS["directive"] reads it, (name, value), or None when the line is not one; here
+    without `re`, which a Dockerfile that starts with FROM then never imports. `\\s` is what str.isspace()
+    accepts, and a value that is all blanks is the last blank, as the lazy `.+?` leaves it. A line with a newline
+    (where `.` and `$` differ) goes to the regex itself; those from splitlines() have none."""
+    if not line.startswith("#"):
+        return None
+    if "\n" in line:
+        match = _regex("directive").match(line)
+        return (match.group(1), match.group(2)) if match else None
+    i = 1
+    n = len(line)
+    while i < n and line[i].isspace():
+        i += 1
+    start = i
+    if i >= n or line[i] not in _ASCII_LETTERS:
+        return None
+    while i < n and line[i] in _ASCII_ALNUM:
+        i += 1
+    name = line[start:i]
+    while i < n and line[i].isspace():
+        i += 1
+    if i >= n or line[i] != "=":
+        return None
+    rest = line[i + 1:]
+    value = rest.strip()
+    if not value:
+        if not rest:
+            return None
+        value = rest[-1]
+    return name, value
 
 
 def _directives(text: str) -> dict[str, str]:
@@ -129,15 +248,15 @@ def _directives(text: str) -> dict[str, str]:
     for number, line in enumerate(text.splitlines()):
         if number == 0:
             line = line.removeprefix("\ufeff")
-        match = _DIRECTIVE.match(line.lstrip())
-        if not match:
+        directive = _directive(line.lstrip())
+        if directive is None:
             break
-        name = match.group(1).lower()
+        name = directive[0].lower()
         if name not in _KNOWN_DIRECTIVES:
             break
         if name in found:
             raise BuildError(f"Dockerfile:{number + 1}: only one {name} parser directive can be used")
-        found[name] = match.group(2)
+        found[name] = directive[1]
     escape = found.get("escape", "\\")
     if escape not in ("\\", "`"):
         raise BuildError(f"Dockerfile:1: invalid escape directive {escape!r}: must be ` or \\")
@@ -145,7 +264,10 @@ def _directives(text: str) -> dict[str, str]:
 
 
 def _package() -> Any:
-    # Imported here, not at the top: `pycontain run` must never pay for loading the Go parser.
+    # Imported here, not at the top: `pycontain run` must never pay for loading the Go parser. It is the one
+    # import a cached rebuild cannot avoid: ~2.3 ms best of 5 here (the Go runtime's start, and collections).
+    import importlib
+
     return importlib.import_module("dockerfile")
 
 
@@ -206,7 +328,7 @@ def _heredocs(command: Any, escape: str) -> tuple[Heredoc, ...]:
     except words.ExpansionError:
         candidates = first_line.split()
     for word in candidates:
-        match = _HEREDOC_WORD.match(word)
+        match = _regex("heredoc").match(word)
         if not match or not match.group(3):
             continue
         try:
@@ -234,6 +356,12 @@ def _json_args(command: Any) -> tuple[str, ...]:
     a NUL (`"a\\u0000b"` comes back as "a"). Kept only when it agrees with the package's own reading."""
     values = tuple(command.value)
     original = command.original
+    if "\\u0000" not in original:
+        # No NUL can have been cut (a raw NUL is refused before parsing): the decoded array could only equal the
+        # package's values, and `json` (which imports `re` and `enum`: ~7 ms) stays unloaded.
+        return values
+    import json
+
     start = original.find("[")
     while start != -1:
         try:
@@ -278,7 +406,7 @@ def _onbuild_trigger(parse: Any, command: Any, text_lines: list[str], prefix: st
     body = text_lines[command.start_line - 1:command.end_line]
     if not body:
         return None
-    body[0] = _ONBUILD_PREFIX.sub("", body[0], count=1)
+    body[0] = _regex("onbuild").sub("", body[0], count=1)
     try:
         parsed = parse(prefix + "".join(body))
     except ValueError as exc:
@@ -287,7 +415,7 @@ def _onbuild_trigger(parse: Any, command: Any, text_lines: list[str], prefix: st
         return None
     sub = _instruction(parsed[0], escape, source)
     sub.line, sub.end_line = command.start_line, command.end_line
-    sub.original = _ONBUILD_PREFIX.sub("", command.original, count=1)
+    sub.original = _regex("onbuild").sub("", command.original, count=1)
     for doc in sub.heredocs:
         sub.original += "\n" + doc.content + doc.name
     return sub
@@ -438,7 +566,7 @@ def _stage(instr: Instruction, index: int, names: dict[str, int]) -> Stage:
         if args[1].upper() != "AS":
             raise instr.error(f"FROM: expected AS as the second word of `FROM image AS name`, got {args[1]!r}")
         name = args[2].lower()
-        if not _STAGE_NAME.match(name):
+        if not _stage_name(name):
             raise instr.error(f"invalid name for build stage: {args[2]!r}, name can't start with a number or "
                               "contain symbols")
         if name in names:
@@ -449,12 +577,28 @@ def _stage(instr: Instruction, index: int, names: dict[str, int]) -> Stage:
                  from_instruction=instr)
 
 
+def _stage_name(name: str) -> bool:
+    """`^[a-z][a-z0-9\\-_.]*$` without `re` (`$` also matches before a final newline)."""
+    name = name.removesuffix("\n")
+    return bool(name) and name[0] in _STAGE_FIRST and all(ch in _STAGE_REST for ch in name[1:])
+
+
+def _drop_first_word(line: str) -> str:
+    """`re.sub(r"^\\s*\\S+", "", line, count=1)` without `re`: the line after its leading blanks and first
+    word, or the line unchanged when it is all blanks."""
+    start = len(line) - len(line.lstrip())
+    end = start
+    while end < len(line) and not line[end].isspace():
+        end += 1
+    return line[end:] if end > start else line
+
+
 def legacy_form(instr: Instruction) -> bool:
     """ENV/LABEL written the old way, `ENV key value with spaces` (one pair, the rest of the line is the value),
     rather than `key=value ...` (the reference decides by whether the first word holds an `=`)."""
     if instr.cmd not in ("ENV", "LABEL"):
         return False
-    rest = re.sub(r"^\s*\S+", "", instr.original.split("\n", 1)[0], count=1)
+    rest = _drop_first_word(instr.original.split("\n", 1)[0])
     first = _first_words(rest, "\\")[:1] if rest.strip() else []
     return bool(first) and "=" not in first[0]
 
@@ -479,7 +623,6 @@ def key_values(instr: Instruction) -> list[tuple[str, str | None]]:
     return [(args[i], args[i + 1]) for i in range(0, len(args), 2)]
 
 
-_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
 _UNITS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
           "m": 60_000_000_000, "h": 3_600_000_000_000}
 
@@ -497,8 +640,9 @@ def _duration(text: str) -> int:
         raise ValueError(text)
     total = 0
     pos = 0
+    duration = _regex("duration")
     while pos < len(rest):
-        match = _DURATION.match(rest, pos)
+        match = duration.match(rest, pos)
         if not match or match.group(1) in ("", "."):
             raise ValueError(text)
         total += round(float(match.group(1)) * _UNITS[match.group(2)])
@@ -560,7 +704,7 @@ def single_heredoc(instr: Instruction) -> Heredoc | None:
     if instr.json or len(instr.heredocs) != 1 or len(instr.args) != 1:
         return None
     doc = instr.heredocs[0]
-    match = _HEREDOC_WORD.match(instr.args[0].strip())
+    match = _regex("heredoc").match(instr.args[0].strip())
     if not match or doc.fd != 0 or match.group(1):
         return None
     return doc

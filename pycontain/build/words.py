@@ -31,11 +31,14 @@ an ONBUILD trigger is expanded when it runs in the child build.
 
 from __future__ import annotations
 
-import re
-import unicodedata
-from collections.abc import Mapping
-
 from pycontain.errors import UsageError
+
+# Only for annotations: a fully cached rebuild must not pay for imports it does not use (`re` is imported by
+# _pattern, the one place that needs it, when a `${VAR#pattern}` is expanded).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import re
+    from collections.abc import Mapping
 
 EXPANDED = frozenset({"ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR",
                       "ARG"})
@@ -48,8 +51,11 @@ class ExpansionError(UsageError):
     """A word that cannot be expanded: an unterminated quote, a bad `${...}`, `${VAR?msg}` of an unset VAR."""
 
 
+# A name character as the reference sees it: a Unicode letter (category L*), a decimal digit (Nd) or `_`.
+# str.isalpha() is exactly "category L*" and str.isdecimal() exactly "Nd" (checked over every code point against
+# unicodedata.category on this interpreter), and they cost no module import and no table look-up by name.
 def _is_letter(ch: str) -> bool:
-    return unicodedata.category(ch).startswith("L")
+    return ch.isalpha()
 
 
 class _Words:
@@ -198,16 +204,15 @@ class _Lexer:
 
     def name(self) -> str:
         ch = self.peek()
-        if ch and unicodedata.category(ch) == "Nd":
+        if ch and ch.isdecimal():
             start = self.pos
-            while self.peek() and unicodedata.category(self.peek()) == "Nd":
+            while self.peek() and self.peek().isdecimal():
                 self.next()
             return self.text[start:self.pos]
         if ch in _SPECIAL and ch:
             return self.next()
         start = self.pos
-        while self.peek() and (_is_letter(self.peek()) or unicodedata.category(self.peek()) == "Nd"
-                               or self.peek() == "_"):
+        while self.peek() and (_is_letter(self.peek()) or self.peek().isdecimal() or self.peek() == "_"):
             self.next()
         return self.text[start:self.pos]
 
@@ -341,6 +346,8 @@ class _Lexer:
 
 def _pattern(glob: str) -> re.Pattern[str]:
     """A shell pattern (`*`, `?`, `[...]`) as a regular expression; everything else is literal."""
+    import re
+
     parts: list[str] = []
     i = 0
     while i < len(glob):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -406,3 +408,43 @@ def test_url_filename() -> None:
     assert cx.url_filename("http://127.0.0.1:1/a/b/file.tar.gz?x=1") == "file.tar.gz"
     with pytest.raises(ContextError, match="file name"):
         cx.url_filename("http://127.0.0.1:1/")
+
+
+# ---------------------------------------------------------------- import cost
+
+def test_cached_rebuild_path_imports_nothing_costly(tmp_path: Path) -> None:
+    """What a fully cached rebuild does with these modules (parse, expand, sources, checksum) loads none of the
+    modules that made it slow: urllib.request, dataclasses, hashlib (OpenSSL), re/enum, json, tarfile..."""
+    import sysconfig
+
+    (tmp_path / "data.bin").write_bytes(b"x" * 1000)
+    (tmp_path / "Dockerfile").write_text('FROM alpine\nCOPY data.bin /app/\nRUN echo hi > /x\nENV A="b c"\n'
+                                         'WORKDIR /app\nCMD ["cat","/x"]\n')
+    repo = str(Path(__file__).resolve().parents[2])
+    code = (f"import sys; sys.path[:0] = [{repo!r}, {sysconfig.get_paths()['purelib']!r}]\n"
+            "from pycontain.build import context as cx, dockerfile as df, words\n"
+            "ctx = cx.Context.from_dir('.', None)\n"
+            "dfile = df.parse(ctx.dockerfile_text)\n"
+            "for instr in dfile.stages[0].instructions:\n"
+            "    if instr.cmd == 'ENV':\n"
+            "        [words.expand(v or '', {}) for _, v in df.key_values(instr)]\n"
+            "    if instr.cmd == 'CMD':\n"
+            "        df.command_form(instr, ['/bin/sh', '-c'])\n"
+            "ctx.checksum(ctx.sources(['data.bin']))\n"
+            "costly = ('re', 'enum', 'json', 'dataclasses', 'inspect', 'hashlib', 'urllib.request', 'tarfile',\n"
+            "          'tempfile', 'shutil')\n"
+            "print(' '.join(m for m in costly if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_sha256_matches_hashlib() -> None:
+    import hashlib
+
+    data = os.urandom(1000)
+    assert cx.sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+    h = cx.sha256()
+    h.update(data[:10])
+    h.update(data[10:])
+    assert h.hexdigest() == hashlib.sha256(data).hexdigest()

@@ -294,3 +294,27 @@ def test_parse_only_raises_build_error(parts: list[str], sep: str) -> None:
         for instr in stage.instructions:
             if instr.cmd in ("RUN", "CMD", "ENTRYPOINT"):
                 command_form(instr, ["/bin/sh", "-c"])
+
+
+_DIRECTIVE_RE = r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$"
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.lists(st.sampled_from(["#", " ", "\t", "\u00a0", "\u3000", "\x1c", "=", "escape", "a", "Z9", "9", "`",
+                                 "\\", "é", "_", "\n"]), max_size=10))
+def test_directive_reads_as_the_regex(pieces: list[str]) -> None:
+    """The directive reader without `re` agrees with the regex it replaces, blanks of every kind included."""
+    import re
+
+    line = "".join(pieces)
+    match = re.match(_DIRECTIVE_RE, line)
+    assert df._directive(line) == ((match.group(1), match.group(2)) if match else None)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.text(alphabet="aZ0-_. \t\n\u00a0é", max_size=8))
+def test_stage_name_and_first_word_read_as_the_regexes(text: str) -> None:
+    import re
+
+    assert df._stage_name(text) == bool(re.match(r"^[a-z][a-z0-9\-_.]*$", text))
+    assert df._drop_first_word(text) == re.sub(r"^\s*\S+", "", text, count=1)
