@@ -31,6 +31,7 @@ import time
 from pycontain import explain, faults, jsonfast
 from pycontain.build import dockerfile as df
 from pycontain.build import words
+from pycontain.build.context import sha256
 from pycontain.build.dockerfile import BuildError
 from pycontain.errors import ImageNotFound, PycontainError, UsageError
 from pycontain.state import Paths, atomic_write_json, rmtree
@@ -158,19 +159,6 @@ class _Sink:
 
     def write(self, data: bytes) -> None:
         self.progress.output(data)
-
-
-def sha256(data: bytes = b"") -> Any:
-    """A sha256 object: the builtin _sha256 when there is one (importing hashlib loads OpenSSL: ~10 ms,
-    a fifth of a fully cached rebuild)."""
-    try:
-        import _sha256  # type: ignore[import-not-found,unused-ignore]
-
-        return _sha256.sha256(data)
-    except ImportError:  # pragma: no cover - CPython builds it unless told not to
-        import hashlib
-
-        return hashlib.sha256(data)
 
 
 def cache_key(*parts: Any) -> str:
