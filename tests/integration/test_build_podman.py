@@ -157,6 +157,31 @@ RUN_OUTPUT = ("args={args}\nuser=65534:65534\npwd=/work/here\ngreeting=hello\n"
               "path=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n")
 
 
+# The image config fields a Dockerfile sets (Docker's names, as podman's --format docker writes them).
+CONFIG_KEYS = ("Env", "Cmd", "Entrypoint", "WorkingDir", "User", "Shell", "ExposedPorts", "Volumes", "StopSignal",
+               "Healthcheck", "OnBuild", "Labels")
+# buildah stamps its version on every image it builds; pycontain need not.
+BUILDER_LABELS = ("io.buildah.version",)
+
+
+def run_config_of(archive: Path) -> dict[str, object]:
+    """The config fields a Dockerfile decides, comparable between builders: an empty value is no value
+    (null, [], {} and "" all mean "not set" to an engine), the builder's own label is left out, and Env
+    is sorted (its order means nothing once every name appears once, as it does after ENV)."""
+    config = archive_config(archive).get("config") or {}
+    assert isinstance(config, dict), config
+    out: dict[str, object] = {}
+    for key in CONFIG_KEYS:
+        value = config.get(key)
+        if key == "Labels" and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in BUILDER_LABELS}
+        if key == "Env" and isinstance(value, list):
+            value = sorted(value)
+        if value not in (None, [], {}, ""):
+            out[key] = value
+    return out
+
+
 def build_args(case: str) -> list[str]:
     text = (CORPUS / case / "Dockerfile").read_text()
     return [arg for value in BUILD_ARG.findall(text) for arg in ("--build-arg", value)]
@@ -175,6 +200,8 @@ class Builders:
     build_cgroup: CgroupParent = dataclasses.field(default_factory=CgroupParent)
     podman_trees: dict[str, dict[str, Entry]] = dataclasses.field(default_factory=dict)
     pc_trees: dict[str, dict[str, Entry]] = dataclasses.field(default_factory=dict)
+    podman_configs: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
+    pc_configs: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
 
     def pm(self, *args: str | Path, timeout: float = BUILD_TIMEOUT) -> str:
         """A podman command in its private mount namespace; insists on exit 0, returns stdout."""
@@ -190,6 +217,7 @@ class Builders:
             archive = self.work / f"podman-{case}.tar"
             self.pm("save", "-q", "--format", "docker-archive", "-o", archive, tag)
             self.podman_trees[case] = comparable(tree_from_archive(archive))
+            self.podman_configs[case] = run_config_of(archive)
             archive.unlink()
         return self.podman_trees[case]
 
@@ -201,6 +229,7 @@ class Builders:
             archive = self.work / f"pycontain-{case}.tar"
             self.pc.ok("save", "-o", archive, tag, timeout=BUILD_TIMEOUT)
             self.pc_trees[case] = comparable(tree_from_archive(archive))
+            self.pc_configs[case] = run_config_of(archive)
             archive.unlink()
         return self.pc_trees[case]
 
@@ -276,6 +305,15 @@ def test_pycontain_build_gives_podmans_tree(builders: Builders, case: str) -> No
     differences = tree_diff(theirs, ours)
     assert not (wrong or differences), (
         f"{case}: {len(differences)} path(s) differ\n" + "\n".join(wrong + differences[:80]))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_pycontain_build_gives_podmans_config(builders: Builders, case: str) -> None:
+    theirs = builders.podman_configs.get(case) or (builders.podman_tree(case) and builders.podman_configs[case])
+    ours = builders.pc_configs.get(case) or (builders.pc_tree(case) and builders.pc_configs[case])
+    differences = [f"{key}: podman {theirs.get(key)!r} | pycontain {ours.get(key)!r}"
+                   for key in CONFIG_KEYS if theirs.get(key) != ours.get(key)]
+    assert not differences, f"{case}: the image configs differ\n" + "\n".join(differences)
 
 
 def run_config_image(builders: Builders) -> str:
