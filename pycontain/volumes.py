@@ -264,11 +264,25 @@ def prepare(paths: Paths, cfg: ContainerConfig, image_config: dict[str, Any], la
         elif source == data_dir(paths, name):
             copied = "nocopy" not in keep and copy_up(paths, name, layers, f"{rec.storage}/rootfs", m.target)
             if lease is not None and (made or copied):
-                from pycontain import userns
-
-                userns._shift_tree(source, lease.uid_mappings(), lease.gid_mappings())
+                hand_to_range(source, lease.uid, lease.gid, lease.size)
         out.append(BindMount(source, m.target, m.readonly, kind="volume", name=name, options=tuple(keep)))
     return cfg.replace(mounts=tuple(out)), prepared
+
+
+def hand_to_range(top: str, uid: int, gid: int, size: int) -> None:
+    """chown everything below `top` from the image's ids to the range's (id N -> base + N, for N < size;
+    ids outside the range stay, and show as nobody inside). chown clears set-id bits: they are put back."""
+    stack = [top]
+    while stack:
+        path = stack.pop()
+        st = os.lstat(path)
+        os.chown(path, uid + st.st_uid if st.st_uid < size else st.st_uid,
+                 gid + st.st_gid if st.st_gid < size else st.st_gid, follow_symlinks=False)
+        if st.st_mode & 0o6000 and not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, st.st_mode & 0o7777)
+        if stat.S_ISDIR(st.st_mode):
+            with os.scandir(path) as it:
+                stack.extend(entry.path for entry in it)
 
 
 def _discard(paths: Paths, name: str) -> None:
@@ -460,7 +474,9 @@ def gc(paths: Paths) -> list[str]:
     try:
         for entry in os.listdir(root(paths)):
             path = f"{root(paths)}/{entry}"
-            if entry.startswith(".tmp-") or (not entry.startswith(".") and not os.path.exists(f"{path}/volume.json")):
+            # Only temp names: a volume directory is renamed into place whole, so one without its
+            # volume.json is not ours to judge (someone's data; `volume ls` does not list it).
+            if entry.startswith(".tmp-"):
                 state.rmtree(path)
                 done.append(f"removed half-made volume data {path}")
         used = users(paths)
