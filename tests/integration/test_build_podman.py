@@ -75,12 +75,15 @@ EXPECT: dict[str, dict[str, tuple[str, int | None, int, int] | None]] = {
         "own/user-only": ("file", None, 1, 1), "own/uid-only": ("file", None, 42, 42),
         "own/dir/inner/h": ("file", None, 2, 1234), "mode/f1": ("file", 0o600, 0, 0),
         "mode/f2": ("file", 0o640, 0, 0), "mode/setuid": ("file", 0o4750, 1234, 1234),
+        "new": ("dir", 0o755, 1234, 1234), "new/nested/f": ("file", None, 1234, 1234),
+        "chmoddir": ("dir", 0o755, 0, 0), "chmoddir/inner": ("dir", 0o700, 0, 0), "chmoddir/g": ("file", 0o700, 0, 0),
     },
     "add_tar": {
         "opt/top/file": ("file", 0o640, 1000, 1000), "opt/top/link": ("symlink", 0o777, 1000, 1000),
         "opt/top/sub": ("dir", 0o750, 1000, 1000), "unpacked-here/top/sub/deep": ("file", 0o600, 1000, 1000),
         "opt/archive.tar.gz": None, "unpacked-here/archive.tar.gz": None, "plain-added.txt": ("file", None, 0, 0),
-        "opt/top/capped": ("file", 0o755, 1000, 1000),
+        "opt/top/capped": ("file", 0o755, 1000, 1000), "formats/more/empty": ("dir", 0o700, 1000, 1000),
+        "formats/uncompressed/file": ("file", 0o644, 1000, 1000), "formats/more.tar.xz": None,
     },
     "run_changes": {
         "etc/new-file": None, "media": None, "var/made": None, "etc/udhcpc/udhcpc.conf": None,

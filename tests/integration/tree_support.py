@@ -33,6 +33,12 @@ OPAQUE = ".wh..wh..opq"
 # - extended attributes other than security.capability: Docker's own layer format (moby's
 #   pkg/archive) carries only that one, and which others survive (user.*, security.selinux, ...)
 #   depends on the builder and on the file system it builds on. The capability is compared.
+#
+# Not excluded, on purpose: /etc/hosts, /etc/hostname and /etc/resolv.conf, and the mount points of a
+# RUN step's container (/proc, /sys, /dev, /run). podman 4.3 leaves none of them behind when a RUN
+# step does not touch them, and neither may pycontain, so they are compared like any path. (A RUN
+# step that writes /etc/hosts or /etc/resolv.conf is another matter: podman 4.3 keeps those writes in
+# the layer, where Docker, whose files there are bind mounts, does not. No corpus case does it.)
 EXCLUDED: dict[str, str] = {
     # The root directory's own entry: a base layer made by `podman import` carries `./`, a layer made
     # from a diff or FROM scratch need not; a runtime makes / itself whatever the layers say.

@@ -1,4 +1,5 @@
-"""Writes archive.tar.gz, the archive ADD unpacks (run once; the output is kept in the corpus)."""
+"""Writes the archives ADD unpacks (run once; the output is kept in the corpus): archive.tar.gz, and
+more.tar.xz and uncompressed.tar for the other formats."""
 
 import gzip
 import io
@@ -36,3 +37,13 @@ with open("archive.tar.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", 
                xattrs={"security.capability": CAPABILITY, "user.note": b"not compared"}),
     ):
         tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
+
+# The same ADD for xz and for no compression; an empty directory with its own mode.
+for name, mode in (("more.tar.xz", "w:xz"), ("uncompressed.tar", "w")):
+    with tarfile.open(name, mode, format=tarfile.PAX_FORMAT) as tar:
+        for info, data in (
+            member(f"{name.split('.')[0]}", tarfile.DIRTYPE, 0o755),
+            member(f"{name.split('.')[0]}/file", tarfile.REGTYPE, 0o644, f"from {name}\n".encode()),
+            member(f"{name.split('.')[0]}/empty", tarfile.DIRTYPE, 0o700),
+        ):
+            tar.addfile(info, io.BytesIO(data) if info.type == tarfile.REGTYPE else None)
