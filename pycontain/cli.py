@@ -16,6 +16,7 @@ import os
 import sys
 
 from pycontain import __version__
+from pycontain.config import parse_signal  # noqa: F401 - `kill -s` and image configs share it
 from pycontain.errors import NotRootError, PycontainError, UsageError, leave
 
 TYPE_CHECKING = False
@@ -444,19 +445,6 @@ def cmd_kill(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     need(pos, "a container")
     signum = parse_signal(opts["signal"] or "KILL")
     return _each(pos, lambda ref: print(ref) if runtime.kill(paths, ref, signum) else None)
-
-
-def parse_signal(text: str) -> int:
-    import signal
-
-    if text.isdigit() and 0 < int(text) < signal.NSIG:
-        return int(text)
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    value = getattr(signal, name, None)
-    if not isinstance(value, int) or name.startswith("SIG_"):
-        raise UsageError(f"invalid signal {text!r}: use a name like TERM or KILL, or a number")
-    return int(value)
 
 
 def cmd_rm(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:

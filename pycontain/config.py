@@ -841,3 +841,17 @@ def mode(value: str | None) -> str:
     if value not in USERNS_MODES:
         raise UsageError(f"invalid --userns {value!r}: use auto or host")
     return value
+
+
+def parse_signal(text: str) -> int:
+    """A signal by name (TERM, SIGTERM, any case) or number; UsageError otherwise."""
+    import signal
+
+    if text.isdigit() and 0 < int(text) < signal.NSIG:
+        return int(text)
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    value = getattr(signal, name, None)
+    if not isinstance(value, int) or name.startswith("SIG_"):
+        raise UsageError(f"invalid signal {text!r}: use a name like TERM or KILL, or a number")
+    return int(value)

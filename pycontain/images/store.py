@@ -753,7 +753,7 @@ def apply_changes(config: dict[str, Any], changes: list[str]) -> dict[str, Any]:
             if word == "USER":
                 out["User"] = value
             elif word == "STOPSIGNAL":
-                from pycontain.cli import parse_signal
+                from pycontain.config import parse_signal
 
                 parse_signal(value)  # a signal this host knows, or the container could never be stopped by it
                 out["StopSignal"] = value

@@ -54,7 +54,7 @@ def test_env_parsing(tmp_path):
 def test_volume_parsing(tmp_path):
     m = config.parse_volume(f"{tmp_path}:/data:ro")
     assert (m.source, m.target, m.readonly) == (str(tmp_path), "/data", True)
-    for bad in ("rel:/x", f"{tmp_path}:rel", f"{tmp_path}:/x:rx", f"{tmp_path}/missing:/x", "/only"):
+    for bad in ("./rel:/x", f"{tmp_path}:rel", f"{tmp_path}:/x:rx", f"{tmp_path}/missing:/x", "rel"):
         with pytest.raises(UsageError):
             config.parse_volume(bad)
 
