@@ -68,7 +68,7 @@ EXPECT: dict[str, dict[str, tuple[str, int | None, int, int] | None]] = {
         "dir-contents/dir": None, "dir-slash/sub/two": ("file", None, 0, 0), "etc/one": ("file", None, 0, 0),
         "existing-parent/deeper/two": ("file", None, 0, 0), "srv/relative/a.txt": ("file", None, 0, 0),
         "srv/b.txt": ("file", None, 0, 0), "usr/local/bin/tool": ("file", 0o755, 0, 0),
-        "run/a.txt": ("file", None, 0, 0), "var/run": ("symlink", 0o777, 0, 0),
+        "run/a.txt": ("file", None, 0, 0), "var/run": ("symlink", 0o777, 0, 0), "etc/a.txt": ("file", None, 0, 0),
     },
     "copy_chown_chmod": {
         "own/by-name": ("file", None, 65534, 65534), "own/by-number": ("file", None, 1234, 5678),
@@ -122,7 +122,8 @@ EXPECT: dict[str, dict[str, tuple[str, int | None, int, int] | None]] = {
     "args_env": {
         "opt/app/custom/f.txt": ("file", None, 0, 0), "opt/app/default": None,
         "opt/app/data/conf.txt": ("file", None, 0, 0), "fallback/f.txt": ("file", None, 0, 0),
-        "alt/f.txt": ("file", None, 0, 0),
+        "alt/f.txt": ("file", None, 0, 0), "argchown": ("file", None, 1234, 1234),
+        "lit$DEST/f.txt": ("file", None, 0, 0),
     },
     "heredoc_shell": {"hd/copied": ("file", 0o644, 0, 0)},
     "run_config": {"opt/bin/show": ("file", 0o755, 0, 0), "work/here/made-here": ("file", 0o644, 0, 0)},
