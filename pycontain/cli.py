@@ -214,7 +214,7 @@ def usage(command: str | None = None) -> str:
                   "", "Run `pycontain COMMAND --help` for a command's options."]
         return "\n".join(lines)
     spec, args, desc = COMMANDS[command]
-    lines = [f"Usage: pycontain {command} [OPTIONS] {args}".rstrip(), "", desc.capitalize() + ".", ""]
+    lines = [f"Usage: pycontain {command} [OPTIONS] {args}".rstrip(), "", desc[:1].upper() + desc[1:] + ".", ""]
     if spec:
         lines.append("Options:")
         for names, _, _, metavar, text in spec:
