@@ -48,6 +48,7 @@ PREDEFINED_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FT
 PLATFORM = {"TARGETPLATFORM": "linux/amd64", "TARGETOS": "linux", "TARGETARCH": "amd64", "TARGETVARIANT": "",
             "BUILDPLATFORM": "linux/amd64", "BUILDOS": "linux", "BUILDARCH": "amd64", "BUILDVARIANT": ""}
 DEFAULT_SHELL = ["/bin/sh", "-c"]
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 CONFIG_ONLY = {"ENV", "LABEL", "ARG", "CMD", "ENTRYPOINT", "EXPOSE", "VOLUME", "USER", "STOPSIGNAL", "HEALTHCHECK",
                "SHELL", "ONBUILD", "MAINTAINER"}
 SUPPORTED = CONFIG_ONLY | {"RUN", "COPY", "ADD", "WORKDIR"}
@@ -325,6 +326,8 @@ class Builder:
             image = self._base_image(base)
             state = State(image.config, list(image.layers), image.id)
             self.progress.line(f"{label} FROM {image.ref or base}")
+        if "PATH" not in state.env():  # BuildKit (and buildah) give a base without one the default PATH
+            state.set_env("PATH", DEFAULT_PATH)
         state.args = {}
         state.cmd_set = False
         triggers = list(state.cfg.get("OnBuild") or ())
@@ -542,8 +545,6 @@ class Builder:
         args = {k: v for k, v in state.args.items() if v is not None}
         env = dict(args)
         env.update(state.env())
-        if "PATH" not in env:
-            env["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         shown = instr.original.strip()
         created_by = "RUN " + (f"|{len(args)} " + " ".join(f"{k}={v}" for k, v in sorted(args.items())) + " "
                                if args else "") + " ".join(argv)
