@@ -53,6 +53,9 @@ _NOT_SELF_CONTAINED = ("redirect", "metacopy")
 # costs ~0.15 s less than 6 and compresses text nearly as well; higher levels mostly cost time.
 GZIP_LEVEL = 1
 CHUNK = 1 << 20
+# Chunks of tar waiting for the gzip thread: 32 MiB at most, so that the tree walk (a file create costs
+# ~0.4 ms on the reference VM's ext4) goes on while a big file is compressed.
+QUEUED = 32
 _ZERO = bytes(512)
 
 
@@ -114,10 +117,14 @@ def _scan(upper: str, exclude: Collection[str], rel_dir: str = "") -> Iterator[_
 
 class _LayerStream:
     """Takes the uncompressed tar, hashes it (the diff id), gzips it, hashes that (the blob digest) and
-    writes it to the temp blob: one pass, no second read of anything."""
+    writes it to the temp blob: one pass, no second read of anything.
+
+    Once the tar grows past a chunk, compressing, hashing and writing the blob move to a thread of their
+    own (zlib and hashlib release the GIL), so that gzip runs beside the reading of the tree: a commit of
+    a 50 MB upperdir spends about as long in zlib (level 1) as in everything else."""
 
     def __init__(self, fd: int, budget: Budget) -> None:
-        import hashlib
+        import hashlib  # OpenSSL's sha256: several times the builtin _sha256's speed, and it releases the GIL
         import zlib
 
         self.fd, self.budget = fd, budget
@@ -126,11 +133,14 @@ class _LayerStream:
         self.zip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
         self.buf = bytearray()
         self.tar_size = 0
+        self.queue: Any = None
+        self.worker: Any = None
+        self.error: BaseException | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if len(data) >= CHUNK:
             self._flush()
-            self._push(data)
+            self._push(bytes(data))
             return
         self.buf += data
         if len(self.buf) >= CHUNK:
@@ -138,12 +148,35 @@ class _LayerStream:
 
     def _flush(self) -> None:
         if self.buf:
-            self._push(self.buf)
+            self._push(bytes(self.buf))
             self.buf = bytearray()
 
-    def _push(self, data: bytes | bytearray | memoryview) -> None:
+    def _push(self, data: bytes) -> None:
         self.tar_hash.update(data)
         self.tar_size += len(data)
+        if self.error is not None:
+            raise self.error
+        if self.worker is None and len(data) >= CHUNK:
+            import queue
+            import threading
+
+            self.queue = queue.Queue(maxsize=QUEUED)
+            self.worker = threading.Thread(target=self._work, daemon=True)
+            self.worker.start()
+        if self.worker is not None:
+            self.queue.put(data)
+        else:
+            self._compress(data)
+
+    def _work(self) -> None:
+        while (data := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self._compress(data)
+                except BaseException as e:  # noqa: BLE001 - handed to the writer's thread, raised there
+                    self.error = e
+
+    def _compress(self, data: bytes) -> None:
         self._out(self.zip.compress(data))
 
     def _out(self, data: bytes) -> None:
@@ -160,7 +193,17 @@ class _LayerStream:
         # a 10 kB record, so an empty layer is Docker's empty layer (1024 zero bytes) to the byte.
         self.write(_ZERO + _ZERO)
         self._flush()
+        self.stop()
+        if self.error is not None:
+            raise self.error
         self._out(self.zip.flush())
+
+    def stop(self) -> None:
+        """End the compressing thread (also on an error path: it must not outlive the blob's fd)."""
+        if self.worker is not None:
+            self.queue.put(None)
+            self.worker.join()
+            self.worker = None
 
 
 def _header(rel: str, st: os.stat_result, kind: bytes, xattrs: dict[str, bytes] | None = None, size: int = 0,
@@ -283,6 +326,7 @@ def layer_from_dir(store: Store, upper: str, move: bool, budget: Budget | None =
     stamp = f"{os.getpid()}-{time.monotonic_ns()}"
     tmp_blob, tmp_dir = f"{store.blobs}/.tmp-{stamp}", f"{store.layers}/.tmp-{stamp}"
     copy = None
+    stream = None
     blob_fd = create_new(tmp_blob)
     try:
         if not move:
@@ -320,6 +364,8 @@ def layer_from_dir(store: Store, upper: str, move: bool, budget: Budget | None =
                 rmtree(src)
         return blob_digest, diff_id, size
     except BaseException:
+        if stream is not None:
+            stream.stop()
         if blob_fd >= 0:
             os.close(blob_fd)
         if os.path.lexists(tmp_blob):
