@@ -268,14 +268,10 @@ class _Exact:
 
 def relname(name: str) -> str:
     """A tar entry's name relative to the destination: absolute names stay below it, ".." is refused."""
-    parts = []
-    for part in name.replace("\\", "/").split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            raise CopyError(f"tar entry {name!r} climbs out of the destination with '..'; refusing it")
-        parts.append(part)
-    return "/".join(parts)
+    from pycontain.images.unpack import safe_relpath
+
+    return safe_relpath(name, lambda n: CopyError(f"tar entry {n!r} climbs out of the destination with '..'; "
+                                                  "refusing it"))
 
 
 class Extractor:

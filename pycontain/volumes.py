@@ -369,11 +369,7 @@ def after_remove(paths: Paths, cid: str, mounts: tuple[BindMount, ...], anonymou
     try:
         for m in mounts:
             if DRIVER_MOUNT in m.options:
-                try:
-                    os.unlink(f"{vdir(paths, m.name)}/users/{cid}")
-                except FileNotFoundError:
-                    pass
-                _unmount_if_unused(paths, m.name)
+                _leave(paths, m.name, cid)
         if anonymous and names:
             used = users(paths)
             for name in names:
@@ -425,13 +421,18 @@ def release(paths: Paths, cfg: ContainerConfig, cid: str) -> None:
     try:
         for m in cfg.mounts:
             if DRIVER_MOUNT in m.options:
-                try:
-                    os.unlink(f"{vdir(paths, m.name)}/users/{cid}")
-                except FileNotFoundError:
-                    pass
-                _unmount_if_unused(paths, m.name)
+                _leave(paths, m.name, cid)
     finally:
         os.close(fd)
+
+
+def _leave(paths: Paths, name: str, cid: str) -> None:
+    """Container cid no longer uses the mount-typed volume `name`: unmount it if nobody else does."""
+    try:
+        os.unlink(f"{vdir(paths, name)}/users/{cid}")
+    except FileNotFoundError:
+        pass
+    _unmount_if_unused(paths, name)
 
 
 def _unmount_if_unused(paths: Paths, name: str) -> bool:

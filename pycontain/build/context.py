@@ -21,6 +21,7 @@ import os
 import stat
 import sys
 
+from pycontain.build import Value
 from pycontain.errors import ImageError, UsageError
 
 # What a fully cached rebuild does not use is imported where it is used, and annotations only for the type
@@ -301,7 +302,7 @@ def resolve_in_root(root: str, rel: str, follow_last: bool = True, allow_missing
 KIND_DIR, KIND_FILE, KIND_LINK, KIND_FIFO = "d", "f", "l", "p"
 
 
-class Entry:
+class Entry(Value):
     """One thing a copy writes: `rel` relative to the copy's target ("" for a file source itself). A value:
     compared and hashed by its fields."""
 
@@ -313,47 +314,20 @@ class Entry:
         self.kind = kind
         self.st = st
 
-    def _key(self) -> tuple[str, str, str, os.stat_result]:
-        return (self.rel, self.path, self.kind, self.st)
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return f"Entry(rel={self.rel!r}, path={self.path!r}, kind={self.kind!r}, st={self.st!r})"
-
-
-class Source:
+class Source(Value):
     """One COPY/ADD source after globbing: `name` as matched (its base name names a copied file),
     `path` the same thing resolved inside the tree (no link in it). A value: compared and hashed by name, path
     and is_dir (not by its tree)."""
 
     __slots__ = ("tree", "name", "path", "is_dir")
+    _fields = ("name", "path", "is_dir")
 
     def __init__(self, tree: Tree, name: str, path: str, is_dir: bool) -> None:
         self.tree = tree
         self.name = name
         self.path = path
         self.is_dir = is_dir
-
-    def _key(self) -> tuple[str, str, bool]:
-        return (self.name, self.path, self.is_dir)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return f"Source(name={self.name!r}, path={self.path!r}, is_dir={self.is_dir!r})"
 
     @property
     def abspath(self) -> str:

@@ -26,7 +26,7 @@ the build network only (no cache/secret/ssh/bind mounts, no privileged steps).
 
 from __future__ import annotations
 
-from pycontain.build import words
+from pycontain.build import Value, words
 from pycontain.errors import UsageError
 
 # Annotations only. This module is on the path of every `pycontain build`, a fully cached one included, so it
@@ -42,7 +42,7 @@ class BuildError(UsageError):
     """A Dockerfile that cannot be built (exit 125); the message is `Dockerfile:LINE: what is wrong`."""
 
 
-class Heredoc:
+class Heredoc(Value):
     """One here-document: `content` is already tab-stripped when `chomp` (`<<-`); `expand` is False when the
     delimiter was quoted (`<<"EOF"`, `<<'EOF'`), so variables in it stay literal. A value: compared and hashed
     by its fields."""
@@ -56,23 +56,8 @@ class Heredoc:
         self.chomp = chomp
         self.fd = fd
 
-    def _key(self) -> tuple[str, str, bool, bool, int]:
-        return (self.name, self.content, self.expand, self.chomp, self.fd)
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented  # as a dataclass: the other side may know better
-        return self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return (f"Heredoc(name={self.name!r}, content={self.content!r}, expand={self.expand!r}, "
-                f"chomp={self.chomp!r}, fd={self.fd!r})")
-
-
-class Instruction:
+class Instruction(Value):
     """One instruction. `args` are the raw words, not expanded: for JSON (exec) form the array's elements, for
     RUN/CMD/ENTRYPOINT/SHELL/MAINTAINER in shell form one string (continuations joined as the reference does),
     for ENV/LABEL the keys and values alternating (see key_values), otherwise the whitespace-separated words
@@ -99,23 +84,11 @@ class Instruction:
         self.end_line = end_line
         self.source = source
 
-    def _key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented  # as a dataclass: the other side may know better
-        return self._key() == other._key()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"Instruction({fields})"
-
     def error(self, message: str) -> BuildError:
         return BuildError(f"{self.source}:{self.line}: {message}")
 
 
-class Stage:
+class Stage(Value):
     __slots__ = ("index", "name", "base", "platform", "line", "instructions", "from_instruction")
     __hash__ = None  # type: ignore[assignment]
 
@@ -130,20 +103,8 @@ class Stage:
         self.instructions: list[Instruction] = [] if instructions is None else instructions
         self.from_instruction = from_instruction
 
-    def _key(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented  # as a dataclass: the other side may know better
-        return self._key() == other._key()
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
-        return f"Stage({fields})"
-
-
-class Dockerfile:
+class Dockerfile(Value):
     __slots__ = ("directives", "meta_args", "stages")
     __hash__ = None  # type: ignore[assignment]
 
@@ -151,15 +112,6 @@ class Dockerfile:
         self.directives = directives
         self.meta_args = meta_args
         self.stages = stages
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return (self.directives, self.meta_args, self.stages) == (
-            other.directives, other.meta_args, other.stages)
-
-    def __repr__(self) -> str:
-        return f"Dockerfile(directives={self.directives!r}, meta_args={self.meta_args!r}, stages={self.stages!r})"
 
     @property
     def escape(self) -> str:

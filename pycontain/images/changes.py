@@ -449,6 +449,13 @@ def _file_data(stream: _LayerStream, e: _Entry, copy: _Copy | None, budget: Budg
 
 # ---------------------------------------------------------------- diff
 
+def _lstat(path: str) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
 class _Lower:
     """The image's layers as the container's overlay stacks them, for looking paths up without following
     any symlink (a layer's absolute symlink must never lead to the host's files)."""
@@ -467,10 +474,7 @@ class _Lower:
         present, stop = self._dir(layer, os.path.dirname(rel))
         result = (False, stop)
         if present:
-            try:
-                st = os.lstat(f"{layer}/{rel}")
-            except OSError:
-                st = None
+            st = _lstat(f"{layer}/{rel}")
             if st is not None:
                 if not stat.S_ISDIR(st.st_mode):
                     result = (False, True)  # a whiteout or a file here hides any lower directory
@@ -485,10 +489,7 @@ class _Lower:
         for layer in self.top_first:
             present, stop = self._dir(layer, parent)
             if present:
-                try:
-                    st = os.lstat(f"{layer}/{rel}")
-                except OSError:
-                    st = None
+                st = _lstat(f"{layer}/{rel}")
                 if st is not None:
                     return None if _is_whiteout(st) else st
             if stop:

@@ -26,6 +26,8 @@ from pycontain.errors import ImageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pycontain.images.store import Reader
 
 WHITEOUT_PREFIX = ".wh."
@@ -36,13 +38,16 @@ KEPT_XATTRS = ("security.capability",)  # file capabilities: part of what the im
 KEPT_XATTR_PREFIXES = ("user.",)
 
 
-def safe_relpath(name: str) -> str:
-    """Normalise a tar member name to a relative path inside the layer, or raise."""
+def safe_relpath(name: str, refuse: Callable[[str], Exception] | None = None) -> str:
+    """Normalise a tar member name to a relative path inside the layer, or raise (refuse(name): the
+    caller's own error, e.g. `cp`'s)."""
     parts = []
     for part in name.replace("\\", "/").split("/"):
         if part in ("", "."):
             continue
         if part == "..":
+            if refuse is not None:
+                raise refuse(name)
             raise ImageError(f"layer entry {name!r} climbs out of the layer with '..'; refusing the layer")
         parts.append(part)
     return "/".join(parts)
