@@ -72,6 +72,9 @@ class SpecError(PycontainError):
 # The bundle checks' two primitives (validate.py and seccomp.py), here where both find them without
 # loading each other: seccomp.py is on every start's path, validate.py only on pycontain-oci's.
 def field_error(field: str, why: str) -> SpecError:
+    """One line naming the field: a key of the (untrusted) document may hold a newline or control bytes."""
+    if not field.isprintable():
+        field = "".join(c if c.isprintable() else repr(c)[1:-1] for c in field)
     return SpecError(f"config.json: {field}: {why}")
 
 

@@ -52,6 +52,9 @@ PHASES = {
     "oci.create.saved": ("pycontain-oci create", "the init waits on the exec FIFO; pid saved, `fast` not written"),
     "oci.start": ("pycontain-oci start", "the init let through the exec FIFO; the FIFO not yet unlinked"),
     "oci.delete": ("pycontain-oci delete", "the init killed; cgroup and state dir not yet removed"),
+    "run.volumes": ("the CLI", "create: the container's volumes made (and filled); config.json not yet"),
+    "build.layer": ("the CLI", "build: a RUN step's command has exited; its upperdir not yet a layer"),
+    "commit.layer": ("the CLI", "commit/build: the layer's blob written, not yet renamed into the store"),
 }
 
 
@@ -97,7 +100,7 @@ def backdate_incomplete_records(root: Path) -> None:
 def root_leftovers(root: Path) -> list[str]:
     """What is left of containers in a state root: records, names, container storage, temp files."""
     out = []
-    for sub in ("run/containers", "run/names", "storage/containers"):
+    for sub in ("run/containers", "run/names", "storage/containers", "storage/build"):
         d = root / sub
         out += [f"{sub}/{e.name}" for e in d.iterdir()] if d.is_dir() else []
     images = root / "storage" / "images"

@@ -4,7 +4,7 @@ must leave nothing: no host object (leakcheck), no record, name, container stora
 state root, and what was stored before still runs.
 
 The fault is armed with PYCONTAIN_FAULT=PHASE (pycontain/faults.py); fault_support.PHASES says where each
-phase is. Build (issue 11) does not exist yet, so it has no phases here.
+phase is. Build and commit die with their layer half made; a run with volumes dies once they exist.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ OCI_PY = "/opt/pycontain/libexec/pycontain-oci"  # the Python command line (see 
 TESTED = set(RUN_PHASES) | set(NET_PHASES) | {"exec.join", "exec.exec", "rm.kernel", "rm.files", "pull.layer",
                                               "layer.unpacked", "pull.blobs", "pull.ref", "import.stored",
                                               "load.stored", "load.tagged", "oci.create.cgroup",
-                                              "oci.create.clone", "oci.create.saved", "oci.start", "oci.delete"}
+                                              "oci.create.clone", "oci.create.saved", "oci.start", "oci.delete",
+                                              "run.volumes", "build.layer", "commit.layer"}
 
 
 def command_for(phase: str) -> list[str]:
@@ -160,6 +161,50 @@ def test_rm_killed_then_gc_and_rm_again(pc: Pycontain, assert_leak_free: Callabl
     assert_leak_free()
     pc.ok("rm", "victim")  # and the removal can be finished
     gc_and_check(pc, assert_leak_free)
+
+
+# ---------------------------------------------------------------- build, commit, volumes
+
+@pytest.mark.parametrize("phase", ["build.layer", "commit.layer"])
+def test_build_killed_then_gc(pc: Pycontain, assert_leak_free: Callable[[], None], tmp_path: Path,
+                              phase: str) -> None:
+    """A build dies after its RUN's command, with the step's container storage and cgroup still there
+    (build.layer), or with the layer's blob half made (commit.layer, which builds share)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo made > /made\n")
+    before = image_rows(pc)
+    assert_killed(with_fault(pc, phase, "build", "--network", "none", "-t", "built:1", ctx))
+    pc.ok("gc")
+    assert image_rows(pc) == before
+    assert [f for f in store_files(pc.root) if ".tmp-" in f] == []
+    pc.ok("build", "--network", "none", "-t", "built:1", ctx)
+    assert pc.ok("run", "--rm", "built:1", "cat", "/made").stdout == "made\n"
+    gc_and_check(pc, assert_leak_free)
+
+
+def test_commit_killed_then_gc(pc: Pycontain, assert_leak_free: Callable[[], None]) -> None:
+    pc.ok("run", "--name", "changed", "busybox", "sh", "-c", "echo new > /new")
+    before = image_rows(pc)
+    assert_killed(with_fault(pc, "commit.layer", "commit", "changed", "committed:1"))
+    pc.ok("gc")
+    assert image_rows(pc) == before
+    assert [f for f in store_files(pc.root) if ".tmp-" in f] == []
+    pc.ok("commit", "changed", "committed:1")
+    assert pc.ok("run", "--rm", "committed:1", "cat", "/new").stdout == "new\n"
+    pc.ok("rm", "changed")
+    gc_and_check(pc, assert_leak_free)
+
+
+def test_run_with_volumes_killed_then_gc(pc: Pycontain, assert_leak_free: Callable[[], None]) -> None:
+    """Killed with its volumes made but no record: the anonymous one goes with gc, the named one stays
+    (a named volume outlives its containers, as in Docker) and works."""
+    assert_killed(with_fault(pc, "run.volumes", "run", "--name", "victim", "-v", "keep:/keep", "-v", "/anon",
+                             "busybox", "true"))
+    gc_and_check(pc, assert_leak_free)
+    assert pc.ok("volume", "ls", "-q").stdout.split() == ["keep"]
+    assert pc.ok("run", "--rm", "-v", "keep:/keep", "busybox", "sh", "-c", "echo x > /keep/x").returncode == 0
+    pc.ok("volume", "rm", "keep")
 
 
 # ---------------------------------------------------------------- import, load, pull

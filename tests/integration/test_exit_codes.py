@@ -126,7 +126,7 @@ BAD_INVOCATIONS: dict[str, tuple[Callable[[Pycontain], str] | None, list[str]]] 
     "unknown short flag": (None, ["run", "-Z", "busybox", "true"]),
     "flag missing its value": (None, ["run", "--name"]),
     "run without image": (None, ["run"]),
-    "relative volume source": (None, ["run", "--rm", "-v", "relative:/x", "busybox", "true"]),
+    "relative volume source": (None, ["run", "--rm", "-v", "./relative:/x", "busybox", "true"]),
     "relative volume target": (None, ["run", "--rm", "-v", "/tmp:relative", "busybox", "true"]),
     "missing volume source": (None, ["run", "--rm", "-v", "/no/such/dir:/x", "busybox", "true"]),
     "bad volume mode": (None, ["run", "--rm", "-v", "/tmp:/x:rx", "busybox", "true"]),
