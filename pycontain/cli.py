@@ -121,6 +121,9 @@ PLUGINS = {
     "pycontain.images.changes": ("diff", "commit"),
     "pycontain.copy": ("cp",),
     "pycontain.volumes": ("volume", "volume create", "volume ls", "volume inspect", "volume rm", "volume prune"),
+    "pycontain.system": ("info", "version", "system", "system info", "system df", "system prune"),
+    "pycontain.lifecycle": ("restart", "pause", "unpause", "rename", "container prune"),
+    "pycontain.completion": ("completion",),
 }
 # Docker's management-command spellings (`image build`, `container diff`): the second word picks the
 # command. A "group sub" key of COMMANDS is its own command; ALIASES maps the rest onto a top-level one.
@@ -133,6 +136,9 @@ ALIASES = {
     "container top": "top", "container stop": "stop", "container kill": "kill", "container rm": "rm",
     "container remove": "rm", "container wait": "wait", "container inspect": "inspect",
     "container diff": "diff", "container commit": "commit", "container cp": "cp",
+    "container restart": "restart", "container pause": "pause", "container unpause": "unpause",
+    "container rename": "rename", "container port": "port", "container stats": "stats",
+    "container update": "update",
     "volume list": "volume ls", "volume remove": "volume rm",
 }
 # Commands whose options end at their first positional argument (the rest belongs to the container).
