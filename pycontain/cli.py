@@ -121,7 +121,8 @@ PLUGINS = {
     "pycontain.images.changes": ("diff", "commit"),
     "pycontain.copy": ("cp",),
     "pycontain.volumes": ("volume", "volume create", "volume ls", "volume inspect", "volume rm", "volume prune"),
-    "pycontain.system": ("info", "version", "system", "system info", "system df", "system prune"),
+    "pycontain.system": ("info", "version", "system", "system info", "system df", "system prune", "events",
+                         "system events"),
     "pycontain.lifecycle": ("restart", "pause", "unpause", "rename", "container prune"),
     "pycontain.completion": ("completion",),
 }
