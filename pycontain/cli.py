@@ -119,7 +119,7 @@ PLUGINS = {
     "pycontain.network.commands": ("network", "port"),
     "pycontain.build.commands": ("build", "builder", "builder prune"),
     "pycontain.images.changes": ("diff", "commit"),
-    "pycontain.copy": ("cp",),
+    "pycontain.copy": ("cp", "export"),
     "pycontain.volumes": ("volume", "volume create", "volume ls", "volume inspect", "volume rm", "volume prune"),
     "pycontain.system": ("info", "version", "system", "system info", "system df", "system prune", "events",
                          "system events"),
@@ -139,7 +139,7 @@ ALIASES = {
     "container diff": "diff", "container commit": "commit", "container cp": "cp",
     "container restart": "restart", "container pause": "pause", "container unpause": "unpause",
     "container rename": "rename", "container port": "port", "container stats": "stats",
-    "container update": "update",
+    "container update": "update", "container export": "export",
     "volume list": "volume ls", "volume remove": "volume rm",
 }
 # Commands whose options end at their first positional argument (the rest belongs to the container).

@@ -43,7 +43,7 @@ import sys
 import tarfile
 
 from pycontain import syscalls
-from pycontain.cli import FLAG, need
+from pycontain.cli import FLAG, VALUE, need
 from pycontain.errors import PycontainError, UsageError
 
 TYPE_CHECKING = False
@@ -64,6 +64,8 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
             (("-q", "--quiet"), "quiet", FLAG, "", "no progress output")],
            "CONTAINER:SRC DST|-  or  SRC|- CONTAINER:DST",
            "copy files between a container and the host (- for a tar stream on stdin or stdout)"),
+    "export": ([(("-o", "--output"), "output", VALUE, "FILE", "write to FILE instead of stdout")], "CONTAINER",
+               "write a container's filesystem as a tar archive"),
 }
 
 IN_ROOT = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
@@ -925,4 +927,43 @@ def cmd_cp(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"cp": cmd_cp}
+def export(root: Root, out: IO[bytes]) -> tuple[int, str]:
+    """The container's whole filesystem as a tar (`export`), names relative to its root ("./etc/..."),
+    walked like `cp CTR:/. -`: through descriptors inside the root, kernel filesystems left out."""
+    parent, base, _, _ = _source_in_container(root, "/", False)
+    walker = Walker(root.ids, guard=True)
+    try:
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for info, data in walker.entries(parent, base, ".", "/"):
+                tar.addfile(info, data)
+    finally:
+        os.close(parent)
+    return walker.bytes, "-"
+
+
+def cmd_export(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import state
+    from pycontain.safefile import create_new
+
+    need(pos, "a container", exactly=1)
+    rec = state.find(paths, pos[0])
+    target = opts["output"]
+    if target is None and sys.stdout.isatty():
+        raise UsageError("cowardly refusing to write a tar archive to a terminal: use -o FILE or a pipe")
+    if target is None:
+        with os.fdopen(os.dup(1), "wb") as out:
+            in_container(rec, pos[0], lambda root: export(root, out))
+        return 0
+    tmp = f"{target}.tmp-{os.getpid()}"
+    try:
+        with os.fdopen(create_new(tmp), "wb") as out:
+            in_container(rec, pos[0], lambda root: export(root, out))
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    return 0
+
+
+HANDLERS = {"cp": cmd_cp, "export": cmd_export}
