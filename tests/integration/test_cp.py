@@ -389,3 +389,27 @@ def test_sigkill_leaves_no_mount(pc: Pycontain) -> None:
         assert p.stdin is not None
         p.stdin.close()
     no_overlay_of(pc)
+
+
+# ---------------------------------------------------------------- export
+
+def test_export_running_and_stopped(pc: Pycontain, tmp_path: Path) -> None:
+    """`export` (and `container export`): the whole filesystem as a tar, names relative to the root,
+    the container's own changes in it, nothing of /proc; -o writes a file, a terminal is refused."""
+    c = running(pc, "exp")
+    pc.ok("exec", c, "sh", "-c", "echo mine > /mine && rm /bin/true")
+    res = subprocess.run(pc.argv("export", c), capture_output=True, timeout=COMMAND_TIMEOUT)
+    assert res.returncode == 0, res.stderr
+    with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tf:
+        names = set(tf.getnames())
+        mine = tf.extractfile("./mine")
+        assert mine is not None and mine.read() == b"mine\n"
+    assert "./bin/sh" in names and "./bin/true" not in names
+    assert not any(n.startswith("./proc/") for n in names), sorted(n for n in names if n.startswith("./proc"))
+    pc.ok("stop", "-t", "0", c)
+    out = tmp_path / "fs.tar"
+    pc.ok("container", "export", "-o", out, c)
+    with tarfile.open(out) as tf:
+        assert "./mine" in tf.getnames()
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    assert_pycontain_error(pc("export", "no-such-container"))
