@@ -304,9 +304,19 @@ def _json(data: bytes, what: str) -> dict[str, Any]:
 
 
 def pull_for_run(store: Store, name: str) -> Image:
-    """`run`/`create` of an image that is not here: pull it first (progress on stderr), as Docker does."""
+    """`run`/`create` with a pull (the image is missing, or --pull always): progress on stderr, as Docker.
+
+    Docker's order: a missing image is announced before the registry is asked, so a misspelt name
+    reads "Unable to find image 'x:latest' locally" and then the registry's answer. An image that is
+    here (--pull always) is not announced: the pull itself says "Image is up to date" or downloads.
+    """
     import sys
 
-    announce = f"Unable to find image '{reference.parse(name).familiar}' locally"
-    Puller(store.paths, registry.Settings(), Progress(stream=sys.stderr)).pull(name, announce)
+    from pycontain.errors import ImageNotFound
+
+    try:
+        store.resolve(name)
+    except ImageNotFound:
+        print(f"Unable to find image '{reference.parse(name).familiar}' locally", file=sys.stderr, flush=True)
+    Puller(store.paths, registry.Settings(), Progress(stream=sys.stderr)).pull(name)
     return store.resolve(name)

@@ -311,12 +311,7 @@ class Registry:
             body = resp.body(64 << 10)
         except RegistryError:
             body = b""
-        detail = ""
-        try:
-            errors = jsonfast.loads(body).get("errors") or []
-            detail = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict))
-        except (ValueError, AttributeError):
-            pass
+        detail = _error_detail(body)
         if resp.status in (401, 403):
             return RegistryError(
                 f"registry {self.domain} denied {what} (HTTP {resp.status}{': ' + detail if detail else ''}); "
@@ -344,17 +339,38 @@ class Registry:
             if resp.status == 404 and endpoint.mirror and i + 1 < len(self.endpoints):
                 resp.close()
                 continue
-            if resp.status == 404:
-                resp.close()
-                raise ImageNotFound(f"{self.repo}:{reference} was not found in registry {self.domain} "
-                                    "(check the name and tag)" if not reference.startswith("sha256:") else
-                                    f"{self.repo}@{reference} was not found in registry {self.domain}")
+            if resp.status in (401, 403, 404):
+                raise self._manifest_refused(resp, reference)
             if resp.status != 200:
                 raise self._fail(resp, f"reading the manifest of {self.repo}:{reference}")
             data = resp.body(MAX_MANIFEST_BYTES)
             media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
             return data, media_type, resp.headers.get("Docker-Content-Digest")
         raise RegistryError(f"no endpoint for registry {self.domain}")  # pragma: no cover
+
+    def _manifest_refused(self, resp: Response, reference: str) -> RegistryError | ImageNotFound:
+        """A 401/403/404 for a manifest in Docker's words, with the registry's own answer, on one line.
+
+        A registry cannot tell "no such repository" from "not yours" without leaking private names, so
+        Docker Hub answers both with 401 and Docker says "pull access denied ... does not exist or may
+        require authorization". A 404 names a missing tag (MANIFEST_UNKNOWN) or repository (NAME_UNKNOWN).
+        """
+        from pycontain.images.reference import Reference
+
+        repo = Reference(self.domain, self.repo).familiar_repository
+        try:
+            detail = _error_detail(resp.body(64 << 10))
+        except RegistryError:
+            detail = ""
+        answer = f"registry {self.domain} answered HTTP {resp.status}" + (f": {detail}" if detail else "")
+        if resp.status == 404 and "NAME_UNKNOWN" not in detail:
+            sep = "@" if reference.startswith("sha256:") else ":"
+            return ImageNotFound(f"manifest for {repo}{sep}{reference} not found ({answer}); "
+                                 "check the name and tag")
+        login = "" if self.credentials else f"; if it is private, run `pycontain login {self.domain}` first"
+        text = (f"pull access denied for {repo}, repository does not exist or may require authorization "
+                f"({answer}){login}")
+        return ImageNotFound(text) if resp.status == 404 else RegistryError(text)
 
     def blob(self, digest: str) -> Response:
         resp = self.request("GET", f"/v2/{self.repo}/blobs/{digest}")
@@ -414,6 +430,17 @@ class Registry:
             raise RegistryError(f"registry {self.domain} refused the login; check user name and password")
         if status != 200:
             raise RegistryError(f"registry {self.domain} answered HTTP {status} to the login check")
+
+
+def _error_detail(body: bytes) -> str:
+    """`CODE: message; ...` from the registry's JSON error body (untrusted: one line, bounded)."""
+    try:
+        errors = jsonfast.loads(body).get("errors") or []
+        text = "; ".join(f"{e.get('code', '')}: {e.get('message', '')}" for e in errors if isinstance(e, dict))
+    except (ValueError, AttributeError, TypeError):
+        return ""
+    text = " ".join(text.split())
+    return text[:300] + "..." if len(text) > 300 else text
 
 
 class _Unreachable(RegistryError):
