@@ -149,6 +149,13 @@ class Puller:
         self.store.refs()  # damaged tags (DamagedStore): say so before downloading what nothing would tag
         self.store.gc_temp()
         client = registry.Registry(self.paths, ref.domain, ref.path, self.settings)
+        try:
+            return self._pull(client, ref, announce)
+        finally:
+            client.close()  # the kept-alive connections
+
+    def _pull(self, client: registry.Registry, ref: reference.Reference,
+              announce: str | None) -> tuple[str, reference.Reference]:
         top_digest, manifest, manifest_bytes = self._manifest(client, ref)
         # Only now: a pull that fails to find the image says so in one line, with nothing before it.
         if announce:

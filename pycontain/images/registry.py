@@ -18,6 +18,13 @@ comes first, since that traffic never leaves the host and a local registry usual
 Docker Hub pulls may go through mirrors (`--registry-mirror`, PYCONTAIN_REGISTRY_MIRRORS, the config
 file's "registry-mirrors"), tried in order before the registry itself.
 
+Connections are kept alive per host for the requests of one pull or push (a Registry object), so a
+pull pays one TCP and TLS handshake per host and download thread, not one per request. Proxies come
+from HTTPS_PROXY / HTTP_PROXY / NO_PROXY (upper case first, then lower case) with the rules Docker's
+Go client applies: https goes through a CONNECT tunnel, http as absolute-form requests, NO_PROXY
+lists hosts, domains (with their subdomains), IPs and CIDRs, `*` is everything, and localhost and
+loopback addresses are never proxied.
+
 The config file is `/etc/pycontain/registries.json` (or $PYCONTAIN_REGISTRIES_CONFIG), in the shape of
 Docker's daemon.json: {"registry-mirrors": ["https://mirror.example"], "insecure-registries": ["host:5000"]}.
 """
@@ -26,6 +33,8 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+from functools import partial
 
 from pycontain import jsonfast
 from pycontain.errors import ImageNotFound, RegistryError
@@ -34,6 +43,7 @@ from pycontain.state import Paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from typing import IO, Any
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -48,6 +58,7 @@ DOCKER_HUB = "registry-1.docker.io"
 CONFIG_FILE = "/etc/pycontain/registries.json"
 TIMEOUT = 60.0
 USER_AGENT = "pycontain"
+DRAIN_BYTES = 64 << 10
 
 
 class Settings:
@@ -118,22 +129,51 @@ class Endpoint:
 
 
 class Response:
-    """A response whose body is streamed; close() it when done."""
+    """A response whose body is streamed; close() it when done (that hands a kept-alive connection back)."""
 
-    def __init__(self, resp: http.Response, url: str) -> None:
+    def __init__(self, resp: http.Response, url: str, release: Callable[[], None] | None = None) -> None:
         self.status = resp.status
         self.headers = resp.headers
         self.url = url
         self._resp = resp
+        self._release = release
+        self._ended = False
+        self._closed = False
 
     def read(self, n: int = -1) -> bytes:
-        return self._resp.read(n)
+        data = self._resp.read(n)
+        if not data and n != 0:
+            self._ended = True
+        return data
 
     def readable(self) -> bool:
         return True
 
+    def _complete(self) -> bool:
+        """The whole body was read and the connection may carry another request."""
+        if self._resp.chunked:
+            return self._ended
+        return self._resp.left == 0  # a body without a length ends only when the server closes
+
     def close(self) -> None:
-        self._resp.close()
+        if self._closed:
+            return
+        self._closed = True
+        resp = self._resp
+        reuse = self._release is not None and (resp.headers.get("connection") or "").lower() != "close"
+        if reuse and not self._complete():
+            # A small unread body (a 401's or a redirect's) is cheaper to skip than a new handshake.
+            try:
+                skipped = 0
+                while skipped <= DRAIN_BYTES and (chunk := self.read(1 << 14)):
+                    skipped += len(chunk)
+            except OSError:
+                reuse = False
+        if reuse and self._complete() and self._release is not None:
+            resp.file.close()  # the socket stays open for the next request
+            self._release()
+        else:
+            resp.close()
 
     def json(self, limit: int = MAX_MANIFEST_BYTES) -> Any:
         data = self._read_limited(limit)
@@ -149,7 +189,7 @@ class Response:
     def _read_limited(self, limit: int) -> bytes:
         out, total = [], 0
         try:
-            while chunk := self._resp.read(1 << 16):
+            while chunk := self.read(1 << 16):
                 out.append(chunk)
                 total += len(chunk)
                 if total > limit:
@@ -171,6 +211,11 @@ class Registry:
         self.endpoint = self.endpoints[0]
         self._auth_header: str | None = None
         self._creds: tuple[str, str] | None | bool = False  # False: not looked up yet
+        self._pool = _Pool()
+
+    def close(self) -> None:
+        """Close the kept-alive connections (the process exiting would, too)."""
+        self._pool.close()
 
     def _endpoints(self) -> list[Endpoint]:
         out = []
@@ -214,8 +259,50 @@ class Registry:
 
     def _send(self, method: str, url: str, headers: dict[str, str], body: IO[bytes] | bytes | None,
               verify: bool) -> Response:
-        resp = http.request(method, url, {"User-Agent": USER_AGENT, **headers}, body, verify, TIMEOUT)
-        return Response(resp, url)
+        """One request on a kept-alive connection to the host (or a new one), through a proxy if set.
+
+        A reused connection the server has closed meanwhile fails before any answer: the request is
+        sent again once on a new connection (bodies here are bytes or seekable files).
+        """
+        scheme, netloc, target = http.split_url(url)
+        host, port = http._host_port(netloc, scheme)
+        proxy = proxy_for(scheme, host, port)
+        if proxy is not None and scheme == "http":
+            target = f"http://{netloc}{target}"  # a proxy forwards absolute-form requests
+            if proxy[2]:
+                headers = {**headers, "Proxy-Authorization": proxy[2]}
+        head = [f"{method} {target} HTTP/1.1", f"Host: {netloc}", f"User-Agent: {USER_AGENT}"]
+        if body is not None and not any(k.lower() == "content-length" for k in headers):
+            if not isinstance(body, bytes):
+                raise ValueError("a streamed body needs a Content-Length header")
+            headers = {**headers, "Content-Length": str(len(body))}
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        request_head = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        key = (scheme, netloc, verify)
+        while True:
+            sock = self._pool.take(key)
+            reused = sock is not None
+            if sock is None:
+                sock = _connect(scheme, host, port, verify, proxy)
+            try:
+                if reused and hasattr(body, "seek"):
+                    body.seek(0)  # type: ignore[union-attr]
+                sock.sendall(request_head)
+                if isinstance(body, bytes):
+                    sock.sendall(body)
+                elif body is not None:
+                    while chunk := body.read(1 << 20):
+                        sock.sendall(chunk)
+                resp = http.Response(sock, method)
+            except OSError:
+                sock.close()
+                if reused:
+                    continue  # a stale kept-alive connection: once more on a new one
+                raise
+            except BaseException:
+                sock.close()
+                raise
+            return Response(resp, url, release=partial(self._pool.give, key, sock))
 
     def request(self, method: str, path: str, headers: dict[str, str] | None = None,
                 body: IO[bytes] | bytes | None = None, url: str | None = None) -> Response:
@@ -253,12 +340,29 @@ class Registry:
             return self._send(method, url, headers, body, verify)
         except OSError as e:
             if type(e).__name__ != "SSLCertVerificationError":
+                if url.startswith("https:") and type(e).__name__ == "SSLError":
+                    self._explain_plain_http(url)
                 raise _Unreachable(self.domain, url, e) from None
             raise RegistryError(
                 f"registry {self.domain}: TLS certificate of {http.split_url(url)[1]} not trusted "
                 f"({getattr(e, 'verify_message', e)}); if you trust this registry, "
                 f"use --insecure-registry {self.domain}"
             ) from None
+
+    def _explain_plain_http(self, url: str) -> None:
+        """A TLS handshake failed: if the server speaks plain HTTP there, say what to do about it.
+
+        Only for a registry that is not allowed plain HTTP (an allowed one goes on to its http://
+        endpoint). The probe sends a bare `GET /v2/` without credentials over the same route.
+        """
+        _, netloc, _ = http.split_url(url)
+        if self.settings.is_insecure(netloc):
+            return
+        host, port = http._host_port(netloc, "https")
+        if _answers_plain_http(host, port, netloc):
+            raise RegistryError(
+                f"registry {self.domain}: {netloc} answered plain HTTP to an HTTPS request; if you trust "
+                f"the network to it, add --insecure-registry {netloc}")
 
     def _authenticate(self, challenge: str) -> None:
         scheme, params = auth.parse_challenge(challenge)
@@ -430,6 +534,178 @@ class Registry:
             raise RegistryError(f"registry {self.domain} refused the login; check user name and password")
         if status != 200:
             raise RegistryError(f"registry {self.domain} answered HTTP {status} to the login check")
+
+
+class _Pool:
+    """Idle kept-alive connections by (scheme, host:port, verify); shared by the download threads."""
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, str, bool], list[socket.socket]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: tuple[str, str, bool]) -> socket.socket | None:
+        with self._lock:
+            idle = self._idle.get(key)
+            return idle.pop() if idle else None
+
+    def give(self, key: tuple[str, str, bool], sock: socket.socket) -> None:
+        with self._lock:
+            self._idle.setdefault(key, []).append(sock)
+
+    def close(self) -> None:
+        with self._lock:
+            for idle in self._idle.values():
+                for sock in idle:
+                    sock.close()
+            self._idle.clear()
+
+
+Proxy = tuple[str, int, "str | None"]  # host, port, Proxy-Authorization header value
+
+
+def proxy_for(scheme: str, host: str, port: int, environ: Mapping[str, str] | None = None) -> Proxy | None:
+    """The proxy for scheme://host:port from the environment, by the rules of Go's net/http (Docker's)."""
+    env = os.environ if environ is None else environ
+    name = "HTTPS_PROXY" if scheme == "https" else "HTTP_PROXY"
+    value = env.get(name) or env.get(name.lower()) or ""
+    if not value or _is_loopback(host.lower()):
+        return None
+    if no_proxy_matches(env.get("NO_PROXY") or env.get("no_proxy") or "", host, port):
+        return None
+    return parse_proxy(value, name)
+
+
+def parse_proxy(value: str, name: str = "HTTPS_PROXY") -> Proxy:
+    """`http://user:pass@host:port` (scheme optional, as Go takes it) -> (host, port, auth header)."""
+    url = value.strip() if "://" in value else "http://" + value.strip()
+    scheme, _, rest = url.partition("://")
+    netloc = rest.split("/", 1)[0]
+    userinfo, at, hostport = netloc.rpartition("@")
+    if scheme.lower() != "http" or not hostport:
+        raise RegistryError(f"{name}={value!r}: pycontain supports http:// proxies (CONNECT for https)")
+    host, port = http._host_port(hostport, "http")
+    auth = None
+    if at:
+        import base64
+
+        user, _, password = userinfo.partition(":")
+        pair = f"{_unquote(user)}:{_unquote(password)}".encode()
+        auth = "Basic " + base64.b64encode(pair).decode()
+    return host, port, auth
+
+
+def _unquote(text: str) -> str:
+    """Percent-decoding of a URL's user info (by hand: urllib.parse costs milliseconds to import)."""
+    parts = text.encode().split(b"%")
+    out = bytearray(parts[0])
+    for part in parts[1:]:
+        try:
+            out += bytes([int(part[:2], 16)]) + part[2:] if len(part) >= 2 else b"%" + part
+        except ValueError:
+            out += b"%" + part
+    return out.decode("utf-8", "replace")
+
+
+def no_proxy_matches(no_proxy: str, host: str, port: int) -> bool:
+    """NO_PROXY as Go reads it: `*`; IPs and CIDRs; `example.com` (and its subdomains); `.example.com`
+    and `*.example.com` (subdomains only); any entry may carry `:port`."""
+    host = host.lower().strip("[]")
+    for entry in no_proxy.lower().split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        if "/" in entry:
+            import ipaddress
+
+            try:
+                if ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        want_port = 0
+        if entry.startswith("["):
+            name, _, rest = entry[1:].partition("]")
+            want_port = int(rest[1:]) if rest[1:].isdigit() else 0
+        elif entry.count(":") == 1:
+            name, _, p = entry.partition(":")
+            want_port = int(p) if p.isdigit() else 0
+        else:
+            name = entry
+        if want_port and want_port != port:
+            continue
+        if name.startswith("*."):
+            name = name[1:]
+        if name.startswith("."):
+            if host.endswith(name):
+                return True
+        elif host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def _dial(host: str, port: int) -> socket.socket:
+    # An ASCII host as bytes: a str makes getaddrinfo load the idna codec (~3 ms) just to encode it.
+    address: Any = (host.encode() if host.isascii() else host, port)
+    return socket.create_connection(address, timeout=TIMEOUT)
+
+
+def _raw_connection(scheme: str, host: str, port: int, proxy: Proxy | None) -> socket.socket:
+    """A TCP connection to host:port: direct, or (https) a CONNECT tunnel, or (http) to the proxy itself."""
+    if proxy is None:
+        return _dial(host, port)
+    try:
+        sock = _dial(proxy[0], proxy[1])
+    except OSError as e:
+        raise OSError(e.errno, f"proxy {proxy[0]}:{proxy[1]}: {e.strerror or e}") from None
+    if scheme != "https":
+        return sock
+    try:
+        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        head = [f"CONNECT {target} HTTP/1.1", f"Host: {target}", f"User-Agent: {USER_AGENT}"]
+        if proxy[2]:
+            head.append(f"Proxy-Authorization: {proxy[2]}")
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
+        answer = http.Response(sock, "HEAD")  # a CONNECT answer has no body; HEAD reads none
+        answer.file.close()  # the tunnel is the socket itself now
+        if not 200 <= answer.status < 300:
+            hint = " (the proxy wants a login: put user:password@ in the proxy URL)" if answer.status == 407 else ""
+            raise OSError(None, f"proxy {proxy[0]}:{proxy[1]} answered CONNECT {target} with HTTP "
+                                f"{answer.status}{hint}")
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _connect(scheme: str, host: str, port: int, verify: bool, proxy: Proxy | None) -> socket.socket:
+    sock = _raw_connection(scheme, host, port, proxy)
+    if scheme != "https":
+        return sock
+    try:
+        return http._tls(sock, host, verify)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _answers_plain_http(host: str, port: int, netloc: str) -> bool:
+    """Does host:port (by the route an https request takes) answer a plain-HTTP request?"""
+    try:
+        sock = _raw_connection("https", host, port, proxy_for("https", host, port))
+    except (OSError, RegistryError):
+        return False
+    with sock:
+        try:
+            sock.sendall(f"GET /v2/ HTTP/1.1\r\nHost: {netloc}\r\nConnection: close\r\n\r\n".encode("latin-1"))
+            data = b""
+            while len(data) < 5 and (chunk := sock.recv(5 - len(data))):
+                data += chunk
+        except OSError:
+            return False
+    return data == b"HTTP/"
 
 
 def _error_detail(body: bytes) -> str:

@@ -7,11 +7,17 @@ here listen on 127.0.0.1 too. Nothing leaves the loopback interface.
 
 from __future__ import annotations
 
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from images_support import LocalRegistry
+from images_support import REGISTRY_BIN, LocalRegistry, free_port, skopeo
 from support import Pycontain, assert_pycontain_error, describe
 
 pytest_plugins = ("images_support",)
@@ -59,3 +65,159 @@ def test_pull_of_a_misspelt_image_is_still_one_line(pcr: Pycontain, registry: Lo
     res = pcr("pull", f"{registry.host}/library/alpnie")
     assert_pycontain_error(res)
     assert "_UNKNOWN" in res.stderr
+
+
+# ---------------------------------------------------------------- proxies, kept-alive connections, plain HTTP
+
+class CountingProxy:
+    """An HTTP proxy on 127.0.0.1 that counts what it is asked: CONNECT tunnels and forwarded requests.
+
+    It knows only the names in `routes` ("name:port" -> a 127.0.0.1 port), so a registry can have a
+    non-loopback name (pycontain never proxies loopback, as Docker) while every byte stays on loopback.
+    Forwarded (absolute-form) requests are piped as they are: the Go registry accepts that form.
+    """
+
+    def __init__(self, routes: dict[str, int]) -> None:
+        self.routes = routes
+        self.connects: list[str] = []
+        self.forwards: list[str] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            method, target = data.split(b" ", 2)[:2]
+            name = target.decode() if method == b"CONNECT" else target.decode().split("/")[2]
+            (self.connects if method == b"CONNECT" else self.forwards).append(name)
+            port = self.routes.get(name)
+            if port is None:
+                conn.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
+                return
+            with socket.create_connection(("127.0.0.1", port)) as up:
+                if method == b"CONNECT":
+                    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                else:
+                    up.sendall(data)
+                t = threading.Thread(target=self._pipe, args=(up, conn), daemon=True)
+                t.start()
+                self._pipe(conn, up)
+                t.join(30)
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.fixture(scope="module")
+def tls_registry(tmp_path_factory: pytest.TempPathFactory, registry: LocalRegistry) -> Iterator[str]:
+    """A docker-registry speaking HTTPS (self-signed) on 127.0.0.1 with library/alpine:3.20; its host:port."""
+    work = tmp_path_factory.mktemp("registry-tls")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(work / "key.pem"),
+                    "-out", str(work / "cert.pem"), "-days", "2", "-subj", "/CN=registry.test"],
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    (work / "config.yml").write_text("\n".join([
+        "version: 0.1", "log:", "  level: error", "  accesslog:", "    disabled: true",
+        "storage:", "  filesystem:", f"    rootdirectory: {work / 'storage'}",
+        "http:", f"  addr: 127.0.0.1:{port}", "  tls:", f"    certificate: {work / 'cert.pem'}",
+        f"    key: {work / 'key.pem'}"]) + "\n")
+    log = open(work / "registry.log", "wb")
+    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(work / "config.yml")], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as s, \
+                        ctx.wrap_socket(s, server_hostname="registry.test"):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, (work / "registry.log").read_text()
+                time.sleep(0.05)
+        skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+               f"docker://{registry.host}/library/alpine:3.20", f"docker://127.0.0.1:{port}/library/alpine:3.20")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture
+def proxy_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    yield
+
+
+def _use_proxy(monkeypatch: pytest.MonkeyPatch, proxy: CountingProxy) -> None:
+    # Both: nothing with a made-up name may ever reach a name lookup of its own.
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    monkeypatch.setenv("http_proxy", proxy.url)
+
+
+def test_https_pull_goes_through_the_proxy_on_one_kept_alive_connection(
+        pcr: Pycontain, tls_registry: str, proxy_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "registry.test:5443"
+    proxy = CountingProxy({name: int(tls_registry.rsplit(":", 1)[1])})
+    try:
+        _use_proxy(monkeypatch, proxy)
+        res = pcr.ok("pull", "--insecure-registry", name, f"{name}/library/alpine:3.20")
+        assert "Downloaded newer image" in res.stderr, describe(res)
+        # manifest, config and layer: three requests, one tunnel (each used to pay its own handshake).
+        assert proxy.connects == [name], proxy.connects
+        assert proxy.forwards == []
+        assert pcr.ok("run", "--rm", f"{name}/library/alpine:3.20", "cat", "/etc/alpine-release").stdout == "3.20.3\n"
+
+        # Loopback is never proxied (as in Docker); NO_PROXY's matching is in tests/unit, since an
+        # unproxied made-up name would be looked up in DNS.
+        before = len(proxy.connects)
+        res = pcr("pull", "--insecure-registry", "127.0.0.1:1", "127.0.0.1:1/library/alpine:3.20")
+        assert_pycontain_error(res)
+        assert len(proxy.connects) == before  # loopback is never proxied
+    finally:
+        proxy.close()
+
+
+def test_plain_http_registry_without_insecure_registry_names_the_flag(
+        pcr: Pycontain, registry: LocalRegistry, proxy_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "plain.test:5000"
+    proxy = CountingProxy({name: registry.port})
+    try:
+        _use_proxy(monkeypatch, proxy)
+        res = pcr("pull", f"{name}/library/alpine:3.20")
+        assert_pycontain_error(res)
+        assert "plain HTTP" in res.stderr and f"--insecure-registry {name}" in res.stderr, describe(res)
+        # With the flag: https fails, then plain HTTP through the proxy (absolute-form), kept alive.
+        res = pcr.ok("pull", "--insecure-registry", name, f"{name}/library/alpine:3.20")
+        assert "Downloaded newer image" in res.stderr, describe(res)
+        assert proxy.forwards == [name], proxy.forwards
+    finally:
+        proxy.close()
