@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from pycontain.state import ContainerState, Status
 
 FLAG, VALUE, MULTI = "flag", "value", "multi"
+# More text for a command's --help, after its options (plugin modules may add to it: HELP in the module).
+HELP: dict[str, str] = {}
 
 # (names, dest, kind, metavar, help)
 # The resource limits, shared by `run`/`create` and `update`.
@@ -142,6 +144,8 @@ ALIASES = {
     "container update": "update", "container export": "export",
     "volume list": "volume ls", "volume remove": "volume rm",
 }
+# Commands that read no state, so any user may run them (`source <(pycontain completion bash)`).
+NO_ROOT = {"completion"}
 # Commands whose options end at their first positional argument (the rest belongs to the container).
 STOP_AT_POSITIONAL = {"run", "create", "exec"}
 
@@ -227,6 +231,8 @@ def usage(command: str | None = None) -> str:
         for names, _, _, metavar, text in spec:
             flag = ", ".join(names) + (f" {metavar}" if metavar else "")
             lines.append(f"  {flag:<28} {text}")
+    if command in HELP:
+        lines += ["", HELP[command]]
     return "\n".join(lines)
 
 
@@ -546,6 +552,7 @@ def _load_plugin(command: str) -> bool:
             module = importlib.import_module(module_name)
             COMMANDS.update(module.COMMANDS)
             HANDLERS.update(module.HANDLERS)
+            HELP.update(getattr(module, "HELP", {}))
     return command in HANDLERS
 
 
@@ -619,7 +626,13 @@ def _main(args: list[str]) -> int:
         return 125
     command = args.pop(0)
     if command == "help":
-        print(usage(args[0] if args and (args[0] in COMMANDS or _load_plugin(args[0])) else None))
+        topic = None
+        if len(args) > 1:  # `help volume create`, `help container ls`
+            sub = ALIASES.get(f"{args[0]} {args[1]}", f"{args[0]} {args[1]}")
+            topic = sub if sub in COMMANDS or _load_plugin(sub) else None
+        if topic is None and args and (args[0] in COMMANDS or _load_plugin(args[0])):
+            topic = args[0]
+        print(usage(topic))
         return 0
     if args and not args[0].startswith("-"):
         sub = f"{command} {args[0]}"
@@ -634,7 +647,7 @@ def _main(args: list[str]) -> int:
         print(usage(command))
         return 0
     opts, positionals = parse_options(COMMANDS[command][0], args, command)
-    if os.geteuid() != 0:
+    if os.geteuid() != 0 and command not in NO_ROOT:
         raise NotRootError("pycontain needs root: run it with sudo")
     if explain_all or opts.get("explain"):
         from pycontain import explain
