@@ -26,9 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-INSTALL = """bash|zsh
-
-Install (bash), either of:
+INSTALL = """Install (bash), either of:
   pycontain completion bash > /etc/bash_completion.d/pycontain     (every user, new shells)
   source <(pycontain completion bash)                              (in ~/.bashrc: this user)
 Install (zsh), either of:
@@ -37,8 +35,9 @@ Install (zsh), either of:
   source <(pycontain completion zsh)                               (in ~/.zshrc, after compinit)
 The script is made from this pycontain's commands: make it again after an upgrade."""
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
-    "completion": ([], INSTALL, "print a shell completion script for bash or zsh"),
+    "completion": ([], "bash|zsh", "print a shell completion script for bash or zsh"),
 }
+HELP = {"completion": INSTALL}
 
 SHELLS = ("bash", "zsh")
 NAME_KINDS = ("containers", "images", "volumes", "networks")
