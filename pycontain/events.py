@@ -143,14 +143,30 @@ class Reader:
             return out
         out += self._read_rest()
         try:
-            rotated = os.stat(self.path).st_ino != self.ino
+            current: int | None = os.stat(self.path).st_ino
         except FileNotFoundError:
-            rotated = False  # renamed to .1 and not yet made again: the next emit makes it
-        if rotated:
-            out += self._read_rest()  # what was appended to the old file before it was renamed
+            current = None  # renamed to .1 and not made again yet: the next emit makes it
+        if current == self.ino:
+            return out
+        # Rotated since the last poll, perhaps more than once.
+        out += self._read_rest()  # what was appended to our file before it was renamed
+        seen = self.ino
+        self.close()
+        try:
+            older = os.open(f"{self.path}.1", os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            older = -1
+        if older >= 0 and os.fstat(older).st_ino != seen:
+            # A part that came and went between two polls: read it whole.
+            self.fd, self.ino, self.pending = older, os.fstat(older).st_ino, b""
+            out += self._read_rest()
+            if current is None:
+                return out  # stay on it until the journal exists again
             self.close()
-            if self._open_current():
-                out += self._read_rest()
+        elif older >= 0:
+            os.close(older)
+        if current is not None and self._open_current():
+            out += self._read_rest()
         return out
 
     def _read_rest(self) -> list[dict[str, Any]]:
