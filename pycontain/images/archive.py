@@ -5,7 +5,16 @@
     <config hex>.json        the image config, byte for byte (its sha256 is the image id)
     <diff id hex>/layer.tar  each layer uncompressed (its sha256 is the config's diff_id)
 
-`load` reads what `save` writes and what skopeo writes (layers named `<hex>.tar`, possibly compressed).
+`load` reads what `save` writes and what skopeo writes (layers named `<hex>.tar`, possibly compressed),
+and OCI image layouts in a tar (`oci-archive`, what `docker save` of Docker 25+, buildx and skopeo make):
+
+    oci-layout               {"imageLayoutVersion": "1.0.0"}
+    index.json               an OCI index: manifests (or nested indexes), each may name its image in an
+                             annotation (io.containerd.image.name, or org.opencontainers.image.ref.name
+                             when that is a whole reference rather than a bare tag)
+    blobs/sha256/<hex>       manifests, configs and layers by digest; each is checked against it
+
+An OCI image without a name is loaded untagged and its id printed, as Docker does.
 Nothing from the archive is extracted to disk by name: manifest.json is the index, each layer is read as
 a stream and goes through the same verified, untrusted-input unpacking as a pulled layer.
 """
@@ -152,12 +161,17 @@ def _load(store: Store, path: str, what: str) -> list[str]:
     except FileNotFoundError:
         raise UsageError(f"cannot read {path}: no such file") from None
     except (tarfile.TarError, OSError) as e:
-        raise ImageError(f"{what} is not a tar archive ({e}); `pycontain load` reads `docker save` output") from None
+        raise ImageError(f"{what} is not a tar archive ({e}); `pycontain load` reads `docker save` output "
+                         "and OCI archives") from None
     loaded: list[str] = []
     store.refs()  # damaged tags (DamagedStore): say so before storing layers that nothing would tag
     gc_fd = store.lock("gc", shared=True)
     try:
         with tf:
+            if _has(tf, "index.json") and not _has(tf, "manifest.json"):
+                for entry in _oci_entries(tf, what):
+                    loaded += _load_image(store, tf, entry, what, gc_fd)
+                return loaded
             _, manifest = _read_json(tf, "manifest.json", f"archive {what}")
             if not isinstance(manifest, list) or not manifest:
                 raise ImageError(f"manifest.json in {what} lists no images")
@@ -168,11 +182,116 @@ def _load(store: Store, path: str, what: str) -> list[str]:
     return loaded
 
 
+def _has(tf: tarfile.TarFile, name: str) -> bool:
+    try:
+        tf.getmember(name)
+    except KeyError:
+        try:
+            tf.getmember("./" + name)
+        except KeyError:
+            return False
+    return True
+
+
+OCI_MANIFESTS = ("application/vnd.oci.image.manifest.v1+json",
+                 "application/vnd.docker.distribution.manifest.v2+json")
+OCI_INDEXES = ("application/vnd.oci.image.index.v1+json",
+               "application/vnd.docker.distribution.manifest.list.v2+json")
+
+
+def _oci_blob(tf: tarfile.TarFile, desc: Any, what: str, kind: str) -> tuple[str, bytes, Any]:
+    """(digest, bytes, JSON) of a small blob a descriptor names, its content checked against the digest."""
+    import hashlib
+
+    digest = desc.get("digest") if isinstance(desc, dict) else None
+    if not isinstance(digest, str) or not reference.is_digest(digest):
+        raise ImageError(f"{kind} in {what} has a missing or unsupported digest (only sha256 is supported)")
+    try:
+        data, doc = _read_json(tf, f"blobs/sha256/{digest[7:]}", f"archive {what}")
+    except ImageError as e:
+        if _has(tf, f"blobs/sha256/{digest[7:]}"):
+            raise
+        raise ImageError(f"{kind} {digest[:19]} is not in {what}; the archive is damaged") from e
+    if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        raise ImageError(f"{kind} {digest[:19]} in {what} does not match its digest; the archive is damaged")
+    return digest, data, doc
+
+
+def _oci_name(desc: dict[str, Any]) -> str | None:
+    """The image's name from the index's annotations, if it names a whole reference."""
+    notes = desc.get("annotations")
+    if not isinstance(notes, dict):
+        return None
+    for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+        name = notes.get(key)
+        # A bare ref.name ("3.20", "latest") is a tag of nothing in particular: no name.
+        if isinstance(name, str) and (":" in name or "/" in name):
+            try:
+                ref = reference.parse(name)
+            except UsageError:
+                continue
+            if ref.tag:
+                return ref.familiar
+    return None
+
+
+def _oci_entries(tf: tarfile.TarFile, what: str) -> list[dict[str, Any]]:
+    """The images of an OCI layout as manifest.json-like entries (Config, Layers, RepoTags, digests)."""
+    _, index = _read_json(tf, "index.json", f"archive {what}")
+    descs = index.get("manifests") if isinstance(index, dict) else None
+    if not isinstance(descs, list) or not descs:
+        raise ImageError(f"index.json in {what} lists no images")
+    out: list[dict[str, Any]] = []
+    for desc in descs:
+        if not isinstance(desc, dict):
+            raise ImageError(f"index.json in {what} has an entry that is not an object")
+        name = _oci_name(desc)
+        kind = desc.get("mediaType")
+        _, _, doc = _oci_blob(tf, desc, what, "a manifest")
+        if not isinstance(doc, dict):
+            raise ImageError(f"a manifest in {what} is not a JSON object")
+        if kind in OCI_INDEXES or (kind is None and "manifests" in doc):
+            from pycontain.images.pull import choose_platform, parse_platform
+
+            child = choose_platform(doc, parse_platform(None), f"the image in {what}")
+            _, _, doc = _oci_blob(tf, child, what, "a manifest")
+            if not isinstance(doc, dict):
+                raise ImageError(f"a manifest in {what} is not a JSON object")
+        elif kind is not None and kind not in OCI_MANIFESTS:
+            continue  # not an image (an artifact, a signature): Docker skips those too
+        config_desc = doc.get("config")
+        layers = doc.get("layers")
+        if not isinstance(layers, list) or not isinstance(config_desc, dict):
+            raise ImageError(f"a manifest in {what} has no config or layers; the archive is damaged")
+        digests = []
+        for layer in layers:
+            d = layer.get("digest") if isinstance(layer, dict) else None
+            if not isinstance(d, str) or not reference.is_digest(d):
+                raise ImageError(f"a layer in {what} has a missing or unsupported digest")
+            digests.append(d)
+        config_digest = config_desc.get("digest")
+        if not isinstance(config_digest, str) or not reference.is_digest(config_digest):
+            raise ImageError(f"the config of an image in {what} has a missing or unsupported digest")
+        out.append({"Config": f"blobs/sha256/{config_digest[7:]}", "ConfigDigest": config_digest,
+                    "Layers": [f"blobs/sha256/{d[7:]}" for d in digests], "LayerDigests": digests,
+                    "RepoTags": [name] if name else []})
+    if not out:
+        raise ImageError(f"index.json in {what} names no container image")
+    return out
+
+
 def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd: int) -> list[str]:
     if not isinstance(entry, dict) or not isinstance(entry.get("Config"), str) \
             or not isinstance(entry.get("Layers"), list):
         raise ImageError(f"manifest.json in {what} has an entry without Config or Layers")
     config_bytes, config = _read_json(tf, entry["Config"], f"archive {what}")
+    if "ConfigDigest" in entry:  # an OCI layout names blobs by digest: the content must match
+        import hashlib
+
+        if "sha256:" + hashlib.sha256(config_bytes).hexdigest() != entry["ConfigDigest"]:
+            raise ImageError(f"the config {entry['ConfigDigest'][:19]} in {what} does not match its digest; "
+                             "the archive is damaged")
+    blob_digests = entry.get("LayerDigests") or [None] * len(entry["Layers"])
     if isinstance(config, dict):
         check_config(config, f"an image in {what}")
     rootfs = config.get("rootfs") if isinstance(config, dict) else None
@@ -184,7 +303,7 @@ def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd:
     tags = entry.get("RepoTags") or []
     budget = Budget(store.root, f"image {tags[0] if tags and isinstance(tags[0], str) else 'in ' + what}")
     try:
-        for layer, diff_id in zip(entry["Layers"], diff_ids):
+        for layer, diff_id, blob_digest in zip(entry["Layers"], diff_ids, blob_digests):
             if not isinstance(layer, str) or not isinstance(diff_id, str) or not reference.is_digest(diff_id):
                 raise ImageError(f"an image in {what} has an invalid layer entry {layer!r}")
             if store.has_layer(diff_id):
@@ -194,7 +313,8 @@ def _load_image(store: Store, tf: tarfile.TarFile, entry: Any, what: str, gc_fd:
                 if not store.has_layer(diff_id):
                     member = _member(tf, layer, f"manifest.json of {what}")
                     # The member's size (the layer's, or its compressed size) must fit before unpacking.
-                    store.add_layer(member, expect_diff_id=diff_id, what=f"layer {layer}", budget=budget,
+                    store.add_layer(member, expect_digest=blob_digest, expect_diff_id=diff_id,
+                                    what=f"layer {layer}", budget=budget,
                                     known_size=tf.getmember(layer.removeprefix("./")).size)
             finally:
                 os.close(lock_fd)

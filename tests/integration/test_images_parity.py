@@ -7,9 +7,11 @@ here listen on 127.0.0.1 too. Nothing leaves the loopback interface.
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import subprocess
+import tarfile
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from images_support import REGISTRY_BIN, LocalRegistry, free_port, skopeo
-from support import Pycontain, assert_pycontain_error, describe
+from support import ALPINE_TARBALL, Pycontain, assert_pycontain_error, describe
 
 pytest_plugins = ("images_support",)
 
@@ -221,3 +223,73 @@ def test_plain_http_registry_without_insecure_registry_names_the_flag(
         assert proxy.forwards == [name], proxy.forwards
     finally:
         proxy.close()
+
+
+# ---------------------------------------------------------------- load of OCI archives
+
+@pytest.fixture
+def saved_alpine(pcr: Pycontain, tmp_path: Path) -> tuple[Path, str]:
+    """alpine:3.20 imported and saved by pycontain: (the docker-archive, the image id)."""
+    image_id = pcr.ok("import", ALPINE_TARBALL, "alpine:3.20").stdout.strip()
+    pcr.ok("save", "-o", tmp_path / "alpine.tar", "alpine:3.20")
+    pcr.ok("rmi", "alpine:3.20")
+    return tmp_path / "alpine.tar", image_id
+
+
+def oci_image_id(oci: Path) -> str:
+    """The config digest an OCI archive's (first) manifest names: the id the loaded image must get."""
+    with tarfile.open(oci) as tf:
+        def read(name: str) -> bytes:
+            f = tf.extractfile(name)
+            assert f is not None
+            return f.read()
+
+        index = json.loads(read("index.json"))
+        manifest = json.loads(read("blobs/sha256/" + index["manifests"][0]["digest"][7:]))
+    return str(manifest["config"]["digest"])
+
+
+def test_load_reads_an_oci_archive_with_its_name(pcr: Pycontain, saved_alpine: tuple[Path, str],
+                                                 tmp_path: Path) -> None:
+    archive, _ = saved_alpine
+    oci = tmp_path / "alpine-oci.tar"
+    skopeo("copy", f"docker-archive:{archive}", f"oci-archive:{oci}:alpine:3.20")
+    image_id = oci_image_id(oci)  # skopeo rewrites the config, so not pycontain's id
+    res = pcr.ok("load", "-i", oci)
+    assert res.stdout == "Loaded image: alpine:3.20\n", describe(res)
+    assert pcr.ok("images", "-q", "--no-trunc", "alpine:3.20").stdout.strip() == image_id
+    assert pcr.ok("run", "--rm", "alpine:3.20", "cat", "/etc/alpine-release").stdout == "3.20.3\n"
+
+
+def test_load_of_an_unnamed_oci_archive_prints_the_id(pcr: Pycontain, saved_alpine: tuple[Path, str],
+                                                      tmp_path: Path) -> None:
+    archive, _ = saved_alpine
+    oci = tmp_path / "anonymous-oci.tar"
+    skopeo("copy", f"docker-archive:{archive}", f"oci-archive:{oci}")
+    image_id = oci_image_id(oci)
+    res = pcr.ok("load", "-i", oci)
+    assert image_id in res.stdout, describe(res)
+    assert pcr.ok("run", "--rm", image_id[7:19], "cat", "/etc/alpine-release").stdout == "3.20.3\n"
+
+
+def test_load_of_an_oci_archive_with_a_changed_blob_is_refused(pcr: Pycontain, saved_alpine: tuple[Path, str],
+                                                               tmp_path: Path) -> None:
+    archive, _ = saved_alpine
+    oci = tmp_path / "oci.tar"
+    skopeo("copy", f"docker-archive:{archive}", f"oci-archive:{oci}:alpine:3.20")
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    with tarfile.open(oci) as tf:
+        tf.extractall(unpacked)  # noqa: S202 - skopeo made this archive in this test
+    index = json.loads((unpacked / "index.json").read_text())
+    manifest = json.loads((unpacked / "blobs/sha256" / index["manifests"][0]["digest"][7:]).read_bytes())
+    config = unpacked / "blobs/sha256" / manifest["config"]["digest"][7:]
+    config.write_bytes(config.read_bytes().replace(b'"linux"', b'"Linux"'))
+    damaged = tmp_path / "damaged.tar"
+    with tarfile.open(damaged, "w") as tf:
+        for name in ("oci-layout", "index.json", "blobs"):
+            tf.add(unpacked / name, name)
+    res = pcr("load", "-i", damaged)
+    assert_pycontain_error(res)
+    assert "does not match its digest" in res.stderr, describe(res)
+    assert "alpine" not in pcr.ok("images").stdout
