@@ -296,7 +296,8 @@ def cmd_run(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     cfg = _config_from(opts, pos)
-    if cfg.tty and not cfg.detach and not os.isatty(0):
+    if cfg.tty and cfg.interactive and not cfg.detach and not os.isatty(0):
+        # Only -i needs our stdin to be a terminal: -t alone gives the container one for its output.
         raise UsageError("the input device is not a TTY: drop -t, or run pycontain from a terminal")
     if cfg.detach:
         print(runtime.run_detached(paths, cfg).id)

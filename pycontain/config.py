@@ -278,7 +278,9 @@ class ContainerConfig(Frozen):
             argv = list(img.get("Entrypoint") or []) + list(self.command or img.get("Cmd") or [])
         if not argv:
             raise UsageError(f"no command given and image {self.image} has no default command")
-        hostname = self.hostname or short_id
+        # With the host's network a container answers to the host's name, as with Docker (its own UTS
+        # namespace still keeps a `hostname x` inside from renaming the host).
+        hostname = self.hostname or (os.uname().nodename if self.network == "host" else short_id)
         env = merge_env(list(img.get("Env") or []), list(self.env))
         if not any(e.startswith("PATH=") for e in env):
             env.insert(0, f"PATH={DEFAULT_PATH}")

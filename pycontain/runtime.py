@@ -384,6 +384,8 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
         oom = cg.oom_killed()
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
             rec.set_state(status=state.EXITED, exit_code=code, finished_at=state.now(), oom_killed=oom)
+        else:
+            _leave_exit_code(rec, code)
         explain.say(f"wait4({pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
 
@@ -562,12 +564,19 @@ def remove(paths: Paths, ref: str, force: bool = False, volumes: bool = False) -
         if pid is not None:
             _send(pid, _signal.SIGKILL)
         rec.wait_unlocked()
+        killed = True
+    else:
+        killed = False
     try:
         lock_fd = rec.acquire(blocking=True, create=False)  # nobody may start it while it is being removed
     except FileNotFoundError:
+        if killed:  # a --rm container: its supervisor removed it once it died, as this rm asked
+            return rec
         raise ContainerNotFound(f"no such container: {ref}") from None  # another rm removed it meanwhile
     try:
         if not os.path.exists(f"{rec.dir}/config.json"):  # ... while this one waited for the lock
+            if killed:
+                return rec
             raise ContainerNotFound(f"no such container: {ref}")
         _release_kernel_objects(rec)
         faults.phase("rm.kernel")
@@ -591,9 +600,35 @@ def update(paths: Paths, ref: str, changes: dict[str, Any]) -> Record:
 
 
 def wait(paths: Paths, ref: str) -> int:
+    """`wait`: block until the container's supervisor lets go of it, then its exit code. A --rm
+    container's record is gone by then; its supervisor left the code in the lock file (read through
+    the descriptor this waiter holds, which outlives the file's name)."""
     rec = state.find(paths, ref)
-    rec.wait_unlocked()
-    return rec.read_state().exit_code or 0
+    try:
+        fd = rec.acquire(blocking=True, create=False)
+    except FileNotFoundError:
+        raise ContainerNotFound(f"no such container: {ref}") from None
+    try:
+        if os.path.exists(f"{rec.dir}/config.json"):
+            return rec.read_state().exit_code or 0
+        text = os.pread(fd, 16, 0).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else 0
+    finally:
+        os.close(fd)
+
+
+def _leave_exit_code(rec: Record, code: int) -> None:
+    """A --rm container's exit code, for `wait`ers that hold its lock file open while it is removed."""
+    try:
+        fd = os.open(rec.lock_path, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        os.pwrite(fd, str(code).encode(), 0)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _release_kernel_objects(rec: Record) -> None:
