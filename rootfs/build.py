@@ -2,11 +2,17 @@
 """Build the root filesystem of pycontain's offline built-in image.
 
     python3 rootfs/build.py OUT.tar.gz [--busybox /bin/busybox]
+    python3 rootfs/build.py --docker-archive OUT.tar [--tag busybox:latest] [--busybox /bin/busybox]
 
-The output is a gzip-compressed tar of a tiny busybox system. It is reproducible: two builds with the
-same busybox binary (and the same SOURCE_DATE_EPOCH) produce byte-identical files, so the image digest
-is a stable fact that tests and docs can rely on. Standard library only, so the script runs before
-pycontain itself is installed.
+The first form writes a gzip-compressed tar of a tiny busybox system (for `pycontain import`). It is
+reproducible: two builds with the same busybox binary (and the same SOURCE_DATE_EPOCH) produce
+byte-identical files. `import` still gives a new image id each time (its config records the time of
+the import), so reinstalling would leave the previous image dangling as `<none>`.
+
+The second form writes the whole image as a docker-archive (for `pycontain load -i`): the layer, a
+config whose every field is fixed (created = SOURCE_DATE_EPOCH, CMD ["sh"]), and manifest.json. Its
+image id is the config's digest, so the same busybox gives the same id on every install and loading
+it again only moves the tag. Standard library only, so the script runs before pycontain is installed.
 """
 
 from __future__ import annotations
@@ -14,13 +20,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
+import hashlib
 import io
+import json
 import os
 import re
 import struct
 import subprocess
 import sys
 import tarfile
+import time
 from collections.abc import Iterable
 from pathlib import PurePosixPath
 
@@ -236,16 +245,79 @@ def source_date_epoch() -> int:
     return int(value)
 
 
+# `uname -m` -> the OCI architecture name an image config uses.
+ARCHITECTURES = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
+                 "s390x": "s390x", "riscv64": "riscv64"}
+
+
+def layer_tar(entries: Iterable[Entry], mtime: int) -> bytes:
+    """The uncompressed layer: its sha256 is the image's diff id."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for entry in entries:
+            data = io.BytesIO(entry.data) if entry.kind == tarfile.REGTYPE else None
+            tar.addfile(tar_member(entry, mtime), data)
+    return buf.getvalue()
+
+
+def image_config(diff_id: str, mtime: int, busybox: str) -> bytes:
+    """A config with nothing that varies between builds: same layer and epoch, same bytes, same id."""
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(mtime))
+    config = {
+        "architecture": ARCHITECTURES.get(os.uname().machine, os.uname().machine),
+        "config": {"Cmd": ["sh"]},
+        "created": created,
+        "history": [{"created": created,
+                     "created_by": f"rootfs/build.py (BusyBox {busybox_version(busybox)})"}],
+        "os": "linux",
+        "rootfs": {"diff_ids": [diff_id], "type": "layers"},
+    }
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def write_docker_archive(entries: list[Entry], out: str, mtime: int, tag: str, busybox: str) -> str:
+    """OUT as `docker save` lays it out; returns the image id."""
+    layer = layer_tar(entries, mtime)
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = image_config(diff_id, mtime, busybox)
+    image_id = "sha256:" + hashlib.sha256(config).hexdigest()
+    manifest = json.dumps([{"Config": f"{image_id[7:]}.json", "RepoTags": [tag],
+                            "Layers": [f"{diff_id[7:]}/layer.tar"]}]).encode()
+    members = [(f"{image_id[7:]}.json", config), (f"{diff_id[7:]}/layer.tar", layer), ("manifest.json", manifest)]
+    tmp = f"{out}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+            for name, data in members:
+                info = tarfile.TarInfo(name)
+                info.size, info.mode, info.mtime = len(data), 0o644, mtime
+                info.uname = info.gname = "root"
+                tar.addfile(info, io.BytesIO(data))
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return image_id
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build pycontain's built-in busybox root filesystem.")
-    parser.add_argument("out", metavar="OUT.tar.gz", help="where to write the gzip-compressed tarball")
+    parser.add_argument("out", metavar="OUT", help="where to write the tarball")
     parser.add_argument(
         "--busybox", default="/bin/busybox", help="statically linked busybox (default: %(default)s)"
     )
+    parser.add_argument("--docker-archive", action="store_true",
+                        help="write the whole image as a docker-archive for `pycontain load -i` (stable id)")
+    parser.add_argument("--tag", default="busybox:latest", help="the archive's tag (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         mtime = source_date_epoch()
         entries = rootfs_entries(args.busybox)
+        if args.docker_archive:
+            image_id = write_docker_archive(entries, args.out, mtime, args.tag, args.busybox)
+            print(f"wrote {args.out} ({len(entries)} entries, image {image_id})", file=sys.stderr)
+            return 0
         write_archive(entries, args.out, mtime)
     except (BuildError, OSError) as exc:
         print(f"build.py: error: {exc}", file=sys.stderr)

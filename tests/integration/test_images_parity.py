@@ -11,6 +11,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -293,3 +294,18 @@ def test_load_of_an_oci_archive_with_a_changed_blob_is_refused(pcr: Pycontain, s
     assert_pycontain_error(res)
     assert "does not match its digest" in res.stderr, describe(res)
     assert "alpine" not in pcr.ok("images").stdout
+
+
+# ---------------------------------------------------------------- the built-in image
+
+def test_reinstalling_the_builtin_image_leaves_no_dangling_image(pcr: Pycontain, tmp_path: Path) -> None:
+    ids = []
+    for n in (1, 2):
+        out = tmp_path / f"busybox-{n}.tar"
+        subprocess.run([sys.executable, str(REPO / "rootfs/build.py"), "--docker-archive", str(out)], check=True,
+                       capture_output=True, timeout=120)
+        assert pcr.ok("load", "-i", out).stdout == "Loaded image: busybox:latest\n"
+        ids.append(pcr.ok("images", "-q", "--no-trunc", "busybox").stdout.strip())
+    assert ids[0] == ids[1]
+    assert "<none>" not in pcr.ok("images").stdout
+    assert pcr.ok("run", "--rm", "busybox", "echo", "hi").stdout == "hi\n"
