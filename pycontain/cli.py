@@ -449,7 +449,8 @@ def cmd_stop(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     need(pos, "a container")
-    timeout = _number(opts["time"], "--time", 10.0)
+    # Not given: each container's own --stop-timeout (else 10 s), as Docker does.
+    timeout = None if opts["time"] is None else _number(opts["time"], "--time", 10.0)
     return _each(pos, lambda ref: print(ref) if runtime.stop(paths, ref, timeout) else None)
 
 

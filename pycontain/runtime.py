@@ -349,6 +349,7 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
 
             cg = executor.make_cgroup(plan)
             undo.callback(cg.remove)
+            undo.callback(_release_freezer, rec.id)  # a v1 `pause` moved its processes into a freezer cgroup
             faults.phase("run.cgroup")
             child = executor.spawn(plan)
             pid = child.pid
@@ -375,7 +376,8 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
                 raise
             master_fd = child.master_fd
         rec.set_state(status=state.RUNNING, pid=pid, pid_start=state.proc_starttime(pid),
-                      started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False)
+                      started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False,
+                      paused=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
         faults.phase("run.running")
@@ -383,7 +385,7 @@ def _supervise(rec: Record, report_fd: int | None) -> int:
         faults.phase("run.cleanup")
         oom = cg.oom_killed()
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
-            rec.set_state(status=state.EXITED, exit_code=code, finished_at=state.now(), oom_killed=oom)
+            rec.set_state(status=state.EXITED, exit_code=code, finished_at=state.now(), oom_killed=oom, paused=False)
         else:
             _leave_exit_code(rec, code)
         explain.say(f"wait4({pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
@@ -470,7 +472,10 @@ def live_pid(rec: Record) -> int | None:
 def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str | None, user: str | None,
           tty: bool, interactive: bool) -> int:
     rec = state.find(paths, ref)
-    pid = live_pid(rec) if rec.status().can_exec() else None
+    status = rec.status()
+    if status == state.PAUSED:
+        raise ContainerStateError(f"container {rec.name} is paused: unpause it before exec")
+    pid = live_pid(rec) if status.can_exec() else None
     if pid is None:
         raise ContainerStateError(f"container {rec.name} is not running; start it with `pycontain start {rec.name}`")
     res = rec.resolved
@@ -508,11 +513,17 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
 
 # ---------------------------------------------------------------- stop / kill / rm / wait
 
-def stop(paths: Paths, ref: str, timeout: float = 10.0) -> Record:
+def stop(paths: Paths, ref: str, timeout: float | None = None) -> Record:
+    """`stop`: SIGTERM, then SIGKILL after timeout seconds (None: the container's --stop-timeout, else 10)."""
     rec = state.find(paths, ref)
-    pid = live_pid(rec) if rec.status().can_kill() else None
+    if timeout is None:
+        timeout = 10.0
+    status = rec.status()
+    pid = live_pid(rec) if status.can_kill() else None
     if pid is None:
         return rec
+    if status == state.PAUSED:
+        _thaw(rec)  # a frozen process would not act on the signal (on cgroup v1 not even on SIGKILL)
     _send(pid, _signal.SIGTERM)
     explain.say(f"kill({pid}, SIGTERM); SIGKILL after {timeout:g}s")
     deadline = time.monotonic() + timeout
@@ -526,9 +537,12 @@ def stop(paths: Paths, ref: str, timeout: float = 10.0) -> Record:
 
 def kill(paths: Paths, ref: str, signum: int) -> Record:
     rec = state.find(paths, ref)
-    pid = live_pid(rec) if rec.status().can_kill() else None
+    status = rec.status()
+    pid = live_pid(rec) if status.can_kill() else None
     if pid is None:
         raise ContainerStateError(f"container {rec.name} is not running")
+    if status == state.PAUSED:
+        _thaw(rec)
     _send(pid, signum)
     return rec
 
@@ -562,6 +576,7 @@ def remove(paths: Paths, ref: str, force: bool = False, volumes: bool = False) -
             if cg.exists():
                 cg.kill()
         if pid is not None:
+            _thaw_if_frozen(rec.id)
             _send(pid, _signal.SIGKILL)
         rec.wait_unlocked()
         killed = True
@@ -592,7 +607,7 @@ def update(paths: Paths, ref: str, changes: dict[str, Any]) -> Record:
 
     rec = state.find(paths, ref)
     limits = parse_limits(base=rec.limits(), **changes)
-    if rec.status() == state.RUNNING:
+    if rec.status() in (state.RUNNING, state.PAUSED):
         cgroups.for_container(rec.id).apply(limits)
     rec.set_state(limits=limits.to_json())
     explain.say(f"wrote new limits to the cgroup of {rec.name}")
@@ -639,10 +654,12 @@ def _release_kernel_objects(rec: Record) -> None:
 
 
 def _release_cgroup(cid: str) -> None:
+    _thaw_if_frozen(cid)  # a frozen v1 process does not die of SIGKILL until it is thawed
     cg = cgroups.for_container(cid)
     if cg.exists():
         cg.kill()
         cg.remove()
+    _release_freezer(cid)
 
 
 def _network_of(rec: Record) -> dict[str, Any] | None:
@@ -680,6 +697,178 @@ def _finish_dead(rec: Record) -> None:
         external.gc(rec)
     rec.set_state(status=state.EXITED, exit_code=rec.read_state().exit_code or 137, finished_at=state.now(),
                   error="its pycontain supervisor was killed")
+
+
+# ---------------------------------------------------------------- pause / unpause
+
+def pause(paths: Paths, ref: str) -> Record:
+    """`pause`: every process of the container frozen by the cgroup freezer (SIGSTOP would be seen by
+    them, and undone by any SIGCONT); state.json says "paused": true until `unpause`."""
+    rec = state.find(paths, ref)
+    status = rec.status()
+    if status == state.PAUSED:
+        raise ContainerStateError(f"container {rec.name} is already paused")
+    if status != state.RUNNING or live_pid(rec) is None:
+        raise ContainerStateError(f"container {rec.name} is not running")
+    freeze(rec.id, True)
+    rec.set_state(paused=True)
+    if not rec.is_locked():  # it exited while being frozen: nothing is paused
+        _thaw_if_frozen(rec.id)
+        raise ContainerStateError(f"container {rec.name} is not running")
+    explain.say(f"froze the processes of {rec.name} with the cgroup freezer")
+    return rec
+
+
+def unpause(paths: Paths, ref: str) -> Record:
+    rec = state.find(paths, ref)
+    if rec.status() != state.PAUSED:
+        raise ContainerStateError(f"container {rec.name} is not paused")
+    _thaw(rec)
+    return rec
+
+
+def _thaw(rec: Record) -> None:
+    freeze(rec.id, False)
+    rec.set_state(paused=False)
+
+
+def freeze(cid: str, frozen: bool) -> None:
+    """Freeze (or thaw) every process of a container: `pause`, and whatever must see the container
+    still (a commit) can use it too.
+
+    On cgroup v2 its own cgroup has the freezer. On v1 pycontain's containers are not placed in the
+    freezer hierarchy (one mkdir/rmdir less per start): the first pause makes freezer/pycontain-ID and
+    moves the processes in, where they (and their children) stay, thawed, until the container ends; its
+    supervisor, `rm -f` and `gc` remove that directory with the rest of its cgroup.
+    """
+    cg: Any = cgroups.for_container(cid, extra=("freezer",))
+    if cg.version == 1 and frozen:
+        where = cg.path("freezer")
+        if where is None:
+            raise PycontainError("this host has no cgroup freezer (v1 hierarchy `freezer`): cannot pause")
+        try:
+            os.mkdir(where, 0o755)
+        except FileExistsError:
+            pass
+        # A process may fork while we move them (its child is born beside it): repeat until all are in.
+        for _ in range(100):
+            with open(f"{where}/cgroup.procs") as f:
+                inside = {int(x) for x in f.read().split()}
+            outside = [pid for pid in cg.procs() if pid not in inside]
+            if not outside:
+                break
+            for pid in outside:
+                try:
+                    _cg_write(f"{where}/cgroup.procs", str(pid))
+                except ProcessLookupError:
+                    pass
+        else:
+            raise PycontainError("the container's processes kept forking: cannot pause it")
+    elif cg.version == 1:
+        where = cg.path("freezer")
+        if where is None or not os.path.isdir(where):
+            return  # never paused: nothing to thaw
+    cg.freeze(frozen)
+
+
+def _cg_write(path: str, value: str) -> None:
+    from pycontain.cgroups.base import write
+
+    write(path, value)
+
+
+def _thaw_if_frozen(cid: str) -> None:
+    """Thaw a container that may be paused (an error here must not stop a removal)."""
+    try:
+        freeze(cid, False)
+    except (OSError, PycontainError):
+        pass
+
+
+def _release_freezer(cid: str) -> None:
+    """rmdir the v1 freezer cgroup a `pause` made (a few exiting processes may still hold it: retried)."""
+    if cgroups.detect() != 1:
+        return
+    from pycontain.cgroups.v1 import controller_roots
+
+    root = controller_roots().get("freezer")
+    if root is None:
+        return
+    where = f"{root}/pycontain-{cid}"
+    for attempt in range(200):
+        try:
+            os.rmdir(where)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if attempt == 20:
+                _thaw_if_frozen(cid)
+                cgroups.for_container(cid, extra=("freezer",)).kill()
+            time.sleep(0.005)
+
+
+# ---------------------------------------------------------------- rename / restart / prune
+
+def rename(paths: Paths, ref: str, new_name: str) -> Record:
+    """`rename`: the new name is claimed first (one symlink, atomic), then written to the record, then
+    the old one let go; a running container keeps running (nothing in it knows its name)."""
+    from pycontain.config import validate_name
+
+    new_name = validate_name(new_name)
+    rec = state.find(paths, ref)
+    old = rec.name
+    if new_name == old:
+        raise UsageError(f"container {old} is already named {new_name}")
+    state.reserve_name(paths, new_name, rec.id)
+    try:
+        meta = dict(rec.meta())
+        meta["name"] = new_name
+        state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
+    except BaseException:
+        state.release_name(paths, new_name, rec.id)
+        raise
+    state.release_name(paths, old, rec.id)
+    rec._meta = meta
+    return rec
+
+
+def restart(paths: Paths, ref: str, timeout: float | None = None) -> Record:
+    """`restart`: stop (if it runs), then start in the background."""
+    rec = stop(paths, ref, timeout)
+    return start(paths, rec.id)
+
+
+def prune(paths: Paths) -> list[tuple[str, int]]:
+    """`container prune`: remove every stopped container; (id, bytes of its storage) of each removed."""
+    removed = []
+    for rec in state.all_records(paths):
+        try:
+            if not rec.status().can_remove() or rec.is_locked():
+                continue
+            size = _tree_size(rec.storage)
+            remove(paths, rec.id)
+        except (PycontainError, OSError, ValueError):
+            continue  # started, removed or damaged meanwhile: not a stopped container to prune
+        removed.append((rec.id, size))
+    return removed
+
+
+def _tree_size(path: str) -> int:
+    total = 0
+    try:
+        entries = list(os.scandir(path))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                total += _tree_size(entry.path)
+            else:
+                total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
 
 
 # ---------------------------------------------------------------- gc

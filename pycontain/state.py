@@ -135,6 +135,7 @@ class Status(str):
     """A container's status, and what it allows (as youki's ContainerStatus does).
 
         created --start/run--> starting --execve--> running --exit--> exited --start--> starting ...
+                                                 running <--pause/unpause--> paused
 
     DEAD is never stored: a record that says running or starting while nobody holds its lock lost its
     supervisor (SIGKILL), and reads as dead until `gc` or `start` finishes it (then it is exited).
@@ -149,6 +150,7 @@ class Status(str):
     CREATED: ClassVar[Status]
     STARTING: ClassVar[Status]
     RUNNING: ClassVar[Status]
+    PAUSED: ClassVar[Status]
     EXITED: ClassVar[Status]
     DEAD: ClassVar[Status]
 
@@ -157,8 +159,8 @@ class Status(str):
         return self in (CREATED, EXITED, DEAD)
 
     def can_kill(self) -> bool:
-        """`kill`/`stop`: only a running container has a process to signal."""
-        return self == RUNNING
+        """`kill`/`stop`: only a running (or paused: it is thawed first) container has a process to signal."""
+        return self in (RUNNING, PAUSED)
 
     def can_exec(self) -> bool:
         """`exec`/`top`: a process runs only in a running container."""
@@ -172,6 +174,7 @@ class Status(str):
 Status.CREATED = CREATED = Status("created")
 Status.STARTING = STARTING = Status("starting")
 Status.RUNNING = RUNNING = Status("running")
+Status.PAUSED = PAUSED = Status("paused")  # never stored either: RUNNING with "paused": true
 Status.EXITED = EXITED = Status("exited")
 Status.DEAD = DEAD = Status("dead")
 
@@ -181,9 +184,10 @@ class ContainerState(Frozen):
     as they always did; limits is the last `update`'s (None: the limits given at create)."""
 
     __slots__ = ("status", "pid", "pid_start", "exit_code", "started_at", "finished_at", "error", "oom_killed",
-                 "limits")
+                 "limits", "paused", "restart_count", "stopped", "health")
     _fields = {"status": CREATED, "pid": None, "pid_start": None, "exit_code": None, "started_at": None,
-               "finished_at": None, "error": None, "oom_killed": False, "limits": None}
+               "finished_at": None, "error": None, "oom_killed": False, "limits": None, "paused": False,
+               "restart_count": 0, "stopped": False, "health": None}
     status: Status  # as stored: never DEAD (Record.status() says that)
     pid: int | None  # PID 1 of a running container, on the host
     pid_start: int | None  # its start time (/proc/PID/stat): with pid, names that one process
@@ -193,6 +197,10 @@ class ContainerState(Frozen):
     error: str | None  # why it exited, when pycontain rather than the command ended it
     oom_killed: bool
     limits: Limits | None
+    paused: bool  # frozen by `pause` (status stays running; Record.status() says PAUSED)
+    restart_count: int  # restarts by its --restart policy since the last start by the user
+    stopped: bool  # stopped by the user (stop, kill, rm -f): no restart policy brings it back
+    health: dict[str, Any] | None  # {"status", "failing_streak", "log"} of a container with a health check
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerState:
@@ -200,7 +208,9 @@ class ContainerState(Frozen):
         return cls(status=Status(data.get("status") or CREATED), pid=data.get("pid"), pid_start=data.get("pid_start"),
                    exit_code=data.get("exit_code"), started_at=data.get("started_at"),
                    finished_at=data.get("finished_at"), error=data.get("error"),
-                   oom_killed=bool(data.get("oom_killed")), limits=Limits(**limits) if limits else None)
+                   oom_killed=bool(data.get("oom_killed")), limits=Limits(**limits) if limits else None,
+                   paused=bool(data.get("paused")), restart_count=int(data.get("restart_count") or 0),
+                   stopped=bool(data.get("stopped")), health=data.get("health"))
 
 
 # What a container's config.json must hold for the accessors below to work.
@@ -353,11 +363,13 @@ class Record:
 
     def status(self, st: ContainerState | None = None) -> Status:
         """The status to act on: the stored one, except DEAD for a running or starting container whose
-        supervisor was killed (`gc` cleans it). st: a state already read, so as not to read it again."""
-        stored = (st or self.read_state()).status
+        supervisor was killed (`gc` cleans it), and PAUSED for a running one that `pause` froze. st: a state
+        already read, so as not to read it again."""
+        st = st or self.read_state()
+        stored = st.status
         if stored in (RUNNING, STARTING) and not self.is_locked():
             return DEAD
-        return stored
+        return PAUSED if stored == RUNNING and st.paused else stored
 
     def acquire(self, blocking: bool = False, create: bool = True) -> int:
         """Take the supervisor lock; returns the fd that holds it (close it to release).

@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
+from pathlib import Path
 
 import pytest
-from support import SETTLE_TIMEOUT, Pycontain, assert_pycontain_error
+from support import SETTLE_TIMEOUT, Pycontain, assert_pycontain_error, container_cgroup_dirs
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -57,3 +59,113 @@ def test_host_network_keeps_the_hosts_name(pc: Pycontain) -> None:
     # its own UTS namespace still: renaming itself does not rename the host
     pc("run", "--rm", "--network", "host", "--cap-add", "SYS_ADMIN", "busybox", "hostname", "renamed")
     assert socket.gethostname() != "renamed"
+
+
+# ---------------------------------------------------------------- pause / unpause
+
+COUNTER = "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done"
+
+
+def counter(pc: Pycontain, ref: str) -> int:
+    return int(pc.ok("exec", ref, "cat", "/tmp/n").stdout)
+
+
+def test_pause_freezes_and_unpause_thaws(pc: Pycontain) -> None:
+    pc.ok("run", "-d", "--name", "busy", "busybox", "sh", "-c", COUNTER)
+    until(lambda: pc("exec", "busy", "cat", "/tmp/n").returncode == 0, "the counter started")
+    assert pc.ok("pause", "busy").stdout == "busy\n"
+    assert state_json(pc, "busy")["paused"] is True
+    assert pc.status("busy") == "paused"
+    res = pc("exec", "busy", "true")
+    assert_pycontain_error(res)
+    assert "paused" in res.stderr
+    assert_pycontain_error(pc("pause", "busy"))  # already paused
+    pc.ok("unpause", "busy")
+    assert state_json(pc, "busy")["paused"] is False
+    assert pc.status("busy") == "running"
+    first = counter(pc, "busy")
+    until(lambda: counter(pc, "busy") > first, "the counter moves again after unpause")
+    assert_pycontain_error(pc("unpause", "busy"))  # not paused
+
+
+def test_nothing_counts_while_paused(pc: Pycontain) -> None:
+    pc.ok("run", "-d", "--name", "busy", "busybox", "sh", "-c", COUNTER)
+    until(lambda: pc("exec", "busy", "cat", "/tmp/n").returncode == 0, "the counter started")
+    pc.ok("pause", "busy")
+    cid = pc.inspect("busy")["Id"]
+    upper = pc.root / "storage" / "containers" / cid / "upper" / "tmp" / "n"
+    before = upper.read_text()
+    time.sleep(0.5)
+    assert upper.read_text() == before
+    pc.ok("unpause", "busy")
+    until(lambda: upper.read_text() != before, "the counter moves again")
+
+
+@pytest.mark.parametrize("verb", [["stop", "-t", "5"], ["kill"], ["rm", "-f"]])
+def test_a_paused_container_can_be_stopped_killed_and_removed(pc: Pycontain, verb: list[str]) -> None:
+    pc.ok("run", "-d", "--name", "frozen", "busybox", "sh", "-c", "trap 'exit 7' TERM; sleep 60 & wait")
+    cid = pc.inspect("frozen")["Id"]
+    pc.ok("pause", "frozen")
+    started = time.monotonic()
+    pc.ok(*verb, "frozen")
+    if verb[0] != "rm":
+        assert pc.ok("wait", "frozen").stdout == ("7\n" if verb[0] == "stop" else "137\n")
+        assert time.monotonic() - started < 4  # stop: the thawed shell acted on SIGTERM
+        assert state_json(pc, "frozen")["paused"] is False
+    assert container_cgroup_dirs(f"pycontain-{cid}") == []
+
+
+def test_gc_after_sigkill_of_a_paused_containers_monitor(pc: Pycontain) -> None:
+    cid = pc.ok("run", "-d", "--name", "orphan", "busybox", "sleep", "60").stdout.strip()
+    pc.ok("pause", "orphan")
+    pid = int(str(state_json(pc, "orphan")["pid"]))
+    monitor = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(monitor, 9)
+    until(lambda: pc.status("orphan") == "dead", "the container reads as dead")
+    pc.ok("gc")
+    assert container_cgroup_dirs(f"pycontain-{cid}") == []
+    until(lambda: not Path(f"/proc/{pid}").exists(), "the frozen process is gone")
+
+
+# ---------------------------------------------------------------- rename / restart / prune
+
+def test_rename_a_running_container(pc: Pycontain) -> None:
+    cid = pc.ok("run", "-d", "--name", "old", "busybox", "sleep", "60").stdout.strip()
+    pc.ok("rename", "old", "new")
+    assert pc.inspect("new")["Id"] == cid
+    assert pc.inspect("new")["Name"].lstrip("/") == "new"
+    assert_pycontain_error(pc("inspect", "old"))
+    pc.ok("run", "-d", "--name", "old", "busybox", "sleep", "60")  # the old name is free again
+    assert_pycontain_error(pc("rename", "new", "old"))  # taken
+    assert_pycontain_error(pc("rename", "new", "no/slash"))
+    assert_pycontain_error(pc("rename", "missing", "other"))
+    pc.ok("stop", "-t", "0", "new")
+    assert pc.status("new") == "exited"
+
+
+def test_restart_runs_the_command_again(pc: Pycontain) -> None:
+    pc.ok("run", "-d", "--name", "again", "busybox", "sh", "-c", "echo start; sleep 60")
+    pc.wait_for_log("again", "start")
+    first = pc.inspect("again")["State"]["StartedAt"]
+    assert pc.ok("restart", "-t", "0", "again").stdout == "again\n"
+    assert pc.status("again") == "running"
+    assert pc.inspect("again")["State"]["StartedAt"] != first
+    until(lambda: pc.ok("logs", "again").stdout == "start\nstart\n", "the second start logged")
+    pc.ok("stop", "-t", "0", "again")
+    pc.ok("restart", "again")  # a stopped one just starts
+    assert pc.status("again") == "running"
+
+
+def test_container_prune_removes_only_stopped_containers(pc: Pycontain) -> None:
+    up = pc.ok("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    done = pc.ok("run", "-d", "busybox", "true").stdout.strip()
+    made = pc.ok("create", "busybox", "true").stdout.strip()
+    pc.ok("wait", done)
+    res = pc("container", "prune")
+    assert_pycontain_error(res)
+    assert "add -f" in res.stderr
+    res = pc.ok("container", "prune", "-f")
+    assert res.stdout.startswith("Deleted Containers:\n")
+    assert done in res.stdout and made in res.stdout and up not in res.stdout
+    assert "Total reclaimed space:" in res.stdout
+    assert pc.ok("ps", "-a", "-q").stdout.split() == [up[:12]]

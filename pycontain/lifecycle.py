@@ -1,0 +1,94 @@
+"""Container verbs beyond run/start/stop/rm: `restart`, `pause`, `unpause`, `rename`, `container prune`.
+
+A plugin of cli.py (COMMANDS and HANDLERS as there): loaded only when one of these commands runs, so the
+`run` path never pays for it. The work itself is in runtime.py, beside the verbs it builds on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pycontain.cli import FLAG, VALUE, _each, _number, need
+from pycontain.errors import UsageError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pycontain.state import Paths
+
+COMMANDS: dict[str, tuple[list[Any], str, str]] = {
+    "restart": ([(("-t", "--time"), "time", VALUE, "SECONDS",
+                  "seconds to wait for it to stop before SIGKILL (default: its --stop-timeout, else 10)"),
+                 (("-s", "--signal"), "signal", VALUE, "SIGNAL", "accepted as Docker does; the stop signal is "
+                  "the container's own (--stop-signal)")],
+                "CONTAINER...", "stop and start containers again"),
+    "pause": ([], "CONTAINER...", "freeze every process of containers (cgroup freezer)"),
+    "unpause": ([], "CONTAINER...", "thaw paused containers"),
+    "rename": ([], "CONTAINER NEW_NAME", "rename a container"),
+    "container prune": ([(("-f", "--force"), "force", FLAG, "", "do not ask for confirmation"),
+                         (("--filter",), "filter", VALUE, "FILTER", "not supported: refused")],
+                        "", "remove all stopped containers"),
+}
+
+
+def cmd_restart(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    need(pos, "a container")
+    timeout = None if opts["time"] is None else _number(opts["time"], "--time", 10.0)
+    return _each(pos, lambda ref: print(ref) if runtime.restart(paths, ref, timeout) else None)
+
+
+def cmd_pause(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    need(pos, "a container")
+    return _each(pos, lambda ref: print(ref) if runtime.pause(paths, ref) else None)
+
+
+def cmd_unpause(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    need(pos, "a container")
+    return _each(pos, lambda ref: print(ref) if runtime.unpause(paths, ref) else None)
+
+
+def cmd_rename(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+
+    need(pos, "a container and its new name", exactly=2)
+    runtime.rename(paths, pos[0], pos[1])
+    return 0
+
+
+def cmd_container_prune(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import runtime
+    from pycontain.clifmt import size
+
+    if pos:
+        raise UsageError("`pycontain container prune` takes no arguments")
+    if opts["filter"] is not None:
+        raise UsageError("container prune --filter is not supported")
+    if not opts["force"]:
+        if not os.isatty(0):
+            raise UsageError("container prune removes all stopped containers and there is no terminal to ask: "
+                             "add -f")
+        sys.stdout.write("WARNING! This will remove all stopped containers.\n"
+                         "Are you sure you want to continue? [y/N] ")
+        sys.stdout.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            return 0
+    removed = runtime.prune(paths)
+    if removed:
+        print("Deleted Containers:")
+        for cid, _ in removed:
+            print(cid)
+        print()
+    print(f"Total reclaimed space: {size(sum(n for _, n in removed))}")
+    return 0
+
+
+HANDLERS = {"restart": cmd_restart, "pause": cmd_pause, "unpause": cmd_unpause, "rename": cmd_rename,
+            "container prune": cmd_container_prune}
