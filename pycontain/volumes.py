@@ -544,7 +544,7 @@ def cmd_create(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
-def _describe(paths: Paths, vol: dict[str, Any]) -> dict[str, Any]:
+def describe(paths: Paths, vol: dict[str, Any]) -> dict[str, Any]:
     labels = dict(vol.get("labels") or {})
     if vol.get("anonymous"):
         labels[ANONYMOUS_LABEL] = ""
@@ -554,7 +554,7 @@ def _describe(paths: Paths, vol: dict[str, Any]) -> dict[str, Any]:
 
 
 def _matches(paths: Paths, vol: dict[str, Any], filters: list[tuple[str, str]], used: dict[str, Any]) -> bool:
-    labels = _describe(paths, vol)["Labels"] or {}
+    labels = describe(paths, vol)["Labels"] or {}
     for key, value in filters:
         if key == "dangling" and (vol["name"] not in used) != (value in ("true", "1")):
             return False
@@ -609,7 +609,7 @@ def cmd_inspect(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
             print(f"pycontain: no such volume: {name}", file=sys.stderr)
             code = VolumeNotFound.exit_code
             continue
-        out.append(_describe(paths, vol))
+        out.append(describe(paths, vol))
     print(json.dumps(out, indent=4))
     return code
 

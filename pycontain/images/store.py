@@ -183,18 +183,31 @@ class Store:
         return Image(id=image_id, config=config, layers=layers, ref=ref.familiar if ref else image_id)
 
     def inspect(self, image: Image) -> dict[str, Any]:
-        """Docker-shaped `inspect` JSON of an image (for details.py): every tag and repository digest."""
+        """Docker-shaped `inspect` JSON of an image (for details.py): Docker's fields with Docker's types, so
+        scripts written for `docker image inspect` read it, then pycontain's own (Layers: the blob each
+        layer came from; LayerDirs: the unpacked directories, lowest first)."""
         config = image.config
         diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
         tags = sorted(reference.parse(r).familiar for r, i in self.refs().items()
                       if i == image.id and reference.parse(r).tag)
+        meta = self.meta(image.id)
+        dirs = list(image.layers)
         return {
-            "Id": image.id, "RepoTags": tags, "RepoDigests": self.meta(image.id).get("repo_digests", []),
-            "Created": config.get("created"), "Architecture": config.get("architecture"),
-            "Variant": config.get("variant"), "Os": config.get("os"), "Author": config.get("author", ""),
-            "Config": config.get("config", {}), "RootFS": config.get("rootfs"),
-            "History": config.get("history", []), "Size": self.image_size(config),
-            "Layers": [self.layer_info(d).get("blob") for d in diff_ids], "LayerDirs": list(image.layers),
+            "Id": image.id, "RepoTags": tags, "RepoDigests": meta.get("repo_digests", []),
+            # Docker's Parent is the local parent image of a classic build: pycontain keeps no such link.
+            "Parent": "", "Comment": config.get("comment", "") or _last_comment(config),
+            "Created": config.get("created") or ZERO_TIME, "DockerVersion": "",
+            "Author": config.get("author", ""), "Config": config.get("config", {}),
+            "Architecture": config.get("architecture") or "", "Variant": config.get("variant"),
+            "Os": config.get("os") or "", "Size": self.image_size(config),
+            "GraphDriver": {"Name": "overlay2", "Data": {
+                # Docker's names: the top layer is UpperDir, the ones below it LowerDir (top first).
+                "LowerDir": ":".join(reversed(dirs[:-1])) if len(dirs) > 1 else None,
+                "UpperDir": dirs[-1] if dirs else None, "MergedDir": None, "WorkDir": None}},
+            "RootFS": {"Type": config.get("rootfs", {}).get("type", "layers"), "Layers": diff_ids},
+            "Metadata": {"LastTagTime": meta.get("last_tag_time") or ZERO_TIME},
+            "History": config.get("history", []),
+            "Layers": [self.layer_info(d).get("blob") for d in diff_ids], "LayerDirs": dirs,
         }
 
     def _by_id_prefix(self, name: str, refs: dict[str, str]) -> str | None:
@@ -880,3 +893,14 @@ def _tree_size(path: str) -> int:
 
 def _pid_alive(pid: str) -> bool:
     return pid.isdigit() and os.path.exists(f"/proc/{pid}")
+
+
+# Go's zero time.Time, which Docker prints for a date it does not know.
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def _last_comment(config: dict[str, Any]) -> str:
+    """Docker's image Comment: the comment of the newest history entry (`commit -m`, `import -m`)."""
+    history = config.get("history") or []
+    last = history[-1] if history and isinstance(history[-1], dict) else {}
+    return str(last.get("comment", ""))

@@ -2,7 +2,7 @@
 
     none    a private network namespace with only `lo` (brought up by the child, see loopback.py)
     host    the host's network namespace (no CLONE_NEWNET)
-    NAME    a bridge network (the default one is `pycontain`, bridge `pycontain0`)
+    NAME    a bridge network (the default one is `bridge`, stored as `pycontain`, bridge `pycontain0`)
 
 The runtime calls these hooks; they import nothing heavy for `none` and `host`, so a run without a
 bridge network never pays for netlink or nftables. Bridge networking lives in its own modules and is
@@ -44,9 +44,15 @@ def prepare(paths: Paths, cid: str, name: str, hostname: str, cfg: ContainerConf
 
 def attach(paths: Paths, net: dict[str, Any] | None, pid: int) -> None:
     if net:
+        import os
+
         from pycontain.network import bridged
 
         bridged.attach(paths, net, pid)
+        if os.path.exists(f"{paths.record(net['id'])}/networks.json"):  # `network connect` added more
+            from pycontain.network import connect
+
+            connect.attach_extras(paths, net["id"], pid)
 
 
 def detach(paths: Paths, net: dict[str, Any] | None, cid: str) -> None:
@@ -61,6 +67,9 @@ def release(paths: Paths, net: dict[str, Any] | None, cid: str) -> None:
         from pycontain.network import bridged
 
         bridged.release(paths, net, cid)
+        from pycontain.network import connect
+
+        connect.release_extras(paths, cid)
 
 
 def gc(paths: Paths, live_ids: set[str]) -> list[str]:

@@ -4,6 +4,11 @@ Created on first use (rtnl.py: RTM_NEWLINK kind=bridge, up; RTM_NEWADDR) and kep
 exists: it costs nothing idle, and deleting it would cut every other member off. Its MAC is fixed
 (02:42 + the gateway's address): a bridge otherwise takes the lowest MAC among its ports, which
 changes as containers come and go and makes every neighbour re-learn the gateway.
+
+A bridge is found by name, and names are per network namespace, not per state root: a second state root
+in the same namespace would find the first one's `pycontain0` (same name, another subnet) and its
+containers would get a gateway the bridge does not have. ensure() refuses a bridge that carries another
+network's gateway (BridgeInUse), with one line saying what to do, rather than joining it.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import errno
 
 from pycontain import explain
+from pycontain.errors import PycontainError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -24,6 +30,30 @@ def mac_for(address: str) -> str:
     return "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
 
 
+class BridgeInUse(PycontainError):
+    """The bridge a network would use exists with another network's address (another state root's)."""
+
+
+def conflict(addresses: list[tuple[str, int]], net: dict[str, Any]) -> str | None:
+    """Why a bridge with these addresses cannot serve `net`: it has some, none of them net's gateway."""
+    if not addresses or (net["gateway"], int(net["prefixlen"])) in addresses:
+        return None
+    theirs = ", ".join(f"{a}/{p}" for a, p in addresses)
+    return (f"bridge {net['bridge']} already exists in this network namespace with {theirs}, not "
+            f"{net['gateway']}/{net['prefixlen']} (network {net.get('shown') or net['name']} of this state root): another "
+            "state root uses it; run each state root in its own network namespace (ip netns exec), or delete "
+            f"the bridge (ip link delete {net['bridge']}) if nothing uses it")
+
+
+def check_free(ipr: Rtnl, net: dict[str, Any]) -> None:
+    """BridgeInUse if net's bridge exists in this namespace with another network's address."""
+    index = lookup(ipr, net["bridge"])
+    if index is not None:
+        problem = conflict(ipr.ipv4_addresses(index), net)
+        if problem:
+            raise BridgeInUse(problem)
+
+
 def lookup(ipr: Rtnl, name: str) -> int | None:
     return ipr.link_index(name)
 
@@ -33,6 +63,12 @@ def ensure(ipr: Rtnl, net: dict[str, Any]) -> tuple[int, bool]:
     name = net["bridge"]
     index = lookup(ipr, name)
     if index is not None:
+        addresses = ipr.ipv4_addresses(index)
+        problem = conflict(addresses, net)
+        if problem:
+            raise BridgeInUse(problem)
+        if not addresses:  # made by a run killed before it addressed the bridge
+            _address(ipr, index, net)
         return index, False
     try:
         ipr.add_bridge(name, mac_for(net["gateway"]), up=True)
@@ -42,14 +78,18 @@ def ensure(ipr: Rtnl, net: dict[str, Any]) -> tuple[int, bool]:
     index = lookup(ipr, name)
     if index is None:
         raise OSError(errno.ENODEV, f"bridge {name} vanished right after it was created")
+    _address(ipr, index, net)
+    explain.say(f"netlink RTM_NEWLINK bridge {name} (up), RTM_NEWADDR {net['gateway']}/{net['prefixlen']}: "
+                f"the gateway of network {net['name']}")
+    return index, True
+
+
+def _address(ipr: Rtnl, index: int, net: dict[str, Any]) -> None:
     try:
         ipr.add_address(index, net["gateway"], int(net["prefixlen"]))
     except OSError as e:
         if e.errno != errno.EEXIST:
             raise
-    explain.say(f"netlink RTM_NEWLINK bridge {name} (up), RTM_NEWADDR {net['gateway']}/{net['prefixlen']}: "
-                f"the gateway of network {net['name']}")
-    return index, True
 
 
 def delete(ipr: Rtnl, name: str) -> bool:

@@ -38,9 +38,9 @@ if TYPE_CHECKING:
 
 def prepare(paths: Paths, cid: str, name: str, hostname: str, cfg: ContainerConfig) -> dict[str, Any]:
     net = ipam.load_or_create_default(paths, cfg.network)
-    shared = _shared_hosts(net)
+    shared = shared_hosts(net)
     address = ipam.allocate(paths, net, cid, name, hostname,
-                            on_change=(lambda leases: _write_shared_hosts(paths, net, leases)) if shared else None)
+                            on_change=(lambda leases: write_shared_hosts(paths, net, leases)) if shared else None)
     try:
         ports = ipam.reserve_ports(paths, cid, [p.to_json() for p in cfg.ports]) if cfg.ports else []
         etc = f"{paths.storage_dir(cid)}/etc"
@@ -74,7 +74,7 @@ def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
     ipr = Rtnl()
     try:
         with ipam.network_lock(paths, info["name"]):
-            index, created = bridge.ensure(ipr, info)
+            index, created = bridge.ensure(ipr, dict(info, shown=ipam.display(info["name"])))
             if created:
                 nat.setup_network(info)
                 faults.phase("net.rules")
@@ -107,7 +107,7 @@ def release(paths: Paths, net: dict[str, Any], cid: str) -> None:
     if net.get("shared_hosts"):
         try:
             info = ipam.load(paths, name)
-            on_change = lambda leases: _write_shared_hosts(paths, info, leases)  # noqa: E731
+            on_change = lambda leases: write_shared_hosts(paths, info, leases)  # noqa: E731
         except ipam.NetworkNotFound:
             return
     ipam.release(paths, name, {cid}, on_change=on_change)
@@ -130,8 +130,8 @@ def gc(paths: Paths, live_ids: set[str]) -> list[str]:
         gone = {lease["id"] for lease in ipam.leases(paths, name).values()
                 if lease["id"] not in live_ids and not running(lease["id"])}
         if gone:
-            on_change = (lambda leases, info=info: _write_shared_hosts(paths, info, leases)) \
-                if _shared_hosts(info) else None
+            on_change = (lambda leases, info=info: write_shared_hosts(paths, info, leases)) \
+                if shared_hosts(info) else None
             for addr in ipam.release(paths, name, gone, on_change=on_change):
                 done.append(f"released address {addr} on network {name}")
     stale_ports = {cid for cid in ipam.port_owners(paths).values() if cid not in live_ids and not running(cid)}
@@ -196,19 +196,51 @@ def _gc_veths(paths: Paths) -> list[str]:
 
 # ---------------------------------------------------------------- inspect / ps / port
 
-def describe(net: dict[str, Any] | None) -> dict[str, Any]:
-    """Docker-shaped NetworkSettings for `inspect`."""
-    if not net:
-        return {"IPAddress": "", "IPPrefixLen": 0, "Gateway": "", "MacAddress": "", "Ports": {}, "Networks": {}}
-    ports: dict[str, list[dict[str, str]]] = {}
-    for p in net.get("ports") or []:
-        ports.setdefault(f"{p['container_port']}/{p['protocol']}", []).append(
-            {"HostIp": p.get("host_ip") or "0.0.0.0", "HostPort": str(p["host_port"])})
-    endpoint = {"NetworkID": net.get("network_id", ""), "IPAddress": net["address"], "IPPrefixLen": net["prefixlen"],
-                "Gateway": net["gateway"], "MacAddress": net["mac"]}
-    return {"Bridge": net["bridge"], "IPAddress": net["address"], "IPPrefixLen": net["prefixlen"],
-            "Gateway": net["gateway"], "MacAddress": net["mac"], "Ports": ports,
-            "Networks": {net["network"]: endpoint}}
+def endpoint(net: dict[str, Any] | None, mode: str = "") -> dict[str, Any]:
+    """One entry of NetworkSettings.Networks, as Docker shows it (empty values for none and host)."""
+    net = net or {}
+    shared = bool(net.get("shared_hosts"))
+    aliases = list(net.get("aliases") or [])
+    return {
+        "IPAMConfig": {"IPv4Address": net["requested_ip"]} if net.get("requested_ip") else None,
+        "Links": None, "Aliases": aliases or None,
+        "MacAddress": net.get("mac", ""), "NetworkID": net.get("network_id", ""),
+        "EndpointID": ipam.endpoint_id(net["network_id"], net["id"]) if net.get("network_id") else "",
+        "Gateway": net.get("gateway", ""), "IPAddress": net.get("address", ""),
+        "IPPrefixLen": int(net.get("prefixlen") or 0), "IPv6Gateway": "", "GlobalIPv6Address": "",
+        "GlobalIPv6PrefixLen": 0, "DriverOpts": None,
+        # Names other members resolve it by: on a user network (shared hosts file) its name, short id
+        # and aliases; Docker's default bridge has no name resolution, nor does pycontain's.
+        "DNSNames": [n for n in (net.get("name", ""), net.get("id", "")[:12], *aliases) if n] if shared else None,
+    }
+
+
+def describe(net: dict[str, Any] | None, mode: str = "none", extras: dict[str, dict[str, Any]] | None = None,
+             exposed: list[str] | tuple[str, ...] = (), name: str = "") -> dict[str, Any]:
+    """Docker-shaped NetworkSettings for `inspect`: the first network's address at the top (as Docker
+    does for its default bridge), every network under Networks (those `network connect` added too),
+    and Ports: each published port's bindings, each exposed but unpublished port as null."""
+    ports: dict[str, list[dict[str, str]] | None] = {spec if "/" in spec else f"{spec}/tcp": None for spec in exposed}
+    for p in (net or {}).get("ports") or []:
+        bindings = ports.get(f"{p['container_port']}/{p['protocol']}") or []
+        bindings.append({"HostIp": p.get("host_ip") or "0.0.0.0", "HostPort": str(p["host_port"])})
+        ports[f"{p['container_port']}/{p['protocol']}"] = bindings
+    if net:
+        networks = {ipam.display(net["network"]): endpoint(dict(net, name=name))}
+    else:
+        networks = {mode: endpoint(None)} if mode in ("none", "host") else {}
+    for extra in (extras or {}).values():
+        networks[ipam.display(extra["network"])] = endpoint(dict(extra, name=name))
+    first = net or {}
+    return {
+        "Bridge": first.get("bridge", ""), "SandboxID": "", "SandboxKey": "", "HairpinMode": bool(net),
+        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": ports,
+        "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+        "EndpointID": ipam.endpoint_id(first["network_id"], first["id"]) if first.get("network_id") else "",
+        "Gateway": first.get("gateway", ""), "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+        "IPAddress": first.get("address", ""), "IPPrefixLen": int(first.get("prefixlen") or 0),
+        "IPv6Gateway": "", "MacAddress": first.get("mac", ""), "Networks": networks,
+    }
 
 
 def port_lines(net: dict[str, Any] | None) -> list[str]:
@@ -226,15 +258,15 @@ def ports_text(net: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------- helpers
 
 def _mac(address: str) -> str:
-    return "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
+    return ipam.mac_of(address)
 
 
-def _shared_hosts(net: dict[str, Any]) -> bool:
+def shared_hosts(net: dict[str, Any]) -> bool:
     return bool(net["name"] != ipam.DEFAULT_NETWORK)
 
 
-def _write_shared_hosts(paths: Paths, net: dict[str, Any], leases: dict[str, dict[str, str]]) -> None:
+def write_shared_hosts(paths: Paths, net: dict[str, Any], leases: dict[str, dict[str, str]]) -> None:
     """Every member by container name and hostname; called under the network's lock."""
-    entries = [(addr, [lease.get("name", ""), lease.get("hostname", "")])
+    entries = [(addr, [lease.get("name", ""), lease.get("hostname", ""), *lease.get("aliases", ())])
                for addr, lease in sorted(leases.items(), key=lambda kv: ipam.ip_to_int(kv[0]))]
     dns.rewrite_in_place(f"{ipam.net_dir(paths, net['name'])}/hosts", dns.hosts_text(entries))

@@ -1,4 +1,5 @@
-"""`pycontain network create|ls|inspect|rm` and `pycontain port`: loaded only when used (cli.PLUGINS)."""
+"""`pycontain network create|ls|inspect|rm|connect|disconnect` and `pycontain port`: loaded only when used
+(cli.PLUGINS)."""
 
 from __future__ import annotations
 
@@ -12,18 +13,33 @@ if TYPE_CHECKING:
     from typing import Any
 
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
-    "network": ([(("--subnet",), "subnet", "value", "CIDR", "network create: the subnet (default: a free one)")],
-                "create|ls|inspect|rm [NAME...]", "manage bridge networks"),
+    "network": ([(("--subnet",), "subnet", "value", "CIDR", "network create: the subnet (default: a free one)"),
+                 (("-f", "--format"), "format", "value", "TEMPLATE",
+                  "network ls/inspect: a Go template (ls: .ID .Name .Driver .Scope .Subnet .Containers)"),
+                 (("-q", "--quiet"), "quiet", "flag", "", "network ls: only the network ids"),
+                 (("--no-trunc",), "no_trunc", "flag", "", "network ls: full network ids"),
+                 (("--ip",), "ip", "value", "ADDRESS", "network connect: the container's address on the network"),
+                 (("--alias",), "alias", "multi", "NAME", "network connect: another name the container has there"),
+                 (("--force",), "force", "flag", "", "network disconnect: no error if it is not connected")],
+                "create|ls|inspect|rm|connect|disconnect [NAME...]", "manage bridge networks"),
     "port": ([], "CONTAINER", "list a container's published ports"),
 }
+
+# Options that belong to one network subcommand only.
+_ONLY = {"subnet": ("create",), "format": ("ls", "list", "inspect"), "quiet": ("ls", "list"),
+         "no_trunc": ("ls", "list"), "ip": ("connect",), "alias": ("connect",), "force": ("disconnect",)}
+USAGE = ("usage: pycontain network create [--subnet CIDR] NAME | ls [-q] [--format T] | inspect [--format T] NAME... "
+         "| rm NAME... | connect [--ip A] [--alias N] NET CONTAINER | disconnect [--force] NET CONTAINER")
 
 
 def cmd_network(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if not pos:
-        raise UsageError("usage: pycontain network create [--subnet CIDR] NAME | ls | inspect NAME... | rm NAME...")
+        raise UsageError(USAGE)
     action, names = pos[0], pos[1:]
-    if opts["subnet"] is not None and action != "create":
-        raise UsageError("--subnet belongs to `pycontain network create`")
+    for key, actions in _ONLY.items():
+        if opts.get(key) not in (None, False, []) and action not in actions:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{flag} belongs to `pycontain network {actions[0]}`")
     if action == "create":
         if len(names) != 1:
             raise UsageError("usage: pycontain network create [--subnet CIDR] NAME")
@@ -31,41 +47,16 @@ def cmd_network(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         print(net["id"])
         return 0
     if action in ("ls", "list"):
-        from pycontain.clifmt import table
-
-        rows = []
-        for name in ipam.names(paths):
-            try:
-                n = ipam.load(paths, name)
-                rows.append([n["id"][:12], n["name"], "bridge", n["subnet"], str(len(ipam.leases(paths, name)))])
-            except ipam.DamagedNetwork as e:  # named on stderr; the others are listed
-                print(f"pycontain: network {name}: {e}", file=sys.stderr)
-        table(["NETWORK ID", "NAME", "DRIVER", "SUBNET", "CONTAINERS"], rows)
-        return 0
+        return _ls(paths, opts, names)
     if action == "inspect":
-        import json
-
-        if not names:
-            raise UsageError("usage: pycontain network inspect NAME...")
-        out = []
-        for name in names:
-            net = ipam.load(paths, name)
-            out.append({
-                "Name": net["name"], "Id": net["id"], "Created": net["created"], "Driver": "bridge",
-                "IPAM": {"Config": [{"Subnet": net["subnet"], "Gateway": net["gateway"]}]},
-                "Options": {"bridge": net["bridge"]},
-                "Containers": {lease["id"]: {"Name": lease["name"], "IPv4Address": f"{addr}/{net['prefixlen']}"}
-                               for addr, lease in ipam.leases(paths, name).items()},
-            })
-        print(json.dumps(out, indent=4))
-        return 0
-    if action == "rm":
+        return _inspect(paths, opts, names)
+    if action in ("rm", "remove"):
         if not names:
             raise UsageError("usage: pycontain network rm NAME...")
         code = 0
         for name in names:
             try:
-                if name == ipam.DEFAULT_NETWORK:
+                if ipam.canonical(name) == ipam.DEFAULT_NETWORK:
                     raise UsageError(f"{name} is the default network and cannot be removed")
                 _remove(paths, name)
                 print(name)
@@ -77,13 +68,154 @@ def cmd_network(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
                 print(f"pycontain: {e}", file=sys.stderr)
                 code = e.exit_code
         return code
-    raise UsageError(f"unknown network command {action!r}: use create, ls, inspect or rm")
+    if action in ("connect", "disconnect"):
+        if len(names) != 2:
+            raise UsageError(f"usage: pycontain network {action} "
+                             f"{'[--ip A] [--alias N]' if action == 'connect' else '[--force]'} NETWORK CONTAINER")
+        from pycontain import state
+        from pycontain.network import connect
+
+        rec = state.find(paths, names[1])
+        if action == "connect":
+            connect.connect(paths, rec, names[0], ip=opts.get("ip"), aliases=list(opts.get("alias") or []))
+        else:
+            connect.disconnect(paths, rec, names[0], force=bool(opts.get("force")))
+        return 0
+    raise UsageError(f"unknown network command {action!r}: use create, ls, inspect, rm, connect or disconnect")
+
+
+def _ls(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
+    if names:
+        raise UsageError("usage: pycontain network ls [-q] [--no-trunc] [--format TEMPLATE]")
+    rows = []
+    for name in ipam.names(paths):
+        try:
+            n = ipam.load(paths, name)
+            rows.append({"ID": n["id"] if opts.get("no_trunc") else n["id"][:12], "Name": ipam.display(n["name"]),
+                         "Driver": "bridge", "Scope": "local", "IPv6": "false", "Internal": "false",
+                         "Labels": "", "CreatedAt": n.get("created", ""), "Subnet": n["subnet"],
+                         "Containers": str(len(ipam.leases(paths, name)))})
+        except ipam.DamagedNetwork as e:  # named on stderr; the others are listed
+            print(f"pycontain: network {name}: {e}", file=sys.stderr)
+    # Docker lists the default network first among bridges, then by name.
+    rows.sort(key=lambda r: (r["Name"] != ipam.DEFAULT_ALIAS, r["Name"]))
+    if opts.get("quiet"):
+        for r in rows:
+            print(r["ID"])
+        return 0
+    if opts.get("format"):
+        _print_formatted(opts["format"], rows, {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER",
+                                                "Scope": "SCOPE", "Subnet": "SUBNET", "Containers": "CONTAINERS",
+                                                "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
+                                                "CreatedAt": "CREATED AT"})
+        return 0
+    from pycontain.clifmt import table
+
+    table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows])
+    return 0
+
+
+def _print_formatted(template: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> None:
+    """`--format`: one rendering per row, or a `table ...` template with its header line (gotemplate)."""
+    gotemplate = _gotemplate()
+    if template.startswith("table"):
+        for line in gotemplate.table(template, rows, headers):
+            print(line)
+    else:
+        for r in rows:
+            print(gotemplate.render(template, r))
+
+
+def _gotemplate() -> Any:
+    import importlib
+
+    return importlib.import_module("pycontain.gotemplate")
+
+
+def _inspect(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
+    import json
+
+    from pycontain.errors import PycontainError
+
+    if not names:
+        raise UsageError("usage: pycontain network inspect [--format TEMPLATE] NAME...")
+    out, code = [], 0
+    for name in names:
+        try:
+            out.append(network_view(paths, name))
+        except PycontainError as e:
+            print(f"pycontain: {e}", file=sys.stderr)
+            code = e.exit_code
+    if opts.get("format"):
+        gotemplate = _gotemplate()
+        for view in out:
+            print(gotemplate.render(opts["format"], view))
+    else:
+        print(json.dumps(out, indent=4))
+    return code
+
+
+# Docker's pseudo-networks: `network inspect host|none` answers as Docker's does.
+_PSEUDO = {"host": "host", "none": "null"}
+
+
+def network_view(paths: Any, name: str) -> dict[str, Any]:
+    """`network inspect NAME` in Docker's shape. The default network (`bridge`) exists from the start, as
+    Docker's: inspecting it records it if no container has used it yet (no bridge is made until one does)."""
+    import hashlib
+
+    if name in _PSEUDO:
+        return {"Name": name, "Id": hashlib.sha256(f"pycontain-network-{name}".encode()).hexdigest(),
+                "Created": ZERO_TIME, "Scope": "local", "Driver": _PSEUDO[name], "EnableIPv6": False,
+                "IPAM": {"Driver": "default", "Options": None, "Config": []}, "Internal": False,
+                "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+                "Containers": _pseudo_members(paths, name), "Options": {}, "Labels": {}}
+    canonical = ipam.canonical(name)
+    net = ipam.load_or_create_default(paths, canonical) if canonical == ipam.DEFAULT_NETWORK \
+        else ipam.load(paths, canonical)
+    members = {}
+    for addr, lease in sorted(ipam.leases(paths, net["name"]).items(), key=lambda kv: ipam.ip_to_int(kv[0])):
+        members[lease["id"]] = {"Name": lease.get("name", ""), "EndpointID": ipam.endpoint_id(net["id"], lease["id"]),
+                                "MacAddress": ipam.mac_of(addr), "IPv4Address": f"{addr}/{net['prefixlen']}",
+                                "IPv6Address": ""}
+    default = net["name"] == ipam.DEFAULT_NETWORK
+    options = {"com.docker.network.bridge.name": net["bridge"],
+               "com.docker.network.bridge.enable_ip_masquerade": "true",
+               # pycontain's own key for the bridge's name (older scripts and tests read it)
+               "bridge": net["bridge"]}
+    if default:
+        options["com.docker.network.bridge.default_bridge"] = "true"
+    return {
+        "Name": ipam.display(net["name"]), "Id": net["id"], "Created": net.get("created") or ZERO_TIME,
+        "Scope": "local", "Driver": "bridge", "EnableIPv6": False,
+        "IPAM": {"Driver": "default", "Options": None,
+                 "Config": [{"Subnet": net["subnet"], "Gateway": net["gateway"]}]},
+        "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
+        "Containers": members, "Options": options, "Labels": dict(net.get("labels") or {}),
+    }
+
+
+def _pseudo_members(paths: Any, mode: str) -> dict[str, Any]:
+    from pycontain import state
+
+    out = {}
+    for rec in state.all_records(paths):
+        try:
+            if rec.config.network == mode and rec.status() == state.Status.RUNNING:
+                out[rec.id] = {"Name": rec.name, "EndpointID": "", "MacAddress": "", "IPv4Address": "",
+                               "IPv6Address": ""}
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def _remove(paths: Any, name: str) -> None:
     from pycontain.network import nat
 
-    net = ipam.remove(paths, name)  # refuses while any container holds a lease on it
+    net = ipam.remove(paths, ipam.canonical(name))  # refuses while any container holds a lease on it
     from pycontain.network import bridge
     from pycontain.network.rtnl import Rtnl
 
@@ -95,7 +227,8 @@ def _remove(paths: Any, name: str) -> None:
 def _valid_name(name: str) -> str:
     from pycontain.config import validate_network
 
-    if validate_network(name) in ("none", "host") or name == "bridge":
+    if validate_network(name) in ("none", "host", ipam.DEFAULT_NETWORK) or name in (ipam.DEFAULT_ALIAS,
+                                                                                     ipam.DEFAULT_NETWORK):
         raise UsageError(f"{name} is a reserved network name")
     return name
 

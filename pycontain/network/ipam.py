@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 DEFAULT_NETWORK = "pycontain"
 DEFAULT_BRIDGE = "pycontain0"
+# The default network answers to Docker's name for it too. On disk (its directory, its nft chains) it
+# stays `pycontain`, so records and rules made by earlier versions need no migration; what users see
+# (`network ls`, `network inspect`, inspect's NetworkSettings.Networks) says `bridge`, as Docker does.
+DEFAULT_ALIAS = "bridge"
 # Candidate subnets for networks created without --subnet, in order (Podman's and Docker's choices).
 CANDIDATES = ([f"10.{n}.0.0/16" for n in range(88, 100)] + [f"172.{n}.0.0/16" for n in range(17, 32)]
               + [f"192.168.{n}.0/24" for n in range(200, 256)])
@@ -120,6 +124,16 @@ class Locked:
         os.close(self.fd)
 
 
+def canonical(name: str) -> str:
+    """The stored name of a network as a user names it: `bridge` is the default network."""
+    return DEFAULT_NETWORK if name == DEFAULT_ALIAS else name
+
+
+def display(name: str) -> str:
+    """The name users see: the default network is `bridge`, as in Docker."""
+    return DEFAULT_ALIAS if name == DEFAULT_NETWORK else name
+
+
 def root(paths: Paths) -> str:
     return f"{paths.state}/networks"
 
@@ -154,6 +168,7 @@ def _read(path: str, default: dict[str, Any]) -> Any:
 # ---------------------------------------------------------------- networks
 
 def load(paths: Paths, name: str) -> dict[str, Any]:
+    name = canonical(name)
     path = f"{net_dir(paths, name)}/network.json"
     try:
         net = state.read_json(path)
@@ -264,6 +279,8 @@ def _create_locked(paths: Paths, name: str, subnet: str | None) -> dict[str, Any
     if wanted is None:
         raise PycontainError("no free subnet left for a new network: pass one with --subnet")
     base, prefix = wanted
+    if name == DEFAULT_NETWORK:
+        _check_default_bridge_free(f"{int_to_ip(base + 1)}", prefix)
     net_id = os.urandom(32).hex()
     net = {
         "name": name, "id": net_id, "subnet": f"{int_to_ip(base)}/{prefix}", "gateway": int_to_ip(base + 1),
@@ -276,8 +293,21 @@ def _create_locked(paths: Paths, name: str, subnet: str | None) -> dict[str, Any
     return net
 
 
+def _check_default_bridge_free(gateway: str, prefix: int) -> None:
+    """Before this root records its default network: a `pycontain0` already in this network namespace
+    belongs to another state root (it has an address, and this root has no network yet). Joining it
+    with another subnet would give containers a gateway the bridge lacks: refuse (bridge.BridgeInUse)."""
+    from pycontain.network import bridge
+    from pycontain.network.rtnl import Rtnl
+
+    with Rtnl() as ipr:
+        bridge.check_free(ipr, {"name": DEFAULT_NETWORK, "shown": DEFAULT_ALIAS, "bridge": DEFAULT_BRIDGE, "gateway": gateway,
+                                "prefixlen": prefix})
+
+
 def load_or_create_default(paths: Paths, name: str) -> dict[str, Any]:
     """The network a container joins; the default one is created on first use."""
+    name = canonical(name)
     try:
         return load(paths, name)
     except NetworkNotFound:
@@ -303,6 +333,19 @@ def remove(paths: Paths, name: str) -> dict[str, Any]:
     return net
 
 
+def endpoint_id(network_id: str, cid: str) -> str:
+    """A container's endpoint on a network (Docker's EndpointID): stable, so `inspect` of the container
+    and of the network agree without storing it."""
+    import hashlib
+
+    return hashlib.sha256(f"{network_id}/{cid}".encode()).hexdigest()
+
+
+def mac_of(address: str) -> str:
+    """The MAC of an address on a pycontain bridge: 02:42 + its four octets (as Docker does)."""
+    return "02:42:" + ":".join(f"{int(o):02x}" for o in address.split("."))
+
+
 def leases(paths: Paths, name: str) -> dict[str, dict[str, str]]:
     return dict(_read(f"{net_dir(paths, name)}/leases.json", {"last": None, "leases": {}})["leases"])
 
@@ -310,25 +353,39 @@ def leases(paths: Paths, name: str) -> dict[str, dict[str, str]]:
 # ---------------------------------------------------------------- leases
 
 def allocate(paths: Paths, net: dict[str, Any], cid: str, name: str, hostname: str,
-             on_change: Any = None) -> str:
-    """Lease the next free address in net's subnet to cid; on_change(leases) runs under the same lock."""
+             on_change: Any = None, address: str | None = None, aliases: list[str] | None = None) -> str:
+    """Lease the next free address in net's subnet to cid (or `address`, --ip, if it is free);
+    on_change(leases) runs under the same lock. aliases: more names for the shared hosts file."""
     base, prefix = parse_cidr(net["subnet"])
     first, last = base + 2, base + (1 << (32 - prefix)) - 2  # .0 network, .1 gateway, last broadcast
+    shown = display(net["name"])
+    if address is not None and not first <= ip_to_int(address) <= last:
+        raise UsageError(f"invalid --ip {address!r}: not a free host address of network {shown} ({net['subnet']}, "
+                         f"gateway {net['gateway']})")
     path = f"{net_dir(paths, net['name'])}/leases.json"
     with network_lock(paths, net["name"]):
         data = _read(path, {"last": None, "leases": {}})
         used = data["leases"]
-        start = ip_to_int(data["last"]) + 1 if data.get("last") else first
-        size = last - first + 1
-        for i in range(size):
-            candidate = first + (start - first + i) % size
-            addr = int_to_ip(candidate)
-            if addr not in used:
-                break
+        if address is not None:
+            addr = int_to_ip(ip_to_int(address))
+            if addr in used:
+                raise UsageError(f"address {addr} is already in use on network {shown} "
+                                 f"(by {used[addr].get('name') or used[addr].get('id', '')[:12]})")
         else:
-            raise PycontainError(f"network {net['name']} ({net['subnet']}) has no free address left")
+            start = ip_to_int(data["last"]) + 1 if data.get("last") else first
+            size = last - first + 1
+            for i in range(size):
+                candidate = first + (start - first + i) % size
+                addr = int_to_ip(candidate)
+                if addr not in used:
+                    break
+            else:
+                raise PycontainError(f"network {shown} ({net['subnet']}) has no free address left")
         used[addr] = {"id": cid, "name": name, "hostname": hostname}
-        data["last"] = addr
+        if aliases:
+            used[addr]["aliases"] = list(aliases)
+        if address is None:  # round-robin goes on from the last address it chose itself
+            data["last"] = addr
         state.atomic_write_json(path, data, durable=False)
         if on_change is not None:
             on_change(used)

@@ -20,6 +20,7 @@ covers exactly what bridge.py, veth.py and ipam.py ask:
     add_address(index, addr, prefixlen)     RTM_NEWADDR            IPv4, with its broadcast address
     add_default_route(gateway)              RTM_NEWROUTE           main table
     ipv4_routes()                           RTM_GETROUTE dump      (destination, prefix length, table)
+    ipv4_addresses(index)                   RTM_GETADDR dump       (address, prefix length) of one link
 
 A message is a 16-byte nlmsghdr, a fixed family header (ifinfomsg, ifaddrmsg or rtmsg) and a list of
 attributes (rtattr: length, type, value padded to 4 bytes; nested attributes are attribute lists in
@@ -64,7 +65,7 @@ NLA_F_NESTED = 0x8000
 
 # <linux/rtnetlink.h>
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK, RTM_SETLINK = 16, 17, 18, 19
-RTM_NEWADDR = 20
+RTM_NEWADDR, RTM_GETADDR = 20, 22
 RTM_NEWROUTE, RTM_GETROUTE = 24, 26
 RT_TABLE_MAIN = 254
 RT_TABLE_LOCAL = 255
@@ -332,6 +333,21 @@ class Rtnl:
         for kind, payload in self.request(RTM_GETROUTE, NLM_F_DUMP, body, "RTM_GETROUTE dump"):
             if kind == RTM_NEWROUTE:
                 out.append(parse_route(payload))
+        return out
+
+    def ipv4_addresses(self, index: int) -> list[tuple[str, int]]:
+        """(address, prefix length) of every IPv4 address on link `index`. The kernel's address dump
+        ignores the index in the request, so the filter is ours."""
+        body = IFADDRMSG.pack(AF_INET, 0, 0, 0, 0)
+        out = []
+        for kind, payload in self.request(RTM_GETADDR, NLM_F_DUMP, body, "RTM_GETADDR dump"):
+            if kind != RTM_NEWADDR:
+                continue
+            family, prefixlen, _, _, link = IFADDRMSG.unpack_from(payload)
+            found = attrs(payload, IFADDRMSG.size)
+            raw = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS)
+            if family == AF_INET and link == index and raw:
+                out.append((_socket.inet_ntoa(raw), prefixlen))
         return out
 
 

@@ -28,14 +28,16 @@ def host_name(cid: str) -> str:
     return f"{PREFIX}{cid[:12]}"  # 14 characters: IFNAMSIZ (16) counts the NUL
 
 
-def create(ipr: Rtnl, cid: str, pid: int, bridge_index: int, mac: str) -> str:
-    name = host_name(cid)
+def create(ipr: Rtnl, cid: str, pid: int, bridge_index: int, mac: str, name: str | None = None,
+           peer: str = "eth0") -> str:
+    """The pair: `name` (default: host_name(cid)) on the bridge, `peer` inside PID's netns."""
+    name = name or host_name(cid)
     ns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         for attempt in (1, 2):
             try:
                 # One request: ours on the bridge and up, eth0 created in the container's netns.
-                ipr.add_veth(name, master=bridge_index, peer="eth0", peer_netns_fd=ns_fd, peer_address=mac)
+                ipr.add_veth(name, master=bridge_index, peer=peer, peer_netns_fd=ns_fd, peer_address=mac)
                 break
             except OSError as e:
                 # A previous run of this container whose namespace the kernel has not destroyed yet.
@@ -51,12 +53,15 @@ def create(ipr: Rtnl, cid: str, pid: int, bridge_index: int, mac: str) -> str:
     # br_netfilter active (bridge-nf-call-iptables, the default), a container connecting to its own
     # published port is DNAT'd back to itself at layer 2 and would otherwise be dropped (as Docker does).
     ipr.set_hairpin(index)
-    explain.say(f"netlink RTM_NEWLINK veth {name} (on the bridge, hairpin) <-> eth0 created inside PID {pid}'s "
+    explain.say(f"netlink RTM_NEWLINK veth {name} (on the bridge, hairpin) <-> {peer} created inside PID {pid}'s "
                 "network namespace")
     return name
 
 
-def configure_inside(pid: int, address: str, prefixlen: int, gateway: str) -> None:
+def configure_inside(pid: int, address: str, prefixlen: int, gateway: str, ifname: str = "eth0",
+                     default_route: bool = True) -> None:
+    """Address `ifname` inside PID's netns and bring it up; the first interface also gets the default
+    route (a second one, `network connect`, only its subnet's route, which comes with the address)."""
     from pycontain.network.rtnl import Rtnl
 
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -75,13 +80,15 @@ def configure_inside(pid: int, address: str, prefixlen: int, gateway: str) -> No
         os.close(own)
         os.close(target)
     with ipr:
-        index = ipr.link_index("eth0")
+        index = ipr.link_index(ifname)
         if index is None:
-            raise OSError(errno.ENODEV, f"eth0 is missing in PID {pid}'s network namespace")
+            raise OSError(errno.ENODEV, f"{ifname} is missing in PID {pid}'s network namespace")
         ipr.add_address(index, address, prefixlen)
         ipr.set_link(index, up=True)
-        ipr.add_default_route(gateway)
-    explain.say(f"inside: eth0 {address}/{prefixlen} up, default route via {gateway}")
+        if default_route:
+            ipr.add_default_route(gateway)
+    explain.say(f"inside: {ifname} {address}/{prefixlen} up"
+                + (f", default route via {gateway}" if default_route else ""))
 
 
 def delete(ipr: Rtnl, name: str) -> bool:

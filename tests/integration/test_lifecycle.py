@@ -151,7 +151,7 @@ def test_inspect_reports_state_as_a_json_list(pc: Pycontain) -> None:
     data = json.loads(pc.ok("inspect", "i").stdout)
     assert isinstance(data, list) and len(data) == 1
     info = data[0]
-    assert info["Name"] == "i"
+    assert info["Name"] == "/i"  # Docker's shape: a leading slash
     assert info["State"]["Status"] == "running"
     assert info["State"]["Running"] is True
     assert info["State"]["Pid"] > 1
