@@ -79,6 +79,18 @@ RUN_OPTIONS = [
     (("--sysctl",), "sysctl", MULTI, "K=V", "a namespaced kernel parameter, e.g. net.ipv4.ip_forward=1"),
     (("--userns",), "userns", VALUE, "MODE",
      "auto: root inside maps to an unprivileged host range; host: share the host's ids"),
+    (("--init",), "init", FLAG, "", "run tini as PID 1: it reaps zombies and forwards signals to the command"),
+    (("--stop-signal",), "stop_signal", VALUE, "SIGNAL", "the signal `stop` sends (default: the image's, else TERM)"),
+    (("--stop-timeout",), "stop_timeout", VALUE, "SECONDS", "`stop`'s default wait before SIGKILL (default 10)"),
+    (("--restart",), "restart", VALUE, "POLICY",
+     "restart a detached container when it exits: no (default), on-failure[:N], always, unless-stopped"),
+    (("--health-cmd",), "health_cmd", VALUE, "CMD", "a command (run with /bin/sh -c) that checks the container"),
+    (("--health-interval",), "health_interval", VALUE, "DURATION", "time between checks (default 30s)"),
+    (("--health-timeout",), "health_timeout", VALUE, "DURATION", "a check that runs longer fails (default 30s)"),
+    (("--health-retries",), "health_retries", VALUE, "N", "failures in a row that make it unhealthy (default 3)"),
+    (("--health-start-period",), "health_start_period", VALUE, "DURATION",
+     "failures in this first time do not count (default 0s)"),
+    (("--no-healthcheck",), "no_healthcheck", FLAG, "", "disable the image's HEALTHCHECK"),
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
 ]
 EXEC_OPTIONS = [
@@ -101,7 +113,9 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
               (("--tail", "-n"), "tail", VALUE, "N", "only the last N lines")],
              "CONTAINER", "show a container's output"),
     "top": ([], "CONTAINER", "list the processes of a container"),
-    "stop": ([(("-t", "--time"), "time", VALUE, "SECONDS", "seconds to wait before SIGKILL (default 10)")],
+    "stop": ([(("-t", "--time"), "time", VALUE, "SECONDS", "seconds to wait before SIGKILL (default: the "
+               "container's --stop-timeout, else 10)"),
+              (("-s", "--signal"), "signal", VALUE, "SIGNAL", "signal to send (default: its --stop-signal, else TERM)")],
              "CONTAINER...", "stop containers (SIGTERM, then SIGKILL)"),
     "kill": ([(("-s", "--signal"), "signal", VALUE, "SIGNAL", "signal to send (default KILL)")],
              "CONTAINER...", "send a signal to containers"),
@@ -280,7 +294,32 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
                                         opts["security_opt"], opts["device"], opts["ulimit"], opts["sysctl"],
                                         opts["userns"], network),
         **c.parse_log_opts(opts["log_opt"]),
+        **_lifecycle_options(opts),
     )
+
+
+def _lifecycle_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """--init, --stop-signal, --stop-timeout, --restart and the health check flags (only those given:
+    the common `run` checks one dict lookup each and builds nothing)."""
+    from pycontain import config as c
+
+    out: dict[str, Any] = {}
+    if opts.get("init"):
+        out["init"] = True
+    if opts.get("stop_signal") is not None:
+        out["stop_signal"] = c.validate_stop_signal(opts["stop_signal"])
+    if opts.get("stop_timeout") is not None:
+        out["stop_timeout"] = c.parse_stop_timeout(opts["stop_timeout"])
+    if opts.get("restart") is not None:
+        out["restart"] = c.parse_restart(opts["restart"])
+        if out["restart"] is not None and opts.get("rm"):
+            raise UsageError("conflicting options: --restart and --rm (a removed container cannot be restarted)")
+    if any(opts.get(k) is not None for k in ("health_cmd", "health_interval", "health_timeout", "health_retries",
+                                             "health_start_period")) or opts.get("no_healthcheck"):
+        out["healthcheck"] = c.parse_healthcheck(opts.get("health_cmd"), opts.get("health_interval"),
+                                                 opts.get("health_timeout"), opts.get("health_retries"),
+                                                 opts.get("health_start_period"), bool(opts.get("no_healthcheck")))
+    return out
 
 
 LIMIT_FLAGS = ("memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus")
@@ -451,7 +490,8 @@ def cmd_stop(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     need(pos, "a container")
     # Not given: each container's own --stop-timeout (else 10 s), as Docker does.
     timeout = None if opts["time"] is None else _number(opts["time"], "--time", 10.0)
-    return _each(pos, lambda ref: print(ref) if runtime.stop(paths, ref, timeout) else None)
+    signum = parse_signal(opts["signal"]) if opts["signal"] else None
+    return _each(pos, lambda ref: print(ref) if runtime.stop(paths, ref, timeout, signum) else None)
 
 
 def cmd_kill(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:

@@ -222,13 +222,15 @@ def available_capabilities() -> set[str]:
 class ContainerConfig(Frozen):
     __slots__ = ("image", "command", "entrypoint", "name", "env", "workdir", "user", "hostname",
                  "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports",
-                 "pull", "log_max_size", "log_max_files", "runtime", "security", "volumes_from")
+                 "pull", "log_max_size", "log_max_files", "runtime", "security", "volumes_from", "init",
+                 "stop_signal", "stop_timeout", "restart", "healthcheck")
     _fields = {
         "image": "", "command": (), "entrypoint": None, "name": None, "env": (), "workdir": None,
         "user": None, "hostname": None, "interactive": False, "tty": False, "detach": False,
         "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(), "ports": (),
         "pull": "missing", "log_max_size": 10 * 1024 * 1024, "log_max_files": 3, "runtime": None,
-        "security": Security(), "volumes_from": (),
+        "security": Security(), "volumes_from": (), "init": None, "stop_signal": None, "stop_timeout": None,
+        "restart": None, "healthcheck": None,
     }
     image: str
     command: tuple[str, ...]
@@ -253,6 +255,11 @@ class ContainerConfig(Frozen):
     log_max_files: int
     security: Security
     volumes_from: tuple[str, ...]  # --volumes-from CONTAINER[:ro|rw], as given (its mounts are in `mounts`)
+    init: bool | None  # --init: tini as PID 1 (None: not asked for, shown as Docker shows it: null)
+    stop_signal: str | None  # --stop-signal, else the image's StopSignal (filled in at create), else SIGTERM
+    stop_timeout: int | None  # --stop-timeout: `stop`'s default seconds before SIGKILL (-1: wait for ever)
+    restart: dict[str, Any] | None  # --restart: {"name": "on-failure", "max_retries": 3}; None is "no"
+    healthcheck: dict[str, Any] | None  # the check in force, in the image config's shape (filled in at create)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
@@ -699,6 +706,103 @@ def validate_cpuset(text: str) -> str:
 
 
 PULL_POLICIES = ("missing", "never", "always")
+RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
+
+
+def parse_restart(text: str) -> dict[str, Any] | None:
+    """--restart no | on-failure[:N] | always | unless-stopped, as Docker spells them (None: no)."""
+    name, sep, count = text.partition(":")
+    if name not in RESTART_POLICIES or (sep and name != "on-failure"):
+        raise UsageError(f"invalid --restart {text!r}: use no, on-failure[:MAX_RETRIES], always or unless-stopped")
+    if sep and (not count.isdigit() or len(count) > 9):
+        raise UsageError(f"invalid --restart {text!r}: the maximum retry count must be a whole number")
+    if name == "no":
+        return None
+    return {"name": name, "max_retries": int(count) if sep else 0}
+
+
+_DURATION_UNITS = {"ns": 1, "us": 1_000, "\u00b5s": 1_000, "\u03bcs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+                   "m": 60_000_000_000, "h": 3_600_000_000_000}
+
+
+def parse_duration(text: str, flag: str) -> int:
+    """A Go duration (what Docker's --health-* flags take): 30s, 1m30s, 1.5h, 500ms; in nanoseconds."""
+    rest = text.strip()
+    if rest == "0":
+        return 0
+    total = 0.0
+    bad = UsageError(f"invalid {flag} {text!r}: expected a duration like 30s, 1m30s or 500ms")
+    if not rest:
+        raise bad
+    while rest:
+        i = 0
+        while i < len(rest) and (rest[i].isdigit() or rest[i] == "."):
+            i += 1
+        j = i
+        while j < len(rest) and not (rest[j].isdigit() or rest[j] == "."):
+            j += 1
+        number, unit, rest = rest[:i], rest[i:j], rest[j:]
+        if unit not in _DURATION_UNITS:
+            raise bad
+        try:
+            total += float(number) * _DURATION_UNITS[unit]
+        except ValueError:
+            raise bad from None
+    return int(total)
+
+
+def parse_healthcheck(cmd: str | None, interval: str | None, timeout: str | None, retries: str | None,
+                      start_period: str | None, disabled: bool) -> dict[str, Any] | None:
+    """The --health-* flags as a Healthcheck in the image config's shape (durations in ns): only the
+    fields given, merged over the image's at create (merge_healthcheck). None: no flag given."""
+    given = {"Interval": interval, "Timeout": timeout, "StartPeriod": start_period}
+    if disabled:
+        if cmd is not None or retries is not None or any(v is not None for v in given.values()):
+            raise UsageError("--no-healthcheck conflicts with the --health-* options")
+        return {"Test": ["NONE"]}
+    out: dict[str, Any] = {}
+    if cmd is not None:
+        if not cmd.strip():
+            raise UsageError("--health-cmd is empty: give a command, or --no-healthcheck to disable the image's")
+        out["Test"] = ["CMD-SHELL", cmd]
+    flags = {"Interval": "--health-interval", "Timeout": "--health-timeout", "StartPeriod": "--health-start-period"}
+    for key, value in given.items():
+        if value is not None:
+            ns = parse_duration(value, flags[key])
+            if 0 < ns < 1_000_000 or ns < 0:
+                raise UsageError(f"invalid {flags[key]} {value!r}: it must be at least 1ms (or 0 for the default)")
+            out[key] = ns
+    if retries is not None:
+        if not retries.isdigit() or len(retries) > 9:
+            raise UsageError(f"invalid --health-retries {retries!r}: expected a whole number")
+        out["Retries"] = int(retries)
+    return out or None
+
+
+def merge_healthcheck(image: Any, flags: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The check a container runs: the image's HEALTHCHECK with the flags' fields over it, as Docker
+    merges them; {"Test": ["NONE"]} when disabled; None when there is none."""
+    base = dict(image) if isinstance(image, dict) and image.get("Test") else {}
+    if flags is not None and flags.get("Test") == ["NONE"]:
+        return {"Test": ["NONE"]}
+    merged = {**base, **(flags or {})}
+    return merged if merged.get("Test") else None
+
+
+def validate_stop_signal(text: str) -> str:
+    """--stop-signal: a signal by name or number, kept as the user wrote it (checked here)."""
+    parse_signal(text)
+    return text
+
+
+def parse_stop_timeout(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(f"invalid --stop-timeout {text!r}: expected whole seconds (-1: wait for ever)") from None
+    if value < -1:
+        raise UsageError(f"invalid --stop-timeout {text!r}: use whole seconds, or -1 to wait for ever")
+    return value
 
 
 def validate_pull(policy: str | None) -> str:

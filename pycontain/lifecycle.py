@@ -10,6 +10,7 @@ import os
 import sys
 
 from pycontain.cli import FLAG, VALUE, _each, _number, need
+from pycontain.config import parse_signal
 from pycontain.errors import UsageError
 
 TYPE_CHECKING = False
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "restart": ([(("-t", "--time"), "time", VALUE, "SECONDS",
                   "seconds to wait for it to stop before SIGKILL (default: its --stop-timeout, else 10)"),
-                 (("-s", "--signal"), "signal", VALUE, "SIGNAL", "accepted as Docker does; the stop signal is "
-                  "the container's own (--stop-signal)")],
+                 (("-s", "--signal"), "signal", VALUE, "SIGNAL",
+                  "signal that stops it (default: its --stop-signal, else TERM)")],
                 "CONTAINER...", "stop and start containers again"),
     "pause": ([], "CONTAINER...", "freeze every process of containers (cgroup freezer)"),
     "unpause": ([], "CONTAINER...", "thaw paused containers"),
@@ -38,7 +39,8 @@ def cmd_restart(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
 
     need(pos, "a container")
     timeout = None if opts["time"] is None else _number(opts["time"], "--time", 10.0)
-    return _each(pos, lambda ref: print(ref) if runtime.restart(paths, ref, timeout) else None)
+    signum = parse_signal(opts["signal"]) if opts["signal"] else None
+    return _each(pos, lambda ref: print(ref) if runtime.restart(paths, ref, timeout, signum) else None)
 
 
 def cmd_pause(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:

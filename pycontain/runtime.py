@@ -103,6 +103,14 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
             lease = userns.allocate(paths, cid)
             undo.callback(userns.release, paths, cid)
         faults.phase("run.record")
+        img_cfg = image.config.get("config") or {}
+        if (img_cfg.get("StopSignal") and cfg.stop_signal is None) or cfg.healthcheck or img_cfg.get("Healthcheck"):
+            from pycontain.config import merge_healthcheck
+
+            # What the image says, written into the container's own config once: stop and the monitor
+            # need not read the image again (it may even be removed meanwhile).
+            cfg = cfg.replace(stop_signal=cfg.stop_signal or img_cfg.get("StopSignal"),
+                              healthcheck=merge_healthcheck(img_cfg.get("Healthcheck"), cfg.healthcheck))
         resolved = cfg.with_image_defaults(image.config, rec.short_id)
         undo.callback(state.rmtree, rec.storage)
         for sub in ("upper", "work", "rootfs", "etc"):
@@ -513,20 +521,26 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
 
 # ---------------------------------------------------------------- stop / kill / rm / wait
 
-def stop(paths: Paths, ref: str, timeout: float | None = None) -> Record:
-    """`stop`: SIGTERM, then SIGKILL after timeout seconds (None: the container's --stop-timeout, else 10)."""
+def stop(paths: Paths, ref: str, timeout: float | None = None, signum: int | None = None) -> Record:
+    """`stop`: the stop signal (signum, else --stop-signal or the image's StopSignal, else SIGTERM), then
+    SIGKILL after timeout seconds (None: the container's --stop-timeout, else 10; negative: never)."""
     rec = state.find(paths, ref)
+    cfg = rec.config
     if timeout is None:
-        timeout = 10.0
+        timeout = 10.0 if cfg.stop_timeout is None else float(cfg.stop_timeout)
+    if signum is None:
+        from pycontain.config import parse_signal
+
+        signum = parse_signal(cfg.stop_signal) if cfg.stop_signal else _signal.SIGTERM
     status = rec.status()
     pid = live_pid(rec) if status.can_kill() else None
     if pid is None:
         return rec
     if status == state.PAUSED:
         _thaw(rec)  # a frozen process would not act on the signal (on cgroup v1 not even on SIGKILL)
-    _send(pid, _signal.SIGTERM)
-    explain.say(f"kill({pid}, SIGTERM); SIGKILL after {timeout:g}s")
-    deadline = time.monotonic() + timeout
+    _send(pid, signum)
+    explain.say(f"kill({pid}, {signum}); SIGKILL after {timeout:g}s")
+    deadline = time.monotonic() + (timeout if timeout >= 0 else float("inf"))
     while rec.is_locked() and time.monotonic() < deadline:
         time.sleep(0.02)
     if rec.is_locked():
@@ -833,9 +847,9 @@ def rename(paths: Paths, ref: str, new_name: str) -> Record:
     return rec
 
 
-def restart(paths: Paths, ref: str, timeout: float | None = None) -> Record:
+def restart(paths: Paths, ref: str, timeout: float | None = None, signum: int | None = None) -> Record:
     """`restart`: stop (if it runs), then start in the background."""
-    rec = stop(paths, ref, timeout)
+    rec = stop(paths, ref, timeout, signum)
     return start(paths, rec.id)
 
 

@@ -175,6 +175,22 @@ def overlay_options(lowerdirs: tuple[str, ...] | list[str], upperdir: str, workd
     return f"lowerdir={lower},upperdir={upperdir},workdir={workdir}"
 
 
+# --init: Debian's tini (package tini; its static build runs in any image, musl or none) or catatonit,
+# bound read-only where Docker binds its docker-init: the container's /dev, a tmpfs of its own, so the
+# mount point never touches the image or its upper directory.
+INIT_BINARIES = ("/usr/bin/tini-static", "/usr/bin/catatonit", "/usr/libexec/podman/catatonit")
+INIT_PATH = "/dev/init"
+
+
+def init_binary() -> str:
+    import os
+
+    for path in INIT_BINARIES:
+        if os.access(path, os.X_OK):
+            return path
+    raise UsageError("--init needs tini (or catatonit) on the host: apt-get install tini")
+
+
 # With --read-only, the places programs expect to write stay writable (as `podman run --read-only`).
 READ_ONLY_TMPFS = ("/tmp", "/var/tmp", "/run")
 
@@ -305,7 +321,14 @@ def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: 
     annotations = {USER_NAME: res.user}
     if own_executor:
         annotations[OVERLAY] = overlay_options(layers, f"{storage}/upper", f"{storage}/work")
-    process = process_spec(sec, list(res.argv), list(res.env), res.workdir, cfg.tty)
+    argv = list(res.argv)
+    if cfg.init:
+        # PID 1 is the init; it runs the command as its child, forwards it the signals it gets, reaps
+        # every orphan, and exits with the command's status (as `docker run --init`).
+        mounts.append({"destination": INIT_PATH, "type": "bind", "source": init_binary(),
+                       "options": ["bind", "ro", "nosuid", "nodev"]})
+        argv = [INIT_PATH, "--", *argv]
+    process = process_spec(sec, argv, list(res.env), res.workdir, cfg.tty)
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": f"/pycontain-{cid}",

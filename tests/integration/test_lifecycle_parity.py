@@ -169,3 +169,79 @@ def test_container_prune_removes_only_stopped_containers(pc: Pycontain) -> None:
     assert done in res.stdout and made in res.stdout and up not in res.stdout
     assert "Total reclaimed space:" in res.stdout
     assert pc.ok("ps", "-a", "-q").stdout.split() == [up[:12]]
+
+
+# ---------------------------------------------------------------- --init, --stop-signal, --stop-timeout
+
+ORPHAN = "(sleep 0.1 &); exec sleep 60"  # the orphan's parent is PID 1: sleep never reaps it, an init does
+
+
+def zombies(pc: Pycontain, ref: str) -> list[str]:
+    lines = pc.ok("exec", ref, "ps", "-o", "pid,stat,comm").stdout.splitlines()[1:]
+    return [line for line in lines if line.split()[1].startswith("Z")]
+
+
+def test_init_reaps_orphans_and_is_pid_1(pc: Pycontain) -> None:
+    pc.ok("run", "-d", "--name", "plain", "busybox", "sh", "-c", ORPHAN)
+    pc.ok("run", "-d", "--init", "--name", "tini", "busybox", "sh", "-c", ORPHAN)
+    until(lambda: zombies(pc, "plain"), "the orphan becomes a zombie without an init")
+    time.sleep(0.3)
+    assert zombies(pc, "tini") == []
+    first = pc.ok("exec", "tini", "cat", "/proc/1/cmdline").stdout.split("\0")
+    assert first[:2] == ["/dev/init", "--"] and first[2:4] == ["sh", "-c"]
+    assert pc.inspect("tini")["HostConfig"]["Init"] is True
+    assert pc.inspect("plain")["HostConfig"]["Init"] in (None, False)
+
+
+def test_init_forwards_signals_and_passes_the_exit_code(pc: Pycontain) -> None:
+    assert pc("run", "--rm", "--init", "busybox", "sh", "-c", "exit 4").returncode == 4
+    # sleep as PID 1 would ignore SIGTERM (no handler, and the kernel shields PID 1): under tini it dies of it
+    pc.ok("run", "-d", "--init", "--name", "sleeper", "busybox", "sleep", "60")
+    started = time.monotonic()
+    pc.ok("stop", "-t", "30", "sleeper")
+    assert time.monotonic() - started < 10
+    assert pc.ok("wait", "sleeper").stdout == "143\n"
+    # the binary is bound read-only on the container's own /dev: the image is untouched
+    res = pc("run", "--rm", "--init", "busybox", "sh", "-c", "echo x > /dev/init")
+    assert res.returncode != 0
+    assert pc("run", "--rm", "busybox", "test", "-e", "/dev/init").returncode == 1
+
+
+def test_stop_signal_and_stop_timeout(pc: Pycontain) -> None:
+    pc.ok("run", "-d", "--name", "usr1", "--stop-signal", "SIGUSR1", "busybox", "sh", "-c",
+          "trap 'exit 11' USR1; trap '' TERM; echo ready; sleep 60 & wait")
+    pc.wait_for_log("usr1", "ready")
+    pc.ok("stop", "usr1")
+    assert pc.ok("wait", "usr1").stdout == "11\n"
+    assert pc.inspect("usr1")["Config"]["StopSignal"] in ("SIGUSR1", "USR1")
+    # --stop-timeout 1: a container that ignores its stop signal is killed after 1 s, not 10
+    pc.ok("run", "-d", "--name", "deaf", "--stop-timeout", "1", "busybox", "sh", "-c",
+          "trap '' TERM; echo ready; sleep 60 & wait")
+    pc.wait_for_log("deaf", "ready")
+    started = time.monotonic()
+    pc.ok("stop", "deaf")
+    assert 0.8 < time.monotonic() - started < 6
+    assert pc.ok("wait", "deaf").stdout == "137\n"
+    # stop -s overrides it
+    pc.ok("start", "usr1")
+    pc.wait_for_log("usr1", "ready\nready")
+    pc.ok("stop", "-s", "KILL", "usr1")
+    assert pc.ok("wait", "usr1").stdout == "137\n"
+
+
+def test_the_images_stop_signal(pc: Pycontain, busybox_tarball: Path) -> None:
+    pc.ok("import", "--change", "STOPSIGNAL SIGUSR2", busybox_tarball, "usr2")
+    pc.ok("run", "-d", "--name", "img", "usr2", "sh", "-c", "trap 'exit 12' USR2; echo ready; sleep 60 & wait")
+    pc.wait_for_log("img", "ready")
+    pc.ok("stop", "img")
+    assert pc.ok("wait", "img").stdout == "12\n"
+
+
+@pytest.mark.parametrize("flags", [["--stop-signal", "NOPE"], ["--stop-timeout", "x"], ["--stop-timeout", "-2"],
+                                   ["--restart", "sometimes"], ["--restart", "always:3"],
+                                   ["--restart", "always", "--rm"],
+                                   ["--health-interval", "5"], ["--no-healthcheck", "--health-cmd", "true"],
+                                   ["--health-retries", "-1"]])
+def test_bad_lifecycle_flags_are_one_line(pc: Pycontain, flags: list[str]) -> None:
+    assert_pycontain_error(pc("run", *flags, "busybox", "true"))
+    assert pc.ok("ps", "-a", "-q").stdout == ""
