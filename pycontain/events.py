@@ -277,6 +277,14 @@ def docker_shape(event: dict[str, Any]) -> dict[str, Any]:
     return shaped
 
 
+def docker_json(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as Docker's `--format '{{json .}}'` prints it: its JSON names (status, id, from, scope,
+    time, timeNano are lower-case there, unlike the template's field names)."""
+    shaped = docker_shape(event)
+    names = {"Status": "status", "ID": "id", "From": "from", "Scope": "scope", "Time": "time", "TimeNano": "timeNano"}
+    return {names.get(k, k): v for k, v in shaped.items()}
+
+
 # ---------------------------------------------------------------- --since / --until
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}

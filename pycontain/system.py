@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from pycontain.state import Paths, Record
 
 FLAG, VALUE, MULTI = "flag", "value", "multi"
+# A running container that `pause` froze: state.json keeps status running with "paused": true, and the
+# commands here show it as Docker does, as a status of its own.
+PAUSED = "paused"
 API_VERSION = "1.43"  # the Docker API level whose CLI behaviour pycontain follows (there is no daemon API)
 MIN_API_VERSION = "1.12"
 _FORMAT = (("--format",), "format", VALUE, "TEMPLATE", "a Go template, e.g. '{{json .}}'")
@@ -34,14 +37,16 @@ _OTHER_RUNTIMES = ("runc", "crun")
 
 # ---------------------------------------------------------------- small shared pieces
 
-def _render(template: str, data: Any) -> str:
-    """--format: the Go template engine (pycontain/gotemplate.py); a template error is one line."""
-    try:
-        from pycontain import gotemplate  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        raise UsageError("--format needs pycontain's template engine (pycontain/gotemplate.py), "
-                         "which this installation lacks") from None
-    return str(gotemplate.render(template, data))
+def _template(text: str) -> str:
+    """--format as Docker takes it: `json` is `{{json .}}`."""
+    return "{{json .}}" if text.strip() == "json" else text
+
+
+def _render(text: str, data: Any) -> str:
+    """--format applied to one value (info, version); a template error is one line (TemplateError)."""
+    from pycontain import gotemplate
+
+    return gotemplate.render(_template(text), data)
 
 
 def _human(n: float) -> str:
@@ -97,7 +102,7 @@ def _records(paths: Paths) -> list[tuple[Record, str]]:
             st = rec.read_state()
             status = str(rec.status(st))
             if status == state.RUNNING and rec.state().get("paused"):
-                status = "paused"
+                status = PAUSED
         except (OSError, ValueError):
             continue
         out.append((rec, status))
@@ -190,10 +195,12 @@ def info_data(paths: Paths) -> dict[str, Any]:
     from pycontain import cgroups, config
     from pycontain.images.store import Store
 
-    counts = {"running": 0, "paused": 0, "stopped": 0}
+    from pycontain.state import RUNNING
+
+    counts = {RUNNING: 0, PAUSED: 0, "stopped": 0}
     records = _records(paths)
     for _, status in records:
-        counts[status if status in ("running", "paused") else "stopped"] += 1
+        counts[status if status in (RUNNING, PAUSED) else "stopped"] += 1
     uname = os.uname()
     mirrors, insecure, warning = registry_settings()
     security = ["name=seccomp,profile=default"]
@@ -205,8 +212,8 @@ def info_data(paths: Paths) -> dict[str, Any]:
     security.append("name=cgroupns")  # every container gets a cgroup namespace of its own
     runtimes = _runtimes()
     data: dict[str, Any] = {
-        "ID": "", "Containers": len(records), "ContainersRunning": counts["running"],
-        "ContainersPaused": counts["paused"], "ContainersStopped": counts["stopped"],
+        "ID": "", "Containers": len(records), "ContainersRunning": counts[RUNNING],
+        "ContainersPaused": counts[PAUSED], "ContainersStopped": counts["stopped"],
         "Images": len(Store(paths).image_ids()), "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", _backing_fs(paths.storage)], ["Supports d_type", "true"]],
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": str(cgroups.detect()),
@@ -445,7 +452,9 @@ def cmd_df(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     _no_args(pos, "system df")
     u = Usage(paths)
     n_images, n_active, images_size, images_free = u.image_rows()
-    running = {rec.id for rec, status in u.records if status in ("running", "paused")}
+    from pycontain.state import RUNNING
+
+    running = {rec.id for rec, status in u.records if status in (RUNNING, PAUSED)}
     ctr_size = sum(u.container_sizes.values())
     ctr_free = sum(s for cid, s in u.container_sizes.items() if cid not in running)
     vols = u.volumes()
@@ -459,9 +468,16 @@ def cmd_df(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
              _reclaim(vol_free, vol_size)),
             ("Build Cache", len(cache), 0, cache_size, _reclaim(cache_size, cache_size, percent=False))]
     if opts["format"] is not None:
-        for kind, total, active, size, free in rows:
-            print(_render(opts["format"], {"Type": kind, "TotalCount": str(total), "Active": str(active),
-                                           "Size": _human(size), "Reclaimable": free}))
+        from pycontain import gotemplate
+
+        if opts["verbose"]:
+            raise UsageError("system df: --format applies to the summary; give -v or --format, not both")
+        data = [{"Type": kind, "TotalCount": str(total), "Active": str(active), "Size": _human(size),
+                 "Reclaimable": free} for kind, total, active, size, free in rows]
+        headers = {"Type": "TYPE", "TotalCount": "TOTAL", "Active": "ACTIVE", "Size": "SIZE",
+                   "Reclaimable": "RECLAIMABLE"}
+        for line in gotemplate.table(_template(opts["format"]), data, headers):
+            print(line)
         return 0
     if not opts["verbose"]:
         table(["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
@@ -510,15 +526,16 @@ def _df_verbose(u: Usage, running: set[str], vols: list[tuple[str, int, int]],
 
 
 def _status(rec: Record, status: str) -> str:
+    from pycontain import state
     from pycontain.clifmt import ago
 
     try:
         st = rec.read_state()
     except (OSError, ValueError):
         return status
-    if status in ("running", "paused"):
-        return f"Up {ago(st.started_at or '')}" + (" (Paused)" if status == "paused" else "")
-    if status == "exited":
+    if status in (state.RUNNING, PAUSED):
+        return f"Up {ago(st.started_at or '')}" + (" (Paused)" if status == PAUSED else "")
+    if status == state.EXITED:
         return f"Exited ({st.exit_code}) {ago(st.finished_at or '')} ago"
     return status.capitalize()
 
@@ -662,15 +679,25 @@ def cmd_events(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     since = events.parse_time(opts["since"], "--since") if opts["since"] is not None else None
     until = events.parse_time(opts["until"], "--until") if opts["until"] is not None else None
     filters = events.parse_filters(opts["filter"])
-    template = opts["format"]
-    if template is not None:
-        _render(template, events.docker_shape({"time": 0, "type": "container", "action": "", "id": "",
-                                               "attributes": {}}))  # a bad template fails now, not at the 1st event
+    template = None
+    as_json = False
+    if opts["format"] is not None:
+        from pycontain import gotemplate
+
+        # Parsed before the first event comes, so that a bad template fails at once.
+        text = gotemplate.docker_format(_template(opts["format"]))
+        template = gotemplate.parse(text)
+        as_json = text.replace(" ", "") == "{{json.}}"  # Docker's JSON names, not the template's field names
     try:
         for event in events.follow(paths, since, until):
             if not events.matches(event, filters):
                 continue
-            line = events.text(event) if template is None else _render(template, events.docker_shape(event))
+            if template is None:
+                line = events.text(event)
+            elif as_json:
+                line = gotemplate.go_json(events.docker_json(event))
+            else:
+                line = template.execute(events.docker_shape(event))
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
     except KeyboardInterrupt:

@@ -77,6 +77,11 @@ def test_info_shows_dockers_fields(pc: Pycontain) -> None:
     out = pc.ok("info").stdout
     assert "\n Security Options:\n  seccomp\n   Profile: default\n" in out and "\n  cgroupns\n" in out
     assert pc.ok("system", "info").stdout.splitlines()[:12] == out.splitlines()[:12]
+    # a paused container (as `pause` records it: still running, "paused": true) counts as paused
+    record = pc.root / "run" / "containers" / pc.inspect("up")["Id"] / "state.json"
+    record.write_text(json.dumps({**json.loads(record.read_text()), "paused": True}))
+    info = fields(pc.ok("info").stdout)
+    assert (info["Running"], info["Paused"], info["Stopped"]) == ("0", "1", "2")
 
 
 def test_info_names_registry_settings_without_touching_the_network(pc: Pycontain, tmp_path: Path) -> None:
@@ -150,6 +155,25 @@ def test_df_counts_and_sizes(pc: Pycontain, alpine_tarball: Path) -> None:
     ctr_rows = {r[-1]: r for r in table(verbose.split("Containers space usage:")[1].split("Local Volumes")[0])}
     assert ctr_rows["done"][0] == pc.inspect("done")["Id"][:12] and ctr_rows["done"][4] == "200kB"
     assert ctr_rows["up"][3] == "1" and ctr_rows["up"][6].startswith("Up ")
+
+
+def test_df_and_prune_of_the_build_cache(pc: Pycontain, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN dd if=/dev/zero of=/f bs=1000 count=40 2>/dev/null\n")
+    pc.ok("build", "-q", "-t", "built", ctx)
+    rows = {r[0]: r[1:] for r in table(pc.ok("system", "df").stdout)}
+    assert int(rows["Build Cache"][0]) >= 1 and rows["Build Cache"][2:] == ["0B", "0B"]  # its layer is the image's
+    pc.ok("system", "prune", "-f")  # the image uses the cache's layer: the entry stays
+    assert table(pc.ok("system", "df").stdout)[4][1] == rows["Build Cache"][0]
+    pc.ok("rmi", "built")
+    rows = {r[0]: r[1:] for r in table(pc.ok("system", "df").stdout)}
+    assert rows["Build Cache"][2].startswith("40") and rows["Build Cache"][2].endswith("kB")
+    res = pc.ok("system", "prune", "-f")
+    assert "Deleted build cache objects:\n" in res.stdout and "Total reclaimed space: 40" in res.stdout, res.stdout
+    rows = {r[0]: r[1:] for r in table(pc.ok("system", "df").stdout)}
+    assert rows["Build Cache"] == ["0", "0", "0B", "0B"]
+    assert pc.ok("run", "--rm", "busybox", "true").returncode == 0  # the base image's layers stayed
 
 
 # ---------------------------------------------------------------- system prune
@@ -310,3 +334,35 @@ def test_events_until_in_the_future_follows_then_ends(pc: Pycontain) -> None:
 ])
 def test_bad_input_is_one_line(pc: Pycontain, args: list[str]) -> None:
     assert_pycontain_error(pc(*args, timeout=SETTLE_TIMEOUT))
+
+
+# ---------------------------------------------------------------- --format
+
+def test_format_on_info_version_df_and_events(pc: Pycontain) -> None:
+    pc.ok("run", "-d", "--name", "up", "busybox", "sleep", "1000")
+    out = pc.ok("info", "--format", "{{.ServerVersion}}|{{.CgroupVersion}}|{{.DockerRootDir}}|{{.ContainersRunning}}")
+    assert out.stdout == f"{pc.ok('--version').stdout.split()[-1]}|{CGROUP_VERSION}|{pc.root / 'storage'}|1\n"
+    info = json.loads(pc.ok("info", "--format", "{{json .}}").stdout)
+    assert info["Driver"] == "overlay2" and info["OSType"] == "linux" and "pycontain" in info["Runtimes"]
+    assert json.loads(pc.ok("info", "--format", "json").stdout) == info
+    assert pc.ok("version", "--format", "{{.Server.Version}} {{.Client.ApiVersion}}").stdout.split()[1] == "1.43"
+    version = json.loads(pc.ok("version", "--format", "{{json .}}").stdout)
+    assert version["Server"]["Components"][0]["Name"] == "Engine"
+    rows = [json.loads(line) for line in pc.ok("system", "df", "--format", "{{json .}}").stdout.splitlines()]
+    assert [(r["Type"], r["TotalCount"], r["Active"]) for r in rows] == [
+        ("Images", "1", "1"), ("Containers", "1", "1"), ("Local Volumes", "0", "0"), ("Build Cache", "0", "0")]
+    assert table(pc.ok("system", "df", "--format", "table {{.Type}}\\t{{.TotalCount}}").stdout)[:2] == [
+        ["TYPE", "TOTAL"], ["Images", "1"]]
+    emit(pc, "container", "die", "d" * 64, name="web", image="busybox", exitCode="3")
+    out = pc.ok("events", "--since", "1h", "--until", "0s", "--format",
+                "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
+    assert out.stdout == "container die web 3\n"
+    event = json.loads(pc.ok("events", "--since", "1h", "--until", "0s", "--format", "{{json .}}").stdout)
+    assert (event["status"], event["id"], event["from"], event["Type"], event["Action"]) == (
+        "die", "d" * 64, "busybox", "container", "die")
+    assert event["Actor"]["Attributes"]["exitCode"] == "3" and event["time"] == event["timeNano"] // 10**9
+    for args in (["info", "--format", "{{.X"], ["version", "--format", "{{nofunc .}}"],
+                 ["system", "df", "--format", "{{"], ["events", "--format", "{{end}}"],
+                 ["system", "df", "-v", "--format", "json"]):
+        res = pc(*args, timeout=SETTLE_TIMEOUT)
+        assert_pycontain_error(res)
