@@ -207,7 +207,7 @@ def test_prune_asks_on_a_terminal_and_no_keeps_everything(pc: Pycontain) -> None
 def test_prune_removes_stopped_containers_and_dangling_images_and_keeps_the_rest(
         pc: Pycontain, alpine_tarball: Path, busybox_tarball: Path) -> None:
     pc.ok("import", alpine_tarball, "alpine")
-    pc.ok("import", alpine_tarball, "dangling")
+    pc.ok("import", "--change", "ENV ONLY_HERE=1", alpine_tarball, "dangling")  # an image of its own
     pc.ok("import", busybox_tarball, "dangling")  # the tag moves on: the first `dangling` image is <none>
     images_before = ids(pc, "images", "-q")
     pc.ok("run", "-d", "--name", "up", "-v", "keep:/data", "-v", "/anon-up", "busybox", "sleep", "1000")
