@@ -108,7 +108,14 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "start": ([], "CONTAINER...", "start stopped containers (in the background)"),
     "exec": (EXEC_OPTIONS, "CONTAINER COMMAND [ARG...]", "run a command in a running container"),
     "ps": ([(("-a", "--all"), "all", FLAG, "", "show stopped containers too"),
-            (("-q", "--quiet"), "quiet", FLAG, "", "only ids")], "", "list containers"),
+            (("-q", "--quiet"), "quiet", FLAG, "", "only ids"),
+            (("-f", "--filter"), "filter", MULTI, "KEY=VALUE",
+             "status, name, id, label, ancestor, network, exited, before, since, volume"),
+            (("--format",), "format", VALUE, "TEMPLATE", "a Go template (as Docker's), `table ...`, or json"),
+            (("-n", "--last"), "last", VALUE, "N", "the N most recently created containers (any state)"),
+            (("-l", "--latest"), "latest", FLAG, "", "the most recently created container (any state)"),
+            (("-s", "--size"), "size", FLAG, "", "the size of each container's writable layer"),
+            (("--no-trunc",), "no_trunc", FLAG, "", "full ids and commands")], "", "list containers"),
     "logs": ([(("-f", "--follow"), "follow", FLAG, "", "keep following the output"),
               (("--tail", "-n"), "tail", VALUE, "N", "only the last N lines")],
              "CONTAINER", "show a container's output"),
@@ -123,7 +130,9 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
             (("-v", "--volumes"), "volumes", FLAG, "", "remove its anonymous volumes too (named ones stay)")],
            "CONTAINER...", "remove containers"),
     "wait": ([], "CONTAINER...", "wait for containers to exit and print their exit codes"),
-    "inspect": ([], "CONTAINER|IMAGE...", "show details as JSON"),
+    "inspect": ([(("-f", "--format"), "format", VALUE, "TEMPLATE", "a Go template applied to each (as Docker's)"),
+                 (("--type",), "type", VALUE, "TYPE", "container or image: look for that kind only")],
+                "CONTAINER|IMAGE...", "show details as JSON"),
     "gc": ([], "", "release whatever a killed pycontain left behind"),
 }
 # Commands defined in other modules, imported only when used (or for --help), so that the `run` path
@@ -374,10 +383,45 @@ def cmd_exec(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
                          opts["tty"], opts["interactive"])
 
 
-def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
-    from pycontain import state
-    from pycontain.clifmt import ago, table
+# Docker's `ps` columns: placeholder -> header, and its default table.
+PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
+              "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS", "Size": "SIZE",
+              "Names": "NAMES", "Labels": "LABELS", "Label": "LABEL", "Mounts": "MOUNTS", "Networks": "NETWORKS",
+              "LocalVolumes": "LOCAL VOLUMES"}
+PS_TABLE = "table {{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}"
+PS_FILTERS = ("status", "name", "id", "label", "ancestor", "network", "exited", "before", "since", "volume")
+PS_STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
+
+def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    import time
+
+    from pycontain import state
+    from pycontain.clifmt import listing, parse_filters
+
+    if pos:
+        raise UsageError("ps takes no arguments (use --filter)")
+    opts = {"filter": [], "format": None, "last": None, "latest": False, "size": False, "no_trunc": False} | opts
+    filters = parse_filters(opts["filter"], PS_FILTERS, "ps")
+    for value in filters.get("status", ()):
+        if value not in PS_STATES:
+            raise UsageError(f"invalid filter 'status={value}' (valid: {', '.join(PS_STATES)})")
+    for value in filters.get("exited", ()):
+        if not value.lstrip("-").isdigit():
+            raise UsageError(f"invalid filter 'exited={value}': expected an exit code")
+    last = -1
+    if opts["last"] is not None:
+        try:
+            last = int(opts["last"])
+        except ValueError:
+            raise UsageError(f"invalid -n {opts['last']!r}: expected a number") from None
+    if opts["latest"] and last == -1:
+        last = 1
+    fmt = opts["format"]
+    if fmt is not None:
+        from pycontain import gotemplate
+
+        gotemplate.parse(gotemplate.docker_format(fmt))  # a bad template fails before any work
     # Every read of a record happens here, before sorting: an `rm` running beside us may delete any
     # record between the directory listing and its files being read, and that container is simply gone.
     # (The record keeps its config once read: the accessors below read no file again.)
@@ -388,42 +432,223 @@ def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             st = rec.read_state()
             found.append((rec, st, rec.status(st)))
         except state.DamagedRecord as e:
-            _error(str(e))  # named, on stderr: the listing of the others goes on
+            _error(str(e))  # named on stderr: the listing of the others goes on
         except (OSError, ValueError):
             continue
     found.sort(key=lambda r: r[0].created, reverse=True)
-    rows = []
-    for rec, st, status in found:
-        if status != state.Status.RUNNING and not opts["all"]:
-            continue
-        if opts["quiet"]:
-            rows.append([rec.short_id])
-            continue
-        command = " ".join(rec.resolved.argv)
-        command = f'"{command[:20]}…"' if len(command) > 20 else f'"{command}"'
-        ports = ""
-        if rec.network:
-            from pycontain.network import bridged
-
-            ports = bridged.ports_text(rec.network)
-        rows.append([rec.short_id, rec.image, command, ago(rec.created) + " ago", _status_text(status, st), ports,
-                     rec.name])
-    if opts["quiet"]:
-        for row in rows:
-            print(row[0])
-    else:
-        table(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"], rows)
+    # Docker: a status filter, or -n/-l, lists stopped containers without -a.
+    show_all = opts["all"] or "status" in filters or last > 0
+    if filters:
+        found = _ps_filter(paths, found, filters)
+    if not show_all:
+        found = [r for r in found if r[2] in (state.Status.RUNNING, "paused")]
+    if last > 0:
+        found = found[:last]
+    now = time.time()
+    trunc = not opts["no_trunc"]
+    rows = [_ps_row(rec, st, status, now, trunc) for rec, st, status in found]
+    default = PS_TABLE + ("\\t{{.Size}}" if opts["size"] else "")
+    listing(fmt, rows, PS_HEADERS, default, opts["quiet"])
     return 0
 
 
-def _status_text(status: Status, st: ContainerState) -> str:
+def _ps_state(status: str) -> str:
+    """Docker's State word for a status (pycontain's brief `starting` is Docker's `created`)."""
+    from pycontain.state import Status
+
+    return str(Status.CREATED) if status == Status.STARTING else str(status)
+
+
+def _ps_filter(paths: Any, found: list[Any], filters: dict[str, list[str]]) -> list[Any]:
+    """Docker's `ps --filter`: the values of one key are ORed, different keys ANDed."""
+    import re
+
+    def search(pattern: str, text: str) -> bool:
+        try:
+            return re.search(pattern, text) is not None
+        except re.error:
+            raise UsageError(f"invalid filter pattern {pattern!r}: not a regular expression") from None
+
+    def created_of(ref: str) -> str:
+        from pycontain import state
+
+        return state.find(paths, ref).created
+
+    ancestors: set[str] = set()
+    names: set[str] = set()
+    for value in filters.get("ancestor", ()):
+        from pycontain.images import reference
+        from pycontain.images.store import Store
+
+        try:
+            ancestors.add(Store(paths).resolve(value).id)
+        except PycontainError:
+            pass
+        try:
+            names.add(reference.parse(value).familiar)
+        except PycontainError:
+            names.add(value)
+    before = [created_of(v) for v in filters.get("before", ())]
+    since = [created_of(v) for v in filters.get("since", ())]
+    out = []
+    for rec, st, status in found:
+        if not all(any(_ps_match(key, v, rec, st, status, ancestors, names, search) for v in values)
+                   for key, values in filters.items()):
+            continue
+        if any(rec.created >= b for b in before) or any(rec.created <= s for s in since):
+            continue
+        out.append((rec, st, status))
+    return out
+
+
+def _ps_match(key: str, v: str, rec: Any, st: ContainerState, status: str, ancestors: set[str], names: set[str],
+              search: Any) -> bool:
+    """One `--filter key=v` against one container (before/since are applied by the caller)."""
+    if key == "status":
+        return v == _ps_state(status)
+    if key == "name":
+        return bool(search(v, rec.name))
+    if key == "id":
+        return bool(search(v, rec.id))
+    if key == "label":
+        return _label_match(_labels(rec.meta()), v)
+    if key == "ancestor":
+        return rec.image_id in ancestors or rec.image in names or rec.image.removesuffix(":latest") in names
+    if key == "network":
+        return v in _ps_networks(rec)
+    if key == "volume":
+        return any(v in (m.name, m.source, m.target) for m in rec.config.mounts)
+    if key in ("before", "since"):
+        return True
+    from pycontain.state import Status
+
+    # exited=N: it ran and exited with N
+    return status == Status.EXITED and st.exit_code == int(v) and bool(st.started_at)
+
+
+def _labels(meta: dict[str, Any]) -> dict[str, str]:
+    """A container's labels (its own, over its image's), from its record."""
+    out: dict[str, str] = {}
+    for where in (meta.get("resolved") or {}, meta.get("config") or {}):
+        labels = where.get("labels") or {}
+        if isinstance(labels, (list, tuple)):
+            labels = dict(str(x).partition("=")[::2] for x in labels)
+        if isinstance(labels, dict):
+            out.update({str(k): str(v) for k, v in labels.items()})
+    return out
+
+
+def _label_match(labels: dict[str, str], want: str) -> bool:
+    key, eq, value = want.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
+def _ps_networks(rec: Any) -> list[str]:
+    net = rec.network or {}
+    names = [str(net.get("network") or rec.config.network)]
+    names += [str(n) for n in (rec.meta().get("networks") or {}) if str(n) not in names]
+    return names
+
+
+def _go_quote(text: str) -> str:
+    """strconv.Quote for a command line (Docker's COMMAND column)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _ps_row(rec: Any, st: ContainerState, status: Status, now: float, trunc: bool) -> dict[str, Any]:
+    """One container as Docker's `ps` placeholders; the costly ones are methods, computed only if used."""
+    from pycontain.clifmt import ago, created_at
+
+    command = " ".join(rec.resolved.argv)
+    meta = rec.meta()
+
+    def labels() -> str:
+        return ",".join(f"{k}={v}" for k, v in sorted(_labels(meta).items()))
+
+    def label(key: str) -> str:
+        return _labels(meta).get(key, "")
+
+    def ports() -> str:
+        if not rec.network:
+            return ""
+        from pycontain.network import bridged
+
+        return bridged.ports_text(rec.network)
+
+    def mounts() -> str:
+        return ",".join(_ellipsis(m.name or m.source, 15) if trunc else (m.name or m.source)
+                        for m in rec.config.mounts if m.name or m.source)
+
+    return {
+        "Command": _go_quote(_ellipsis(command, 20) if trunc else command),
+        "CreatedAt": lambda: created_at(rec.created),
+        "ID": rec.short_id if trunc else rec.id,
+        "Image": rec.image,
+        "Labels": labels,
+        "LocalVolumes": lambda: str(sum(m.kind == "volume" for m in rec.config.mounts)),
+        "Mounts": mounts,
+        "Names": rec.name,
+        "Networks": lambda: ",".join(_ps_networks(rec)),
+        "Ports": ports,
+        "RunningFor": ago(rec.created, now) + " ago",
+        "Size": lambda: _ps_size(rec),
+        "State": _ps_state(status),
+        "Status": _status_text(status, st, now),
+        "Label": label,
+    }
+
+
+_image_sizes: dict[str, int] = {}
+
+
+def _ps_size(rec: Any) -> str:
+    """Docker's SIZE: the writable layer's bytes, and with the image's: "12B (virtual 7.8MB)"."""
+    from pycontain.clifmt import size
+
+    def du(path: str) -> int:
+        total = 0
+        try:
+            with os.scandir(path) as it:
+                for entry in it:
+                    if entry.is_dir(follow_symlinks=False):
+                        total += du(entry.path)
+                    else:
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            pass
+        return total
+
+    rw = du(f"{rec.storage}/upper")
+    if rec.image_id not in _image_sizes:
+        from pycontain.images.store import Store
+
+        try:
+            store = Store(rec.paths)
+            _image_sizes[rec.image_id] = store.image_size(store.config(rec.image_id))
+        except PycontainError:
+            _image_sizes[rec.image_id] = 0
+    virtual = rw + _image_sizes[rec.image_id]
+    return f"{size(rw)} (virtual {size(virtual)})" if virtual else size(rw)
+
+
+def _status_text(status: Status, st: ContainerState, now: float | None = None) -> str:
+    """Docker's STATUS words: "Up 3 minutes", "Up 3 minutes (Paused)", "Exited (0) 3 minutes ago", "Created"."""
     from pycontain.clifmt import ago
     from pycontain.state import Status
 
+    # "paused" and "restarting" are spelled out: the pause and restart-policy code may add them to Status
     if status == Status.RUNNING:
-        return f"Up {ago(st.started_at or '')}"
+        return f"Up {ago(st.started_at or '', now)}"
+    if status == "paused":
+        return f"Up {ago(st.started_at or '', now)} (Paused)"
     if status == Status.EXITED:
-        return f"Exited ({st.exit_code}) {ago(st.finished_at or '')} ago"
+        return f"Exited ({st.exit_code}) {ago(st.finished_at or '', now)} ago"
+    if status == "restarting":
+        return f"Restarting ({st.exit_code}) {ago(st.finished_at or '', now)} ago"
     if status == Status.DEAD:
         return "Dead (run `pycontain gc`)"
     return "Starting" if status == Status.STARTING else "Created"
@@ -522,15 +747,47 @@ def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import details
 
     need(pos, "a container or image")
+    fmt, kind = opts["format"], opts["type"]
+    if kind not in (None, "container", "image"):
+        raise UsageError(f"invalid --type {kind!r}: expected container or image")
+    tmpl = None
+    if fmt and fmt != "json":
+        from pycontain import gotemplate
+
+        tmpl = gotemplate.parse(fmt)  # a bad template fails before anything is looked up
     out, code = [], 0
     for ref in pos:
         try:
-            out.append(details.describe(paths, ref))
+            out.append(_inspect_one(paths, ref, kind) if kind else details.describe(paths, ref))
         except PycontainError as e:
             print(f"pycontain: {e}", file=sys.stderr)
             code = e.exit_code
-    print(json.dumps(out, indent=4))
+    if tmpl is None:
+        print(json.dumps(out, indent=4))
+        return code
+    # As Docker's: each object through the template, a newline after each.
+    sys.stdout.write("".join(tmpl.execute(obj) + "\n" for obj in out))
     return code
+
+
+def _inspect_one(paths: Any, ref: str, kind: str) -> dict[str, Any]:
+    """`inspect --type`: only a container, or only an image, by that reference."""
+    from pycontain import details, state
+    from pycontain.errors import ContainerNotFound, ImageNotFound
+
+    if kind == "container":
+        try:
+            rec = state.find(paths, ref)
+        except ContainerNotFound:
+            raise ContainerNotFound(f"no such container: {ref}") from None
+        return details.container(rec)
+    from pycontain.images.store import Store
+
+    store = Store(paths)
+    try:
+        return store.inspect(store.resolve(ref))
+    except (ImageNotFound, UsageError):
+        raise ImageNotFound(f"no such image: {ref}") from None
 
 
 def cmd_gc(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:

@@ -7,6 +7,12 @@ print tables.
 
 from __future__ import annotations
 
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 # The two unit families of size(): (step, unit names, significant digits), as Docker's CLI prints them.
 _SCALES = {
     "si": (1000, ("B", "kB", "MB", "GB", "TB"), 3),  # `docker images`: 7.8MB
@@ -21,24 +27,113 @@ def table(header: list[str], rows: list[list[str]]) -> None:
         print("   ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-def ago(stamp: str) -> str:
+def epoch(stamp: str | None) -> float | None:
+    """Seconds since the epoch of a UTC stamp (2024-05-01T12:00:00[.frac]Z, as state.now() and image configs
+    write it); None if missing or unreadable. Parsed by hand: time.strptime compiles regexes on first use,
+    which `ps` cannot afford for a few hundred rows."""
+    if not stamp or len(stamp) < 19 or stamp[4] != "-" or stamp[10] not in "T " or stamp[13] != ":":
+        return None
+    try:
+        y, mo, d = int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10])
+        h, mi, sec = int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])
+    except ValueError:
+        return None
+    if not (1 <= mo <= 12 and 1 <= d <= 31):
+        return None
+    # days from 1970-01-01 of a proleptic Gregorian date (the "days from civil" algorithm)
+    y -= mo <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return days * 86400 + h * 3600 + mi * 60 + sec
+
+
+def human_duration(secs: float) -> str:
+    """A duration as Docker's CLI words it (go-units HumanDuration): "Less than a second", "About a minute",
+    "3 hours", "2 weeks"."""
+    seconds = int(secs)
+    if seconds < 1:
+        return "Less than a second"
+    if seconds == 1:
+        return "1 second"
+    if seconds < 60:
+        return f"{seconds} seconds"
+    minutes = seconds // 60
+    if minutes == 1:
+        return "About a minute"
+    if minutes < 60:
+        return f"{minutes} minutes"
+    hours = int(secs / 3600 + 0.5)
+    if hours == 1:
+        return "About an hour"
+    if hours < 48:
+        return f"{hours} hours"
+    if hours < 24 * 7 * 2:
+        return f"{hours // 24} days"
+    if hours < 24 * 30 * 2:
+        return f"{hours // 24 // 7} weeks"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24 // 30} months"
+    return f"{seconds // 3600 // 24 // 365} years"
+
+
+def ago(stamp: str, now: float | None = None) -> str:
     """How long ago a UTC stamp (2024-05-01T12:00:00..., as state.now() writes) was: "3 minutes".
 
     "?" for a missing or unreadable stamp; the caller adds " ago" (or "Up ").
     """
-    import calendar
+    then = epoch(stamp)
+    if then is None:
+        return "?"
+    if now is None:
+        import time
+
+        now = time.time()
+    return human_duration(max(0.0, now - then))
+
+
+def created_at(stamp: str | None) -> str:
+    """A stamp the way Docker's CLI prints a CreatedAt (Go's time.String, local time):
+    "2024-05-01 14:00:00 +0200 CEST"; "" if unreadable."""
+    then = epoch(stamp)
+    if then is None:
+        return ""
     import time
 
-    try:
-        then = calendar.timegm(time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S"))
-    except (ValueError, TypeError):
-        return "?"
-    secs = max(0, int(time.time() - then))
-    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if secs >= length:
-            n = secs // length
-            return f"{n} {unit}{'s' if n > 1 else ''}"
-    return f"{secs} second{'s' if secs != 1 else ''}"
+    return time.strftime("%Y-%m-%d %H:%M:%S %z %Z", time.localtime(then))
+
+
+def parse_filters(values: list[str], keys: tuple[str, ...], command: str) -> dict[str, list[str]]:
+    """`--filter k=v` flags as Docker reads them: key -> values (a key given twice: either value matches)."""
+    from pycontain.errors import UsageError
+
+    out: dict[str, list[str]] = {}
+    for value in values:
+        key, eq, arg = value.partition("=")
+        key = key.strip().lower()
+        if not eq:
+            raise UsageError(f"bad format of filter {value!r} (expected name=value)")
+        if key not in keys:
+            raise UsageError(f"invalid filter {key!r} for `pycontain {command}` (valid: {', '.join(keys)})")
+        out.setdefault(key, []).append(arg)
+    return out
+
+
+def listing(fmt: str | None, rows: list[Any], headers: dict[str, str], default: str, quiet: bool = False,
+            quiet_format: str = "{{.ID}}") -> None:
+    """Print rows as Docker's CLI prints a listing for --format: none or `table`: the default table (`-q`:
+    ids only); `json`: one JSON object per line; `table TEMPLATE`: aligned columns under a header; any other
+    template: one output per row. A custom template wins over -q, as in Docker."""
+    from pycontain import gotemplate
+
+    if fmt is None or fmt == "table":
+        fmt = quiet_format if quiet else default
+    elif fmt == "json":
+        fmt = "{{json .}}"
+    lines = gotemplate.table(fmt, rows, headers)
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
 
 
 def size(n: float, units: str = "si") -> str:

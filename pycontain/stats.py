@@ -13,7 +13,7 @@ import time
 
 from pycontain import state
 from pycontain import cgroups
-from pycontain.cli import FLAG, LIMIT_OPTIONS, need
+from pycontain.cli import FLAG, LIMIT_OPTIONS, VALUE, need
 from pycontain.clifmt import size, table
 from pycontain.errors import ContainerStateError
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 UPDATE_OPTIONS = LIMIT_OPTIONS
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "stats": ([(("--no-stream",), "no_stream", FLAG, "", "print one sample and exit"),
-               (("-a", "--all"), "all", FLAG, "", "include stopped containers")],
+               (("-a", "--all"), "all", FLAG, "", "include stopped containers"),
+               (("--format",), "format", VALUE, "TEMPLATE", "a Go template (as Docker's), `table ...`, or json"),
+               (("--no-trunc",), "no_trunc", FLAG, "", "full container ids")],
               "[CONTAINER...]", "show containers' CPU, memory, network, block I/O and process counts"),
     "update": (UPDATE_OPTIONS, "CONTAINER...", "change the resource limits of containers"),
 }
@@ -79,6 +81,26 @@ def _pair(a: float, b: float) -> str:
 
 
 HEADER = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+# Docker's placeholders for `stats --format`, in HEADER's order after .Container; .Container is the
+# container as the user named it (its id when all are listed).
+STATS_FIELDS = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs")
+STATS_HEADERS = {"Container": "CONTAINER", **dict(zip(STATS_FIELDS, HEADER))}
+STATS_TABLE = "table " + "\\t".join("{{." + f + "}}" for f in STATS_FIELDS)
+
+
+def _print_frame(opts: dict[str, Any], named: list[str], ids: list[str], lines: list[list[str]]) -> None:
+    """One sample: the classic table, or through --format as Docker's stats formatter does it."""
+    if opts["format"] is None:
+        table(HEADER, lines)
+        return
+    from pycontain.clifmt import listing
+
+    rows = []
+    for given, line, full_id in zip(named, lines, ids):
+        row = dict(zip(STATS_FIELDS, line))
+        row["ID"] = full_id if opts["no_trunc"] else line[0]
+        rows.append({"Container": given or row["ID"], **row})
+    listing(opts["format"], rows, STATS_HEADERS, STATS_TABLE)
 
 
 def cmd_stats(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -86,6 +108,13 @@ def cmd_stats(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         records = [state.find(paths, ref) for ref in pos]
     else:
         records = [r for r in state.all_records(paths) if opts["all"] or r.status() == state.Status.RUNNING]
+    if opts["format"] is not None:
+        from pycontain import gotemplate
+
+        if opts["format"] not in ("json", "table"):
+            gotemplate.parse(gotemplate.docker_format(opts["format"]))  # a bad template fails before sampling
+    named = list(pos) or [""] * len(records)
+    ids = [r.id for r in records]
     before = [sample(r) for r in records]
     tty = sys.stdout.isatty()
     try:
@@ -94,7 +123,7 @@ def cmd_stats(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             after = [sample(r) for r in records]
             if tty and not opts["no_stream"]:
                 sys.stdout.write("\x1b[2J\x1b[H")  # clear the screen and redraw, like `top`
-            table(HEADER, rows(before, after))
+            _print_frame(opts, named, ids, rows(before, after))
             sys.stdout.flush()
             if opts["no_stream"]:
                 return 0

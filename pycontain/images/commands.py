@@ -11,7 +11,7 @@ import os
 import sys
 
 from pycontain.cli import FLAG, MULTI, VALUE, need
-from pycontain.clifmt import ago, size, table
+from pycontain.clifmt import ago, size
 from pycontain.errors import UsageError
 
 TYPE_CHECKING = False
@@ -27,7 +27,11 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "images": ([(("-q", "--quiet"), "quiet", FLAG, "", "only ids"),
                 (("-a", "--all"), "all", FLAG, "", "accepted for Docker compatibility (no intermediate images)"),
                 (("--digests",), "digests", FLAG, "", "show repository digests"),
-                (("--no-trunc",), "no_trunc", FLAG, "", "full image ids")], "[REPOSITORY[:TAG]]", "list images"),
+                (("--no-trunc",), "no_trunc", FLAG, "", "full image ids"),
+                (("-f", "--filter"), "filter", MULTI, "KEY=VALUE", "dangling=true|false, reference=PATTERN, "
+                 "label=K[=V], before=IMAGE, since=IMAGE"),
+                (("--format",), "format", VALUE, "TEMPLATE", "a Go template (as Docker's), `table ...`, or json")],
+               "[REPOSITORY[:TAG]]", "list images"),
     "pull": ([QUIET, (("--platform",), "platform", VALUE, "OS/ARCH[/VARIANT]", "from a multi-platform image, "
                       "take this one (default: this host's, linux/amd64 here)"),
               (("--registry-mirror",), "mirror", MULTI, "URL", "try this Docker Hub mirror first"), INSECURE],
@@ -37,7 +41,9 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
             "IMAGE...", "remove images"),
     "tag": ([], "SOURCE TARGET", "give an image another name"),
     "history": ([(("-q", "--quiet"), "quiet", FLAG, "", "only ids"),
-                 (("--no-trunc",), "no_trunc", FLAG, "", "do not shorten the commands")], "IMAGE",
+                 (("--no-trunc",), "no_trunc", FLAG, "", "do not shorten the commands"),
+                 (("--format",), "format", VALUE, "TEMPLATE", "a Go template (as Docker's), `table ...`, or json")],
+                "IMAGE",
                 "show how an image's layers were made"),
     "save": ([(("-o", "--output"), "output", VALUE, "FILE", "write to FILE instead of stdout")], "IMAGE...",
              "write images to a docker-archive tar"),
@@ -50,7 +56,9 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "logout": ([], "[REGISTRY]", "forget the credentials for a registry"),
     "image": ([(("-a", "--all"), "all", FLAG, "", "prune: every image no container uses, not only untagged"),
                (("-f", "--force"), "force", FLAG, "", "prune: do not ask; rm: as rmi -f"),
-               (("-q", "--quiet"), "quiet", FLAG, "", "ls: only ids")],
+               (("-q", "--quiet"), "quiet", FLAG, "", "ls: only ids"),
+               (("--filter",), "filter", MULTI, "KEY=VALUE", "ls: as `images --filter`"),
+               (("--format",), "format", VALUE, "TEMPLATE", "ls: as `images --format`")],
               "prune|ls|rm [ARG...]", "manage images (prune, ls, rm)"),
 }
 
@@ -69,36 +77,95 @@ def cmd_import(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
+# Docker's placeholders -> headers, and default tables, of `images` and `history`.
+IMAGE_HEADERS = {"ID": "IMAGE ID", "Repository": "REPOSITORY", "Tag": "TAG", "Digest": "DIGEST",
+                 "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE", "Containers": "CONTAINERS",
+                 "VirtualSize": "VIRTUAL SIZE", "SharedSize": "SHARED SIZE", "UniqueSize": "UNIQUE SIZE"}
+IMAGES_TABLE = "table {{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+IMAGES_DIGESTS_TABLE = "table {{.Repository}}\\t{{.Tag}}\\t{{.Digest}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}"
+IMAGE_FILTERS = ("dangling", "reference", "label", "before", "since")
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+                   "Size": "SIZE", "Comment": "COMMENT"}
+HISTORY_TABLE = "table {{.ID}}\\t{{.CreatedSince}}\\t{{.CreatedBy}}\\t{{.Size}}\\t{{.Comment}}"
+
+
 def cmd_images(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    import time
+
+    from pycontain.clifmt import created_at, listing, parse_filters
     from pycontain.images import reference
     from pycontain.images.store import Store
 
+    filters = parse_filters(opts["filter"], IMAGE_FILTERS, "images")
+    for value in filters.get("dangling", ()):
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise UsageError(f"invalid filter 'dangling={value}': expected true or false")
+    if opts["format"] is not None:
+        from pycontain import gotemplate
+
+        gotemplate.parse(gotemplate.docker_format(opts["format"]))  # a bad template fails before any work
     store = Store(paths)
     want = reference.parse(pos[0]) if pos else None
     for problem in store.problems():  # named on stderr; the listing goes on (`gc` repairs the tags)
         print(f"pycontain: {problem}", file=sys.stderr)
+    images = store.images()
+    if filters:
+        images = _filter_images(store, images, filters)
+    now = time.time()
     rows, seen = [], set()
-    for repo, tag, config, nbytes in store.images():
+    for repo, tag, config, nbytes in images:
         if want is not None and (repo != want.familiar_repository or (":" in pos[0] and tag != want.tag)):
             continue
         image_id = config["id"] if opts["no_trunc"] else config["id"].split(":", 1)[1][:12]
-        if opts["quiet"]:
-            if image_id not in seen:
-                print(image_id)
+        if opts["quiet"] and opts["format"] is None:
+            if image_id in seen:
+                continue  # one id per image, however many tags it has
             seen.add(image_id)
-            continue
-        row = [repo, tag, image_id, ago(config.get("created", "")) + " ago", size(nbytes)]
-        if opts["digests"]:
-            digests = [d for d in store.meta(config["id"]).get("repo_digests", [])
-                       if reference.parse(d).familiar_repository == repo]
-            row.insert(2, digests[0].split("@", 1)[1] if digests else "<none>")
-        rows.append(row)
-    if not opts["quiet"]:
-        header = ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
-        if opts["digests"]:
-            header.insert(2, "DIGEST")
-        table(header, rows)
+        digests = [d for d in store.meta(config["id"]).get("repo_digests", [])
+                   if reference.parse(d).familiar_repository == repo]
+        rows.append({
+            "Containers": "N/A", "CreatedAt": created_at(config.get("created")),
+            "CreatedSince": ago(config.get("created", ""), now) + " ago",
+            "Digest": digests[0].split("@", 1)[1] if digests else "<none>", "ID": image_id, "Repository": repo,
+            "SharedSize": "N/A", "Size": size(nbytes), "Tag": tag, "UniqueSize": "N/A", "VirtualSize": size(nbytes),
+        })
+    listing(opts["format"], rows, IMAGE_HEADERS, IMAGES_DIGESTS_TABLE if opts["digests"] else IMAGES_TABLE,
+            opts["quiet"])
     return 0
+
+
+def _filter_images(store: Any, images: list[Any], filters: dict[str, list[str]]) -> list[Any]:
+    """Docker's `images --filter`: the values of one key are ORed, different keys ANDed."""
+    from fnmatch import fnmatchcase
+
+    def glob(pattern: str, name: str) -> bool:
+        # Go's path.Match: `*` and `?` never cross a `/`
+        parts, names = pattern.split("/"), name.split("/")
+        return len(parts) == len(names) and all(fnmatchcase(n, p) for p, n in zip(parts, names))
+
+    def created(ref: str) -> str:
+        return str(store.resolve(ref).config.get("created") or "")
+
+    before = [created(v) for v in filters.get("before", ())]
+    since = [created(v) for v in filters.get("since", ())]
+    out = []
+    for repo, tag, config, nbytes in images:
+        labels = (config.get("config") or {}).get("Labels") or {}
+        stamp = str(config.get("created") or "")
+        checks = {
+            "dangling": [(repo == "<none>" and tag == "<none>") == (v.lower() in ("true", "1"))
+                         for v in filters.get("dangling", ())],
+            "reference": [repo != "<none>" and (glob(v, f"{repo}:{tag}") or glob(v, repo))
+                          for v in filters.get("reference", ())],
+            "label": [k in labels and (not eq or labels[k] == val)
+                      for k, eq, val in (v.partition("=") for v in filters.get("label", ()))],
+        }
+        if not all(any(results) for key, results in checks.items() if key in filters):
+            continue
+        if any(stamp >= b for b in before) or any(stamp <= s for s in since):
+            continue
+        out.append((repo, tag, config, nbytes))
+    return out
 
 
 def cmd_pull(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -154,32 +221,40 @@ def cmd_tag(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
 
 def cmd_history(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    import time
+
+    from pycontain.clifmt import created_at, listing
     from pycontain.images.store import Store
 
     need(pos, "an image", exactly=1)
+    if opts["format"] is not None:
+        from pycontain import gotemplate
+
+        gotemplate.parse(gotemplate.docker_format(opts["format"]))
     store = Store(paths)
     image = store.resolve(pos[0])
     diff_ids = list(image.config.get("rootfs", {}).get("diff_ids", []))
     rows = []
     history = image.config.get("history") or [{} for _ in diff_ids]
     layer_index = len(diff_ids) - 1
+    now = time.time()
     for i, entry in enumerate(reversed(history)):
         empty = bool(entry.get("empty_layer"))
         nbytes = 0
         if not empty and layer_index >= 0:
             nbytes = store.layer_info(diff_ids[layer_index]).get("size", 0)
             layer_index -= 1
-        shown_id = (image.id if opts["no_trunc"] else image.short_id) if i == 0 else "<missing>"
-        if opts["quiet"]:
-            print(shown_id)
-            continue
-        created_by = str(entry.get("created_by", ""))
+        created_by = str(entry.get("created_by", "")).replace("\t", " ")
         if not opts["no_trunc"] and len(created_by) > 45:
             created_by = created_by[:44] + "…"
-        rows.append([shown_id, (ago(entry.get("created", "")) + " ago") if entry.get("created") else "",
-                     created_by, size(int(nbytes)), str(entry.get("comment", ""))])
-    if not opts["quiet"]:
-        table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], rows)
+        stamp = entry.get("created")
+        rows.append({
+            "Comment": str(entry.get("comment", "")), "CreatedAt": created_at(stamp),
+            "CreatedBy": created_by, "CreatedSince": (ago(stamp, now) + " ago") if stamp else "",
+            "ID": (image.id if opts["no_trunc"] else image.short_id) if i == 0 else "<missing>",
+            "Size": size(int(nbytes)),
+        })
+    listing(opts["format"], rows, HISTORY_HEADERS, HISTORY_TABLE, opts["quiet"])
     return 0
 
 
@@ -281,7 +356,7 @@ def cmd_image(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         return 0
     if sub in ("ls", "list"):
         return cmd_images(paths, {"quiet": opts["quiet"], "all": opts["all"], "digests": False,
-                                  "no_trunc": False}, rest)
+                                  "no_trunc": False, "filter": opts["filter"], "format": opts["format"]}, rest)
     if sub in ("rm", "remove"):
         return cmd_rmi(paths, {"force": opts["force"]}, rest)
     raise UsageError(f"unknown image subcommand {sub!r}: use prune, ls or rm")
