@@ -19,12 +19,9 @@ if TYPE_CHECKING:
     from typing import Any
 
     from pycontain.images.store import Store
-    from pycontain.state import Paths, Record
+    from pycontain.state import Paths, Record, Status
 
 FLAG, VALUE, MULTI = "flag", "value", "multi"
-# A running container that `pause` froze: state.json keeps status running with "paused": true, and the
-# commands here show it as Docker does, as a status of its own.
-PAUSED = "paused"
 API_VERSION = "1.43"  # the Docker API level whose CLI behaviour pycontain follows (there is no daemon API)
 MIN_API_VERSION = "1.12"
 _FORMAT = (("--format",), "format", VALUE, "TEMPLATE", "a Go template, e.g. '{{json .}}'")
@@ -92,21 +89,24 @@ def _read_text(path: str) -> str:
         return ""
 
 
-def _records(paths: Paths) -> list[tuple[Record, str]]:
-    """Every readable container record with its status (paused as its own status once `pause` writes it)."""
+def _records(paths: Paths) -> list[tuple[Record, Status]]:
+    """Every readable container record with its status (RUNNING, PAUSED, RESTARTING, EXITED ...)."""
     from pycontain import state
 
     out = []
     for rec in state.all_records(paths):
         try:
-            st = rec.read_state()
-            status = str(rec.status(st))
-            if status == state.RUNNING and rec.state().get("paused"):
-                status = PAUSED
+            out.append((rec, rec.status()))
         except (OSError, ValueError):
             continue
-        out.append((rec, status))
     return out
+
+
+def _active(status: Status) -> bool:
+    """Docker counts a paused or restarting container as running (its State.Running is true)."""
+    from pycontain import state
+
+    return status in (state.RUNNING, state.PAUSED, state.RESTARTING)
 
 
 def _no_args(pos: list[str], command: str) -> None:
@@ -195,12 +195,12 @@ def info_data(paths: Paths) -> dict[str, Any]:
     from pycontain import cgroups, config
     from pycontain.images.store import Store
 
-    from pycontain.state import RUNNING
+    from pycontain.state import PAUSED
 
-    counts = {RUNNING: 0, PAUSED: 0, "stopped": 0}
+    counts = {"running": 0, "paused": 0, "stopped": 0}
     records = _records(paths)
     for _, status in records:
-        counts[status if status in (RUNNING, PAUSED) else "stopped"] += 1
+        counts["paused" if status == PAUSED else "running" if _active(status) else "stopped"] += 1
     uname = os.uname()
     mirrors, insecure, warning = registry_settings()
     security = ["name=seccomp,profile=default"]
@@ -212,8 +212,8 @@ def info_data(paths: Paths) -> dict[str, Any]:
     security.append("name=cgroupns")  # every container gets a cgroup namespace of its own
     runtimes = _runtimes()
     data: dict[str, Any] = {
-        "ID": "", "Containers": len(records), "ContainersRunning": counts[RUNNING],
-        "ContainersPaused": counts[PAUSED], "ContainersStopped": counts["stopped"],
+        "ID": "", "Containers": len(records), "ContainersRunning": counts["running"],
+        "ContainersPaused": counts["paused"], "ContainersStopped": counts["stopped"],
         "Images": len(Store(paths).image_ids()), "Driver": "overlay2",
         "DriverStatus": [["Backing Filesystem", _backing_fs(paths.storage)], ["Supports d_type", "true"]],
         "LoggingDriver": "json-file", "CgroupDriver": "cgroupfs", "CgroupVersion": str(cgroups.detect()),
@@ -452,9 +452,7 @@ def cmd_df(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     _no_args(pos, "system df")
     u = Usage(paths)
     n_images, n_active, images_size, images_free = u.image_rows()
-    from pycontain.state import RUNNING
-
-    running = {rec.id for rec, status in u.records if status in (RUNNING, PAUSED)}
+    running = {rec.id for rec, status in u.records if _active(status)}
     ctr_size = sum(u.container_sizes.values())
     ctr_free = sum(s for cid, s in u.container_sizes.items() if cid not in running)
     vols = u.volumes()
@@ -525,19 +523,21 @@ def _df_verbose(u: Usage, running: set[str], vols: list[tuple[str, int, int]],
             ago(str(entry.get("created", ""))) + " ago", str(shared).lower()] for key, entry, size, shared in cache])
 
 
-def _status(rec: Record, status: str) -> str:
+def _status(rec: Record, status: Status) -> str:
+    """ps's STATUS words: Up 3 minutes (Paused), Exited (0) 3 minutes ago, Created."""
     from pycontain import state
     from pycontain.clifmt import ago
 
     try:
         st = rec.read_state()
     except (OSError, ValueError):
-        return status
-    if status in (state.RUNNING, PAUSED):
-        return f"Up {ago(st.started_at or '')}" + (" (Paused)" if status == PAUSED else "")
-    if status == state.EXITED:
-        return f"Exited ({st.exit_code}) {ago(st.finished_at or '')} ago"
-    return status.capitalize()
+        return str(status)
+    if status in (state.RUNNING, state.PAUSED):
+        return f"Up {ago(st.started_at or '')}" + (" (Paused)" if status == state.PAUSED else "")
+    if status in (state.EXITED, state.RESTARTING):
+        word = "Exited" if status == state.EXITED else "Restarting"
+        return f"{word} ({st.exit_code}) {ago(st.finished_at or '')} ago"
+    return str(status).capitalize()
 
 
 # ---------------------------------------------------------------- system prune
@@ -563,20 +563,10 @@ def _layers_bytes(store: Store) -> int:
 
 
 def _prune_containers(paths: Paths) -> tuple[list[str], int]:
-    from pycontain import runtime, state
+    from pycontain import runtime
 
-    removed, freed = [], 0
-    for rec, status in _records(paths):
-        if status not in (state.CREATED, state.EXITED, state.DEAD) or rec.is_locked():
-            continue
-        size = _tree_size(rec.storage)
-        try:
-            runtime.remove(paths, rec.id)
-        except PycontainError:
-            continue  # started, or removed, meanwhile: no longer a stopped container to prune
-        removed.append(rec.id)
-        freed += size
-    return removed, freed
+    removed = runtime.prune(paths)  # `container prune`'s own: every stopped container no one holds
+    return [cid for cid, _ in removed], sum(size for _, size in removed)
 
 
 def _prune_networks(paths: Paths) -> list[str]:

@@ -77,11 +77,10 @@ def test_info_shows_dockers_fields(pc: Pycontain) -> None:
     out = pc.ok("info").stdout
     assert "\n Security Options:\n  seccomp\n   Profile: default\n" in out and "\n  cgroupns\n" in out
     assert pc.ok("system", "info").stdout.splitlines()[:12] == out.splitlines()[:12]
-    # a paused container (as `pause` records it: still running, "paused": true) counts as paused
-    record = pc.root / "run" / "containers" / pc.inspect("up")["Id"] / "state.json"
-    record.write_text(json.dumps({**json.loads(record.read_text()), "paused": True}))
+    pc.ok("pause", "up")
     info = fields(pc.ok("info").stdout)
     assert (info["Running"], info["Paused"], info["Stopped"]) == ("0", "1", "2")
+    pc.ok("unpause", "up")
 
 
 def test_info_names_registry_settings_without_touching_the_network(pc: Pycontain, tmp_path: Path) -> None:
