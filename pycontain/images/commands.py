@@ -279,7 +279,7 @@ def cmd_load(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if not opts["input"] and os.isatty(0):
         raise UsageError("nothing to load: use -i FILE or pipe an archive into stdin")
     for line in load(paths, opts["input"]):
-        print(f"Loaded image: {line}")
+        print(f"Loaded image ID: {line}" if line.startswith("sha256:") else f"Loaded image: {line}")
     return 0
 
 
