@@ -105,7 +105,9 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "run": (RUN_OPTIONS, "IMAGE [COMMAND [ARG...]]", "create and start a container"),
     "create": ([o for o in RUN_OPTIONS if o[1] not in ("detach", "rm")] + [RUN_OPTIONS[3]],
                "IMAGE [COMMAND [ARG...]]", "create a container without starting it"),
-    "start": ([], "CONTAINER...", "start stopped containers (in the background)"),
+    "start": ([(("--all-restartable",), "all_restartable", FLAG, "",
+                "the boot hook: every `always` and `unless-stopped` container (records restored after a reboot)")],
+              "CONTAINER...", "start stopped containers (in the background)"),
     "exec": (EXEC_OPTIONS, "CONTAINER COMMAND [ARG...]", "run a command in a running container"),
     "ps": ([(("-a", "--all"), "all", FLAG, "", "show stopped containers too"),
             (("-q", "--quiet"), "quiet", FLAG, "", "only ids"),
@@ -122,7 +124,8 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "top": ([], "CONTAINER", "list the processes of a container"),
     "stop": ([(("-t", "--time"), "time", VALUE, "SECONDS", "seconds to wait before SIGKILL (default: the "
                "container's --stop-timeout, else 10)"),
-              (("-s", "--signal"), "signal", VALUE, "SIGNAL", "signal to send (default: its --stop-signal, else TERM)")],
+              (("-s", "--signal"), "signal", VALUE, "SIGNAL",
+               "signal to send (default: its --stop-signal, else TERM)")],
              "CONTAINER...", "stop containers (SIGTERM, then SIGKILL)"),
     "kill": ([(("-s", "--signal"), "signal", VALUE, "SIGNAL", "signal to send (default KILL)")],
              "CONTAINER...", "send a signal to containers"),
@@ -366,6 +369,12 @@ def cmd_create(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 def cmd_start(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
+    if opts.get("all_restartable"):
+        if pos:
+            raise UsageError("start --all-restartable takes no container names")
+        for name in runtime.start_restartable(paths):
+            print(name)
+        return 0
     need(pos, "a container")
     return _each(pos, lambda ref: print(ref) if runtime.start(paths, ref) else None)
 

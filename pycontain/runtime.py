@@ -135,6 +135,8 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
             "etc_files": etc_files, "network": net, "userns": lease.to_json() if lease else None,
         }
         state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
+        if cfg.restart:  # a durable copy (/var/lib): `start --all-restartable` brings it back after a reboot
+            state.atomic_write_json(_boot_copy(rec), meta)
         state.atomic_write_json(f"{rec.dir}/state.json",
                                 {"status": state.STARTING if starting else state.CREATED}, durable=False)
         undo.forget()  # made: from here on the record is the container's, removed by `rm`
@@ -226,6 +228,9 @@ def start(paths: Paths, ref: str) -> Record:
         return rec  # already running: like `docker start`, nothing to do
     if rec.read_state().status == state.RUNNING:  # its supervisor was killed: clean up first
         _finish_dead(rec)
+    if rec.config.restart:  # started by the user: its restart policy applies again, counted from 0
+        _forget_user_stop(rec)
+        rec.set_state(restart_count=0)
     start_detached(rec, lock_fd)
     return rec
 
@@ -242,7 +247,10 @@ def start_detached(rec: Record, lock_fd: int) -> None:
             os.close(report_r)
             os.setsid()  # no terminal signals from the session that started it
             try:
-                supervise(rec, report_fd=report_w)
+                started = time.monotonic()
+                exit_code = supervise(rec, report_fd=report_w)
+                if rec.config.restart:
+                    _restart_loop(rec, exit_code, started)
                 code = 0
             except BaseException as e:  # noqa: BLE001 - reported to the CLI, which maps it to an exit code
                 code = getattr(e, "exit_code", 125)
@@ -272,14 +280,14 @@ def start_detached(rec: Record, lock_fd: int) -> None:
             message or "the container monitor died before the container started")
 
 
-def supervise(rec: Record, report_fd: int | None = None) -> int:
+def supervise(rec: Record, report_fd: int | None = None, detached: bool | None = None) -> int:
     """Start the container's process and stay with it until it exits; returns its exit code.
 
     With report_fd (a detached monitor), "ok" is written there once the command runs, and this
     process then lets go of the caller's terminal.
     """
     try:
-        return _supervise(rec, report_fd)
+        return _supervise(rec, report_fd, report_fd is not None if detached is None else detached)
     except BaseException as e:
         # Any failure after the record said "starting" (a network that cannot attach, a spec the kernel
         # refuses, Ctrl-C) leaves it exited with that error, never stuck in "starting".
@@ -298,9 +306,8 @@ def seccomp_cache(paths: Paths) -> str:
     return f"{paths.storage}/seccomp"
 
 
-def _supervise(rec: Record, report_fd: int | None) -> int:
+def _supervise(rec: Record, report_fd: int | None, detached: bool) -> int:
     cfg, res = rec.config, rec.resolved
-    detached = report_fd is not None
     log = None
     pipes = None
     with _exit_stack() as undo:
@@ -521,6 +528,140 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
 
 # ---------------------------------------------------------------- stop / kill / rm / wait
 
+# ---------------------------------------------------------------- restart policies
+
+BACKOFF_FIRST = 0.1  # Docker's: 100 ms before the first restart, doubling each time, at most a minute,
+BACKOFF_MAX = 60.0
+BACKOFF_RESET = 10.0  # and back to 100 ms once the command has run this long
+
+
+def _restart_loop(rec: Record, code: int, started: float) -> None:
+    """The monitor of a detached container with --restart: run its command again when it exits, as
+    the policy says, until the user stops it (stop, kill, rm -f leave the stopped-by-user mark)."""
+    policy = rec.config.restart or {}
+    name, max_retries = policy.get("name"), int(policy.get("max_retries") or 0)
+    delay = BACKOFF_FIRST
+    while True:
+        count = rec.read_state().restart_count
+        if _stopped_by_user(rec) or (name == "on-failure" and (code == 0 or (max_retries and count >= max_retries))):
+            return
+        if time.monotonic() - started >= BACKOFF_RESET:
+            delay = BACKOFF_FIRST
+        rec.set_state(restarting=True)
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:  # a stop meanwhile ends the wait at once (well, within 50 ms)
+            time.sleep(min(0.05, max(deadline - time.monotonic(), 0)))
+            if _stopped_by_user(rec):
+                rec.set_state(restarting=False)
+                return
+        rec.set_state(restarting=False, restart_count=count + 1, status=state.STARTING)
+        delay = min(delay * 2, BACKOFF_MAX)
+        started = time.monotonic()
+        try:
+            code = supervise(rec, detached=True)
+        except PycontainError as e:  # it could not start this time (supervise marked it exited): try again later
+            code = e.exit_code
+
+
+def _boot_copy(rec: Record) -> str:
+    return f"{rec.storage}/restart-record.json"
+
+
+def start_restartable(paths: Paths) -> list[str]:
+    """`start --all-restartable`, the boot hook: what Docker's daemon does when it starts. After a reboot
+    the records (/run, a tmpfs) are gone: each container with a restart policy gets its record back from
+    the durable copy beside its layers (a fresh network lease, its name), then every `always` container
+    and every `unless-stopped` one its user did not stop is started. Safe to run at any time: running
+    containers are left alone. Returns the names started."""
+    state.ensure_dirs(paths)
+    for cid in sorted(_ids_with_storage(paths)):
+        rec = state.Record(paths, cid)
+        if os.path.exists(rec.dir) or not os.path.exists(_boot_copy(rec)):
+            continue
+        try:
+            _restore(rec)
+        except (PycontainError, OSError, ValueError) as e:
+            import sys
+
+            print(f"pycontain: cannot restore container {cid[:12]}: {e}", file=sys.stderr)
+    started = []
+    for rec in state.all_records(paths):
+        try:
+            policy = (rec.config.restart or {}).get("name")
+            if policy == "always" or (policy == "unless-stopped" and not _stopped_by_user(rec)):
+                if policy == "always":
+                    _forget_user_stop(rec)
+                if not rec.is_locked():
+                    start(paths, rec.id)
+                    started.append(rec.name)
+        except (PycontainError, OSError, ValueError) as e:
+            import sys
+
+            print(f"pycontain: cannot start container {rec.short_id}: {e}", file=sys.stderr)
+    return started
+
+
+def _restore(rec: Record) -> None:
+    """A record made again from its durable copy, as an exited container."""
+    meta = state.read_json(_boot_copy(rec))
+    if meta.get("userns"):
+        raise PycontainError("its --userns=auto id range was not kept across the reboot; remove and run it again")
+    os.mkdir(rec.dir, 0o700)
+    try:
+        state.reserve_name(rec.paths, meta["name"], rec.id)
+        from pycontain.config import ContainerConfig
+
+        cfg = ContainerConfig.from_json(meta["config"])
+        hostname = meta["resolved"]["hostname"]
+        net = network.prepare(rec.paths, rec.id, meta["name"], hostname, cfg)
+        etc_files = dns.write_files(f"{rec.storage}/etc", hostname)
+        etc_files.update((net or {}).get("etc_files", {}))
+        meta.update(network=net, etc_files=etc_files)
+        state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
+        state.atomic_write_json(f"{rec.dir}/state.json", {"status": state.EXITED, "exit_code": 0,
+                                                          "error": "restored after a reboot"}, durable=False)
+    except BaseException:
+        state.rmtree(rec.dir)
+        raise
+
+
+def _stop_mark(rec: Record) -> str:
+    # Beside its layers (/var/lib), not in the record (/run): `start --all-restartable` at boot must
+    # still see that an unless-stopped container was stopped by its user.
+    return f"{rec.storage}/stopped-by-user"
+
+
+def _stopped_by_user(rec: Record) -> bool:
+    return os.path.exists(_stop_mark(rec))
+
+
+def _mark_user_stop(rec: Record) -> None:
+    """stop, kill or rm -f of a container with a restart policy: its monitor must not bring it back.
+    A file of its own, not a state.json key: the monitor rewrites state.json, and would lose it."""
+    try:
+        os.close(os.open(_stop_mark(rec), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+    except FileNotFoundError:
+        pass  # its storage is gone: so is the container
+
+
+def _forget_user_stop(rec: Record) -> None:
+    try:
+        os.unlink(_stop_mark(rec))
+    except FileNotFoundError:
+        pass
+
+
+def _await_restarting(rec: Record) -> int | None:
+    """A container whose monitor is between two runs (backing off, or starting it again) after a user
+    stop was marked: the pid of a command it started meanwhile (to signal), or None once it let go."""
+    while rec.is_locked():
+        pid = live_pid(rec)
+        if pid is not None:
+            return pid
+        time.sleep(0.02)
+    return None
+
+
 def stop(paths: Paths, ref: str, timeout: float | None = None, signum: int | None = None) -> Record:
     """`stop`: the stop signal (signum, else --stop-signal or the image's StopSignal, else SIGTERM), then
     SIGKILL after timeout seconds (None: the container's --stop-timeout, else 10; negative: never)."""
@@ -532,8 +673,12 @@ def stop(paths: Paths, ref: str, timeout: float | None = None, signum: int | Non
         from pycontain.config import parse_signal
 
         signum = parse_signal(cfg.stop_signal) if cfg.stop_signal else _signal.SIGTERM
+    if cfg.restart:
+        _mark_user_stop(rec)
     status = rec.status()
     pid = live_pid(rec) if status.can_kill() else None
+    if pid is None and cfg.restart:
+        pid = _await_restarting(rec)
     if pid is None:
         return rec
     if status == state.PAUSED:
@@ -551,8 +696,12 @@ def stop(paths: Paths, ref: str, timeout: float | None = None, signum: int | Non
 
 def kill(paths: Paths, ref: str, signum: int) -> Record:
     rec = state.find(paths, ref)
+    if rec.config.restart:
+        _mark_user_stop(rec)
     status = rec.status()
     pid = live_pid(rec) if status.can_kill() else None
+    if pid is None and rec.config.restart:
+        pid = _await_restarting(rec)
     if pid is None:
         raise ContainerStateError(f"container {rec.name} is not running")
     if status == state.PAUSED:
@@ -583,7 +732,14 @@ def remove(paths: Paths, ref: str, force: bool = False, volumes: bool = False) -
             raise ContainerStateError(
                 f"container {rec.name} is running: stop it first or use `pycontain rm -f {rec.name}`")
         try:
+            if rec.config.restart:
+                _mark_user_stop(rec)
+        except (OSError, ValueError):
+            pass
+        try:
             pid = live_pid(rec)
+            if pid is None and rec.config.restart:  # between two runs: its monitor may be starting it again
+                pid = _await_restarting(rec)
         except state.DamagedRecord:
             pid = None
             cg = cgroups.for_container(rec.id)
@@ -839,6 +995,8 @@ def rename(paths: Paths, ref: str, new_name: str) -> Record:
         meta = dict(rec.meta())
         meta["name"] = new_name
         state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
+        if os.path.exists(_boot_copy(rec)):
+            state.atomic_write_json(_boot_copy(rec), meta)
     except BaseException:
         state.release_name(paths, new_name, rec.id)
         raise
@@ -985,7 +1143,8 @@ def _gc_files(paths: Paths, live: set[str]) -> list[str]:
             done.append(f"removed incomplete record {cid[:12]}")
     storage = f"{paths.storage}/containers"
     for cid in os.listdir(storage) if os.path.isdir(storage) else []:
-        if cid not in live and not os.path.exists(paths.record(cid)):
+        if cid not in live and not os.path.exists(paths.record(cid)) and \
+                not os.path.exists(f"{storage}/{cid}/restart-record.json"):  # after a reboot: the boot hook's
             state.rmtree(f"{storage}/{cid}")
             done.append(f"removed storage of container {cid[:12]}")
     for name in os.listdir(paths.names) if os.path.isdir(paths.names) else []:

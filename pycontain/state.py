@@ -136,6 +136,7 @@ class Status(str):
 
         created --start/run--> starting --execve--> running --exit--> exited --start--> starting ...
                                                  running <--pause/unpause--> paused
+        (--restart, detached)   exited --back-off--> restarting --> starting ...
 
     DEAD is never stored: a record that says running or starting while nobody holds its lock lost its
     supervisor (SIGKILL), and reads as dead until `gc` or `start` finishes it (then it is exited).
@@ -151,6 +152,7 @@ class Status(str):
     STARTING: ClassVar[Status]
     RUNNING: ClassVar[Status]
     PAUSED: ClassVar[Status]
+    RESTARTING: ClassVar[Status]
     EXITED: ClassVar[Status]
     DEAD: ClassVar[Status]
 
@@ -175,6 +177,7 @@ Status.CREATED = CREATED = Status("created")
 Status.STARTING = STARTING = Status("starting")
 Status.RUNNING = RUNNING = Status("running")
 Status.PAUSED = PAUSED = Status("paused")  # never stored either: RUNNING with "paused": true
+Status.RESTARTING = RESTARTING = Status("restarting")  # nor this: EXITED with "restarting": true, monitor alive
 Status.EXITED = EXITED = Status("exited")
 Status.DEAD = DEAD = Status("dead")
 
@@ -184,10 +187,10 @@ class ContainerState(Frozen):
     as they always did; limits is the last `update`'s (None: the limits given at create)."""
 
     __slots__ = ("status", "pid", "pid_start", "exit_code", "started_at", "finished_at", "error", "oom_killed",
-                 "limits", "paused", "restart_count", "stopped", "health")
+                 "limits", "paused", "restart_count", "restarting", "health")
     _fields = {"status": CREATED, "pid": None, "pid_start": None, "exit_code": None, "started_at": None,
                "finished_at": None, "error": None, "oom_killed": False, "limits": None, "paused": False,
-               "restart_count": 0, "stopped": False, "health": None}
+               "restart_count": 0, "restarting": False, "health": None}
     status: Status  # as stored: never DEAD (Record.status() says that)
     pid: int | None  # PID 1 of a running container, on the host
     pid_start: int | None  # its start time (/proc/PID/stat): with pid, names that one process
@@ -199,7 +202,7 @@ class ContainerState(Frozen):
     limits: Limits | None
     paused: bool  # frozen by `pause` (status stays running; Record.status() says PAUSED)
     restart_count: int  # restarts by its --restart policy since the last start by the user
-    stopped: bool  # stopped by the user (stop, kill, rm -f): no restart policy brings it back
+    restarting: bool  # its monitor waits (back-off) to run it again, by its --restart policy
     health: dict[str, Any] | None  # {"status", "failing_streak", "log"} of a container with a health check
 
     @classmethod
@@ -210,7 +213,7 @@ class ContainerState(Frozen):
                    finished_at=data.get("finished_at"), error=data.get("error"),
                    oom_killed=bool(data.get("oom_killed")), limits=Limits(**limits) if limits else None,
                    paused=bool(data.get("paused")), restart_count=int(data.get("restart_count") or 0),
-                   stopped=bool(data.get("stopped")), health=data.get("health"))
+                   restarting=bool(data.get("restarting")), health=data.get("health"))
 
 
 # What a container's config.json must hold for the accessors below to work.
@@ -369,6 +372,8 @@ class Record:
         stored = st.status
         if stored in (RUNNING, STARTING) and not self.is_locked():
             return DEAD
+        if stored == EXITED and st.restarting and self.is_locked():
+            return RESTARTING
         return PAUSED if stored == RUNNING and st.paused else stored
 
     def acquire(self, blocking: bool = False, create: bool = True) -> int:
