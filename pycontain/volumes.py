@@ -592,9 +592,39 @@ def cmd_ls(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     if opts["quiet"]:
         for v in vols:
             print(v["name"])
+    elif opts.get("format"):
+        _print_formatted(opts["format"], [_ls_row(paths, v) for v in vols])
     else:
         table(["DRIVER", "VOLUME NAME"], [[v.get("driver", "local"), v["name"]] for v in vols])
     return 0
+
+
+# `volume ls --format` placeholders and their table headers, as Docker's.
+LS_HEADERS = {"Name": "VOLUME NAME", "Driver": "DRIVER", "Scope": "SCOPE", "Mountpoint": "MOUNTPOINT",
+              "Labels": "LABELS", "Links": "LINKS", "Size": "SIZE", "CreatedAt": "CREATED AT"}
+
+
+def _ls_row(paths: Paths, vol: dict[str, Any]) -> dict[str, Any]:
+    d = describe(paths, vol)
+    labels = ",".join(f"{k}={v}" for k, v in sorted((d["Labels"] or {}).items()))
+    # Links and Size cost a walk of every container and volume: Docker shows N/A unless asked (system df -v).
+    return {"Name": d["Name"], "Driver": d["Driver"], "Scope": d["Scope"], "Mountpoint": d["Mountpoint"],
+            "Labels": labels, "Links": "N/A", "Size": "N/A", "CreatedAt": d["CreatedAt"]}
+
+
+def _print_formatted(template: str, rows: list[dict[str, Any]]) -> None:
+    """--format: `json` prints each row as a line of JSON; anything else is a Go template (gotemplate),
+    `table ...` with a header line and aligned columns."""
+    if template == "json":
+        import json
+
+        for r in rows:
+            print(json.dumps(r))
+        return
+    from pycontain import gotemplate
+
+    for line in gotemplate.table(template, rows, LS_HEADERS):
+        print(line)
 
 
 def cmd_inspect(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
@@ -602,6 +632,12 @@ def cmd_inspect(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
 
     if not pos:
         raise UsageError("expected a volume name")
+    fmt = opts.get("format")
+    tmpl = None
+    if fmt and fmt != "json":
+        from pycontain import gotemplate
+
+        tmpl = gotemplate.parse(fmt)  # a bad template fails before anything is looked up
     out, code = [], 0
     for name in pos:
         vol = read(paths, name)
@@ -610,7 +646,10 @@ def cmd_inspect(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
             code = VolumeNotFound.exit_code
             continue
         out.append(describe(paths, vol))
-    print(json.dumps(out, indent=4))
+    if tmpl is None:
+        print(json.dumps(out, indent=4))
+    else:
+        sys.stdout.write("".join(tmpl.execute(v) + "\n" for v in out))
     return code
 
 
@@ -698,8 +737,12 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
                        (("-o", "--opt"), "opt", MULTI, "K=V",
                         "a driver option: type=tmpfs [o=size=..], or type=none o=bind device=/host/dir")],
                       "[NAME]", "create a volume (a random name when none is given) and print its name"),
-    "volume ls": ([(("-q", "--quiet"), "quiet", FLAG, "", "only names"), _FILTER], "", "list volumes"),
-    "volume inspect": ([], "VOLUME...", "show volumes' details as JSON"),
+    "volume ls": ([(("-q", "--quiet"), "quiet", FLAG, "", "only names"), _FILTER,
+                   (("--format",), "format", VALUE, "TEMPLATE",
+                    "a Go template (.Name .Driver .Scope .Mountpoint .Labels), `table ...`, or json")],
+                  "", "list volumes"),
+    "volume inspect": ([(("-f", "--format"), "format", VALUE, "TEMPLATE", "a Go template, or json")],
+                       "VOLUME...", "show volumes' details as JSON"),
     "volume rm": ([(("-f", "--force"), "force", FLAG, "", "no error for a volume that does not exist")],
                   "VOLUME...", "remove volumes no container uses"),
     "volume prune": ([(("-f", "--force"), "force", FLAG, "", "do not ask for confirmation"),

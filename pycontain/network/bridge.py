@@ -34,22 +34,30 @@ class BridgeInUse(PycontainError):
     """The bridge a network would use exists with another network's address (another state root's)."""
 
 
-def conflict(addresses: list[tuple[str, int]], net: dict[str, Any]) -> str | None:
-    """Why a bridge with these addresses cannot serve `net`: it has some, none of them net's gateway."""
-    if not addresses or (net["gateway"], int(net["prefixlen"])) in addresses:
+def owner_tag(net: dict[str, Any]) -> str:
+    """The alias a bridge carries: the id of the network (of one state root) it was made for."""
+    return f"pycontain network {net['id']}" if net.get("id") else ""
+
+
+def conflict(addresses: list[tuple[str, int]], alias: str, net: dict[str, Any]) -> str | None:
+    """Why a bridge with these addresses and this alias cannot serve `net`: it is tagged for another
+    network, or carries addresses and none of them is net's gateway. (Two roots may well have picked
+    the same subnet: only the tag tells their bridges apart; an untagged one is from an older pycontain.)"""
+    foreign = alias.startswith("pycontain network ") and alias != owner_tag(net)
+    if not foreign and (not addresses or (net["gateway"], int(net["prefixlen"])) in addresses):
         return None
-    theirs = ", ".join(f"{a}/{p}" for a, p in addresses)
-    return (f"bridge {net['bridge']} already exists in this network namespace with {theirs}, not "
-            f"{net['gateway']}/{net['prefixlen']} (network {net.get('shown') or net['name']} of this state root): another "
-            "state root uses it; run each state root in its own network namespace (ip netns exec), or delete "
-            f"the bridge (ip link delete {net['bridge']}) if nothing uses it")
+    theirs = ", ".join(f"{a}/{p}" for a, p in addresses) or "no address"
+    return (f"bridge {net['bridge']} already exists in this network namespace ({theirs}) for another network "
+            f"than {net.get('shown') or net['name']} of this state root ({net['gateway']}/{net['prefixlen']}): "
+            "another state root uses it; run each state root in its own network namespace (ip netns exec), "
+            f"or delete the bridge (ip link delete {net['bridge']}) if nothing uses it")
 
 
 def check_free(ipr: Rtnl, net: dict[str, Any]) -> None:
-    """BridgeInUse if net's bridge exists in this namespace with another network's address."""
+    """BridgeInUse if net's bridge exists in this namespace for another network."""
     index = lookup(ipr, net["bridge"])
     if index is not None:
-        problem = conflict(ipr.ipv4_addresses(index), net)
+        problem = conflict(ipr.ipv4_addresses(index), ipr.link_alias(index), net)
         if problem:
             raise BridgeInUse(problem)
 
@@ -64,7 +72,7 @@ def ensure(ipr: Rtnl, net: dict[str, Any]) -> tuple[int, bool]:
     index = lookup(ipr, name)
     if index is not None:
         addresses = ipr.ipv4_addresses(index)
-        problem = conflict(addresses, net)
+        problem = conflict(addresses, ipr.link_alias(index), net)
         if problem:
             raise BridgeInUse(problem)
         if not addresses:  # made by a run killed before it addressed the bridge
@@ -78,6 +86,8 @@ def ensure(ipr: Rtnl, net: dict[str, Any]) -> tuple[int, bool]:
     index = lookup(ipr, name)
     if index is None:
         raise OSError(errno.ENODEV, f"bridge {name} vanished right after it was created")
+    if owner_tag(net):
+        ipr.set_link(index, alias=owner_tag(net))
     _address(ipr, index, net)
     explain.say(f"netlink RTM_NEWLINK bridge {name} (up), RTM_NEWADDR {net['gateway']}/{net['prefixlen']}: "
                 f"the gateway of network {net['name']}")

@@ -116,20 +116,18 @@ def _ls(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
 
 
 def _print_formatted(template: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> None:
-    """`--format`: one rendering per row, or a `table ...` template with its header line (gotemplate)."""
-    gotemplate = _gotemplate()
-    if template.startswith("table"):
-        for line in gotemplate.table(template, rows, headers):
-            print(line)
-    else:
+    """`--format`: each row through a Go template (`table ...`: with a header line, aligned); `json`: each
+    row as one line of JSON, as Docker's listings do."""
+    if template == "json":
+        import json
+
         for r in rows:
-            print(gotemplate.render(template, r))
+            print(json.dumps(r))
+        return
+    from pycontain import gotemplate
 
-
-def _gotemplate() -> Any:
-    import importlib
-
-    return importlib.import_module("pycontain.gotemplate")
+    for line in gotemplate.table(template, rows, headers):
+        print(line)
 
 
 def _inspect(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
@@ -139,6 +137,10 @@ def _inspect(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
 
     if not names:
         raise UsageError("usage: pycontain network inspect [--format TEMPLATE] NAME...")
+    if opts.get("format") and opts["format"] != "json":
+        from pycontain import gotemplate
+
+        gotemplate.parse(opts["format"])  # a bad template fails before anything is looked up
     out, code = [], 0
     for name in names:
         try:
@@ -146,10 +148,12 @@ def _inspect(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
         except PycontainError as e:
             print(f"pycontain: {e}", file=sys.stderr)
             code = e.exit_code
-    if opts.get("format"):
-        gotemplate = _gotemplate()
-        for view in out:
-            print(gotemplate.render(opts["format"], view))
+    fmt = opts.get("format")
+    if fmt and fmt != "json":
+        from pycontain import gotemplate
+
+        tmpl = gotemplate.parse(fmt)
+        sys.stdout.write("".join(tmpl.execute(view) + "\n" for view in out))
     else:
         print(json.dumps(out, indent=4))
     return code

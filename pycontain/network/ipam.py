@@ -301,8 +301,8 @@ def _check_default_bridge_free(gateway: str, prefix: int) -> None:
     from pycontain.network.rtnl import Rtnl
 
     with Rtnl() as ipr:
-        bridge.check_free(ipr, {"name": DEFAULT_NETWORK, "shown": DEFAULT_ALIAS, "bridge": DEFAULT_BRIDGE, "gateway": gateway,
-                                "prefixlen": prefix})
+        bridge.check_free(ipr, {"name": DEFAULT_NETWORK, "shown": DEFAULT_ALIAS, "bridge": DEFAULT_BRIDGE,
+                                "gateway": gateway, "prefixlen": prefix})
 
 
 def load_or_create_default(paths: Paths, name: str) -> dict[str, Any]:

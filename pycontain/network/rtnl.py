@@ -21,6 +21,7 @@ covers exactly what bridge.py, veth.py and ipam.py ask:
     add_default_route(gateway)              RTM_NEWROUTE           main table
     ipv4_routes()                           RTM_GETROUTE dump      (destination, prefix length, table)
     ipv4_addresses(index)                   RTM_GETADDR dump       (address, prefix length) of one link
+    link_alias(index)                       RTM_GETLINK            IFLA_IFALIAS: whose bridge it is
 
 A message is a 16-byte nlmsghdr, a fixed family header (ifinfomsg, ifaddrmsg or rtmsg) and a list of
 attributes (rtattr: length, type, value padded to 4 bytes; nested attributes are attribute lists in
@@ -82,6 +83,7 @@ IFLA_MASTER = 10
 IFLA_PROTINFO = 12
 IFLA_LINKINFO = 18
 IFLA_NET_NS_FD = 28
+IFLA_IFALIAS = 20
 IFLA_INFO_KIND = 1
 IFLA_INFO_DATA = 2
 VETH_INFO_PEER = 1
@@ -266,6 +268,13 @@ class Rtnl:
                 return int(IFINFOMSG.unpack_from(payload)[2])
         return None
 
+    def link_alias(self, index: int) -> str:
+        """A link's alias (`ip link set X alias TEXT`), "" if it has none."""
+        for kind, payload in self.request(RTM_GETLINK, 0, ifinfomsg(index), f"RTM_GETLINK {index}"):
+            if kind == RTM_NEWLINK:
+                return attrs(payload, IFINFOMSG.size).get(IFLA_IFALIAS, b"").rstrip(b"\0").decode(errors="replace")
+        return ""
+
     def add_bridge(self, name: str, address: str | None = None, up: bool = True) -> None:
         body = ifinfomsg(up=up) + attr(IFLA_IFNAME, ifname(name))
         if address:
@@ -293,8 +302,10 @@ class Rtnl:
         self.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, body, f"RTM_NEWLINK veth {name} <-> {peer}")
 
     def set_link(self, index: int, *, up: bool | None = None, master: int | None = None,
-                 address: str | None = None) -> None:
+                 address: str | None = None, alias: str | None = None) -> None:
         body = ifinfomsg(index, up=up)
+        if alias is not None:
+            body += attr(IFLA_IFALIAS, alias.encode() + b"\0")
         if master is not None:
             body += attr(IFLA_MASTER, u32(master))
         if address:
