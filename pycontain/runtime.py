@@ -395,8 +395,16 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool) -> int:
                       paused=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
+        checker = None
+        if detached and cfg.healthcheck:  # health.py is loaded only for a container with a check
+            from pycontain import health
+
+            checker = [health.start(rec)]
+            undo.callback(_stop_checker, checker)
         faults.phase("run.running")
         code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log)
+        if checker:
+            _stop_checker(checker)  # before the final state is written: its writes must not come after
         faults.phase("run.cleanup")
         oom = cg.oom_killed()
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
@@ -405,6 +413,13 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool) -> int:
             _leave_exit_code(rec, code)
         explain.say(f"wait4({pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
+
+
+def _stop_checker(checker: list[int | None]) -> None:
+    from pycontain import health
+
+    pid, checker[0] = checker[0], None
+    health.stop(pid)
 
 
 def _let_go_of_caller(report_fd: int) -> None:
