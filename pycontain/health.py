@@ -23,6 +23,7 @@ from pycontain import state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from pycontain.state import Record
@@ -47,8 +48,9 @@ def argv_of(check: dict[str, Any] | None) -> list[str] | None:
     return None  # an unknown form: Docker refuses it at create; an old record may still hold it
 
 
-def start(rec: Record) -> int | None:
-    """Fork the checker of a container that has a health check; its pid (None: no check)."""
+def start(rec: Record, exec_: Callable[..., int]) -> int | None:
+    """Fork the checker of a container that has a health check; its pid (None: no check). exec_ is
+    runtime.exec_, handed in: this module is runtime's helper and does not import it back."""
     check = rec.config.healthcheck
     argv = argv_of(check)
     if argv is None:
@@ -60,7 +62,7 @@ def start(rec: Record) -> int | None:
     if pid == 0:
         code = 0
         try:
-            _checker(rec, argv, check, monitor)
+            _checker(rec, argv, check, monitor, exec_)
         except BaseException:  # noqa: BLE001 - the checker ends here, never in the monitor's code
             code = 1
         finally:
@@ -92,7 +94,7 @@ def _seconds(check: dict[str, Any], key: str, default: float) -> float:
     return value / 1e9 if isinstance(value, int) and value > 0 else default
 
 
-def _checker(rec: Record, argv: list[str], check: dict[str, Any], monitor: int) -> None:
+def _checker(rec: Record, argv: list[str], check: dict[str, Any], monitor: int, exec_: Callable[..., int]) -> None:
     os.setpgid(0, 0)  # a group of its own: stop() kills it together with a probe under way
     interval = _seconds(check, "Interval", DEFAULT_INTERVAL)
     timeout = _seconds(check, "Timeout", DEFAULT_TIMEOUT)
@@ -107,7 +109,7 @@ def _checker(rec: Record, argv: list[str], check: dict[str, Any], monitor: int) 
                 return  # the monitor is gone (killed): so is the reason to check
             time.sleep(min(0.5, max(deadline - time.monotonic(), 0.001)))
         started_at = state.now()
-        code, output = _probe(rec, argv, timeout)
+        code, output = _probe(rec, argv, timeout, exec_)
         entry = {"start": started_at, "end": state.now(), "exit_code": code, "output": output}
         health["log"] = (health["log"] + [entry])[-KEEP:]
         if code == 0:
@@ -121,7 +123,7 @@ def _checker(rec: Record, argv: list[str], check: dict[str, Any], monitor: int) 
         rec.set_state(health=health)
 
 
-def _probe(rec: Record, argv: list[str], timeout: float) -> tuple[int, str]:
+def _probe(rec: Record, argv: list[str], timeout: float, exec_: Callable[..., int]) -> tuple[int, str]:
     """Run the check once in the container: (exit code, its output); -1 and a note when it timed out."""
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -133,9 +135,7 @@ def _probe(rec: Record, argv: list[str], timeout: float) -> tuple[int, str]:
             os.dup2(null, 0)
             os.dup2(write_end, 1)
             os.dup2(write_end, 2)
-            from pycontain import runtime
-
-            code = runtime.exec_(rec.paths, rec.id, argv, [], None, None, False, False)
+            code = exec_(rec.paths, rec.id, argv, [], None, None, False, False)
         except BaseException as e:  # noqa: BLE001 - reported as the check's output
             try:
                 os.write(2, f"{e}\n".encode())

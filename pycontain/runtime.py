@@ -399,7 +399,7 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool) -> int:
         if detached and cfg.healthcheck:  # health.py is loaded only for a container with a check
             from pycontain import health
 
-            checker = [health.start(rec)]
+            checker = [health.start(rec, exec_)]
             undo.callback(_stop_checker, checker)
         faults.phase("run.running")
         code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log)
