@@ -650,130 +650,49 @@ def _container_config(rec: Record, image: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Frozen:
-    """The container's processes frozen through the cgroup freezer while its layer is written, and
-    thawed whatever happens (an error, Ctrl-C, SIGTERM or SIGHUP: those two are turned into an exception
-    for the time being, as their default action would leave the container frozen).
-
-    On cgroup v2 the container's own cgroup freezes. On v1, pycontain's containers are not in the
-    freezer hierarchy (cgroups/v1.py joins it only for OCI bundles), so their processes are moved into
-    a freezer cgroup of the container's name for the pause, and back where each was when it ends; the
-    directory is removed."""
+    """The container's processes frozen (runtime.freeze, as `pause` does) while its layer is written,
+    and thawed whatever happens: an error, Ctrl-C, SIGTERM or SIGHUP (those two are turned into an
+    exception for the time being, as their default action would leave the container frozen). A container
+    the user paused stays paused."""
 
     def __init__(self, rec: Record) -> None:
-        from pycontain import cgroups
-
-        self.cg: Any = cgroups.for_container(rec.id, extra=("freezer",))  # v1's has path(controller)
-        self.dir: str | None = None
-        self.home: dict[int, str] = {}
+        self.rec = rec
         self.old: dict[int, Any] = {}
+        self.froze = False
 
     def __enter__(self) -> _Frozen:
         import signal
+
+        from pycontain import runtime, state
+
+        if self.rec.status() == state.Status.PAUSED:
+            return self
 
         def stop(signum: int, _frame: object) -> None:
             raise KeyboardInterrupt
 
         for sig in (signal.SIGTERM, signal.SIGHUP):
             self.old[sig] = signal.signal(sig, stop)
+        self.froze = True
         try:
-            if self.cg.version == 1:
-                self._join()
-            self.cg.freeze(True)
+            runtime.freeze(self.rec.id, True)
         except BaseException:
-            self._thaw()
+            self.__exit__()
             raise
         return self
-
-    def _join(self) -> None:
-        freezer = self.cg.path("freezer")
-        if freezer is None:
-            raise PycontainError("this host has no cgroup freezer: commit with --pause=false")
-        os.makedirs(freezer, exist_ok=True)
-        self.dir = freezer
-        # A process may fork while we move them: its child is born where the parent is, so repeat until
-        # every process of the container (its pids cgroup lists them) is in.
-        for _ in range(100):
-            moved = False
-            inside = set(_procs(freezer))
-            for pid in self.cg.procs():
-                if pid in inside:
-                    continue
-                self.home.setdefault(pid, _freezer_of(pid))
-                try:
-                    _write(f"{freezer}/cgroup.procs", str(pid))
-                    moved = True
-                except ProcessLookupError:
-                    continue
-            if not moved:
-                return
-        raise PycontainError("the container's processes kept forking: cannot pause it")
-
-    def _thaw(self) -> None:
-        try:
-            if self.cg.version != 1 or self.dir is not None:
-                self.cg.freeze(False)
-        finally:
-            if self.dir is not None:
-                self._leave()
-
-    def _leave(self) -> None:
-        """Every process back to the freezer cgroup it came from, then the directory removed: retried,
-        since a process may fork (its child born here) until the moment it is moved out."""
-        assert self.dir is not None
-        root = os.path.dirname(self.dir)
-        for _ in range(200):
-            for pid in _procs(self.dir):
-                home = f"{root}{self.home.get(pid, '/')}".rstrip("/")
-                for target in (home, root):  # its old cgroup may be gone: the hierarchy's root takes it
-                    try:
-                        _write(f"{target}/cgroup.procs", str(pid))
-                        break
-                    except ProcessLookupError:
-                        break  # it exited meanwhile
-                    except OSError:
-                        continue
-            try:
-                os.rmdir(self.dir)
-                return
-            except FileNotFoundError:
-                return
-            except OSError:
-                time.sleep(0.005)
 
     def __exit__(self, *exc: object) -> None:
         import signal
 
+        from pycontain import runtime
+
         try:
-            self._thaw()
+            if self.froze:
+                self.froze = False
+                runtime.freeze(self.rec.id, False)
         finally:
             for sig, handler in self.old.items():
                 signal.signal(sig, handler)
-
-
-def _procs(cgroup_dir: str) -> list[int]:
-    try:
-        with open(f"{cgroup_dir}/cgroup.procs") as f:
-            return [int(x) for x in f.read().split()]
-    except FileNotFoundError:
-        return []
-
-
-def _freezer_of(pid: int) -> str:
-    """The v1 freezer cgroup a process is in now ("/" if it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/cgroup") as f:
-            for line in f:
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if "freezer" in controllers.split(","):
-                    return path or "/"
-    except (OSError, ValueError):
-        pass
-    return "/"
-
-
-def _write(path: str, value: str) -> None:
-    with open(path, "w") as f:
-        f.write(value)
 
 
 def _pause_wanted(opts: dict[str, Any], pos: list[str]) -> bool:

@@ -109,10 +109,10 @@ def test_commit_of_a_running_container_pauses_and_thaws_it(alp: Pycontain, tmp_p
     assert alp.ok("exec", "r1", "cat", "/tick").stdout != first, "the container must keep running after commit"
     assert alp.status("r1") == "running"
     assert alp.ok("run", "--rm", "live:1", "cat", "/made").stdout == "first\n"
-    freezer = Path("/sys/fs/cgroup/freezer")
-    if freezer.is_dir():  # cgroup v1: the freezer cgroup made for the pause is gone again
-        assert not [d for d in os.listdir(freezer) if d.startswith("pycontain-")]
     alp.remove_all()
+    freezer = Path("/sys/fs/cgroup/freezer")
+    if freezer.is_dir():  # cgroup v1: the freezer cgroup a pause made (as `pause` does) goes with the container
+        assert not [d for d in os.listdir(freezer) if d.startswith("pycontain-") and len(d) == 74]
     assert leaks_since(snap, tmp_path) == []
 
 
@@ -132,3 +132,15 @@ def test_a_failed_commit_leaves_nothing(alp: Pycontain, monkeypatch: pytest.Monk
     assert [f for f in store_files(alp.root) if ".tmp-" in f]
     alp.ok("gc")
     assert store_files(alp.root) == before
+
+
+def test_commit_of_a_paused_container_leaves_it_paused(alp: Pycontain) -> None:
+    alp.ok("run", "-d", "--name", "p1", "alpine", "sh", "-c", "echo x > /x; sleep 100")
+    alp.wait_until_running("p1")
+    alp.ok("pause", "p1")
+    alp.ok("commit", "p1", "paused:1")
+    assert alp.status("p1") == "paused"
+    alp.ok("unpause", "p1")
+    assert alp.status("p1") == "running"
+    assert alp.ok("run", "--rm", "paused:1", "cat", "/x").stdout == "x\n"
+    alp.remove_all()
