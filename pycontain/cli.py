@@ -450,7 +450,7 @@ def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if filters:
         found = _ps_filter(paths, found, filters)
     if not show_all:
-        found = [r for r in found if r[2] in (state.Status.RUNNING, "paused")]
+        found = [r for r in found if r[2] in (state.Status.RUNNING, state.Status.PAUSED, state.Status.RESTARTING)]
     if last > 0:
         found = found[:last]
     now = time.time()
