@@ -235,11 +235,16 @@ def write_archive(entries: Iterable[Entry], out: str, mtime: int) -> None:
         raise
 
 
-def source_date_epoch() -> int:
-    """Reproducible-builds convention: https://reproducible-builds.org/specs/source-date-epoch/"""
+def source_date_epoch(busybox: str) -> int:
+    """Reproducible-builds convention (https://reproducible-builds.org/specs/source-date-epoch/); unset,
+    the busybox binary's own mtime: fixed for a given Debian package, and a date `images` can show
+    sensibly (1970 reads as "56 years ago")."""
     value = os.environ.get("SOURCE_DATE_EPOCH", "")
     if not value:
-        return 0
+        try:
+            return int(os.stat(busybox).st_mtime)
+        except OSError:
+            return 0
     if not value.isdigit():
         raise BuildError(f"SOURCE_DATE_EPOCH must be a non-negative integer, got {value!r}")
     return int(value)
@@ -312,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tag", default="busybox:latest", help="the archive's tag (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
-        mtime = source_date_epoch()
+        mtime = source_date_epoch(args.busybox)
         entries = rootfs_entries(args.busybox)
         if args.docker_archive:
             image_id = write_docker_archive(entries, args.out, mtime, args.tag, args.busybox)
