@@ -242,7 +242,7 @@ def _next_value(args: list[str], i: int, name: str) -> tuple[str, int]:
 
 def usage(command: str | None = None) -> str:
     if command is None:
-        _load_all_plugins()
+        load_all_plugins()
         lines = ["Usage: pycontain [--root DIR] [--explain] COMMAND [OPTIONS]", "",
                  "A small, readable Linux container runtime. Commands:"]
         lines += [f"  {name:<8} {desc}" for name, (_, _, desc) in COMMANDS.items() if " " not in name]
@@ -376,7 +376,7 @@ def cmd_start(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             print(name)
         return 0
     need(pos, "a container")
-    return _each(pos, lambda ref: print(ref) if runtime.start(paths, ref) else None)
+    return each_ref(pos, lambda ref: print(ref) if runtime.start(paths, ref) else None)
 
 
 def cmd_exec(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -723,9 +723,9 @@ def cmd_stop(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     need(pos, "a container")
     # Not given: each container's own --stop-timeout (else 10 s), as Docker does.
-    timeout = None if opts["time"] is None else _number(opts["time"], "--time", 10.0)
+    timeout = None if opts["time"] is None else seconds_arg(opts["time"], "--time", 10.0)
     signum = parse_signal(opts["signal"]) if opts["signal"] else None
-    return _each(pos, lambda ref: print(ref) if runtime.stop(paths, ref, timeout, signum) else None)
+    return each_ref(pos, lambda ref: print(ref) if runtime.stop(paths, ref, timeout, signum) else None)
 
 
 def cmd_kill(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -733,21 +733,21 @@ def cmd_kill(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     need(pos, "a container")
     signum = parse_signal(opts["signal"] or "KILL")
-    return _each(pos, lambda ref: print(ref) if runtime.kill(paths, ref, signum) else None)
+    return each_ref(pos, lambda ref: print(ref) if runtime.kill(paths, ref, signum) else None)
 
 
 def cmd_rm(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     need(pos, "a container")
-    return _each(pos, lambda ref: print(ref) if runtime.remove(paths, ref, opts["force"], opts["volumes"]) else None)
+    return each_ref(pos, lambda ref: print(ref) if runtime.remove(paths, ref, opts["force"], opts["volumes"]) else None)
 
 
 def cmd_wait(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     need(pos, "a container")
-    return _each(pos, lambda ref: print(runtime.wait(paths, ref)))
+    return each_ref(pos, lambda ref: print(runtime.wait(paths, ref)))
 
 
 def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -820,7 +820,7 @@ def need(pos: list[str], what: str, exactly: int | None = None) -> None:
         raise UsageError(f"expected {what}" + ("" if exactly is None else f" ({exactly} argument(s))"))
 
 
-def _number(value: str | None, flag: str, default: float) -> float:
+def seconds_arg(value: str | None, flag: str, default: float) -> float:
     if value is None:
         return default
     try:
@@ -832,7 +832,7 @@ def _number(value: str | None, flag: str, default: float) -> float:
     return number
 
 
-def _each(refs: list[str], action: Any) -> int:
+def each_ref(refs: list[str], action: Any) -> int:
     """Docker's way with several containers: do each, report each failure, exit non-zero if any failed."""
     code = 0
     for ref in refs:
@@ -851,7 +851,7 @@ HANDLERS = {
 }
 
 
-def _load_plugin(command: str) -> bool:
+def load_plugin(command: str) -> bool:
     """Register the commands of the plugin module that defines `command`; False if none does."""
     import importlib
 
@@ -864,9 +864,9 @@ def _load_plugin(command: str) -> bool:
     return command in HANDLERS
 
 
-def _load_all_plugins() -> None:
+def load_all_plugins() -> None:
     for names in PLUGINS.values():
-        _load_plugin(names[0])
+        load_plugin(names[0])
 
 
 # ---------------------------------------------------------------- entry point
@@ -937,18 +937,18 @@ def _main(args: list[str]) -> int:
         topic = None
         if len(args) > 1:  # `help volume create`, `help container ls`
             sub = ALIASES.get(f"{args[0]} {args[1]}", f"{args[0]} {args[1]}")
-            topic = sub if sub in COMMANDS or _load_plugin(sub) else None
-        if topic is None and args and (args[0] in COMMANDS or _load_plugin(args[0])):
+            topic = sub if sub in COMMANDS or load_plugin(sub) else None
+        if topic is None and args and (args[0] in COMMANDS or load_plugin(args[0])):
             topic = args[0]
         print(usage(topic))
         return 0
     if args and not args[0].startswith("-"):
         sub = f"{command} {args[0]}"
         sub = ALIASES.get(sub, sub)
-        if sub in COMMANDS or _load_plugin(sub):
+        if sub in COMMANDS or load_plugin(sub):
             command = sub
             args.pop(0)
-    if command not in COMMANDS and not _load_plugin(command):
+    if command not in COMMANDS and not load_plugin(command):
         raise UsageError(f"unknown command {command!r} (see `pycontain --help`)")
     if ("--help" in args or (command not in ("run", "create") and "-h" in args)) and \
             (command not in STOP_AT_POSITIONAL or args.index("--help" if "--help" in args else "-h") == 0):

@@ -71,12 +71,12 @@ def _tables() -> tuple[dict[str, tuple[list[Any], str, str]], dict[str, str], se
     from pycontain import cli
 
     try:
-        cli._load_all_plugins()
+        cli.load_all_plugins()
     except ImportError:
         # A plugin module named in cli.PLUGINS that is not there (yet): complete what does exist.
         for names in cli.PLUGINS.values():
             try:
-                cli._load_plugin(names[0])
+                cli.load_plugin(names[0])
             except ImportError:
                 continue
     return cli.COMMANDS, cli.ALIASES, set(cli.STOP_AT_POSITIONAL)

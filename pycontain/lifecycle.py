@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pycontain.cli import FLAG, VALUE, _each, _number, need
+from pycontain.cli import FLAG, VALUE, each_ref, seconds_arg, need
 from pycontain.config import parse_signal
 from pycontain.errors import UsageError
 
@@ -38,23 +38,23 @@ def cmd_restart(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     need(pos, "a container")
-    timeout = None if opts["time"] is None else _number(opts["time"], "--time", 10.0)
+    timeout = None if opts["time"] is None else seconds_arg(opts["time"], "--time", 10.0)
     signum = parse_signal(opts["signal"]) if opts["signal"] else None
-    return _each(pos, lambda ref: print(ref) if runtime.restart(paths, ref, timeout, signum) else None)
+    return each_ref(pos, lambda ref: print(ref) if runtime.restart(paths, ref, timeout, signum) else None)
 
 
 def cmd_pause(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     need(pos, "a container")
-    return _each(pos, lambda ref: print(ref) if runtime.pause(paths, ref) else None)
+    return each_ref(pos, lambda ref: print(ref) if runtime.pause(paths, ref) else None)
 
 
 def cmd_unpause(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     need(pos, "a container")
-    return _each(pos, lambda ref: print(ref) if runtime.unpause(paths, ref) else None)
+    return each_ref(pos, lambda ref: print(ref) if runtime.unpause(paths, ref) else None)
 
 
 def cmd_rename(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:

@@ -51,7 +51,7 @@ def urlencode(pairs: list[tuple[str, str]]) -> str:
     return "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs)
 
 
-def _host_port(netloc: str, scheme: str) -> tuple[str, int]:
+def host_port(netloc: str, scheme: str) -> tuple[str, int]:
     default = 443 if scheme == "https" else 80
     if netloc.startswith("["):
         host, _, rest = netloc[1:].partition("]")
@@ -153,13 +153,13 @@ def request(method: str, url: str, headers: dict[str, str], body: IO[bytes] | by
             verify: bool = True, timeout: float = 60.0) -> Response:
     """Send one request (Connection: close) and return the response with its body unread."""
     scheme, netloc, target = split_url(url)
-    host, port = _host_port(netloc, scheme)
+    host, port = host_port(netloc, scheme)
     # An ASCII host as bytes: a str makes getaddrinfo load the idna codec (~3 ms) just to encode it.
     address: Any = (host.encode() if host.isascii() else host, port)
     sock = socket.create_connection(address, timeout=timeout)
     try:
         if scheme == "https":
-            sock = _tls(sock, host, verify)
+            sock = tls_context(sock, host, verify)
         head = [f"{method} {target} HTTP/1.1", f"Host: {netloc}", "Connection: close"]
         if body is not None and not any(k.lower() == "content-length" for k in headers):
             if not isinstance(body, bytes):
@@ -178,7 +178,7 @@ def request(method: str, url: str, headers: dict[str, str], body: IO[bytes] | by
         raise
 
 
-def _tls(sock: socket.socket, host: str, verify: bool) -> socket.socket:
+def tls_context(sock: socket.socket, host: str, verify: bool) -> socket.socket:
     import ssl
 
     if verify:

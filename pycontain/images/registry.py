@@ -265,7 +265,7 @@ class Registry:
         sent again once on a new connection (bodies here are bytes or seekable files).
         """
         scheme, netloc, target = http.split_url(url)
-        host, port = http._host_port(netloc, scheme)
+        host, port = http.host_port(netloc, scheme)
         proxy = proxy_for(scheme, host, port)
         if proxy is not None and scheme == "http":
             target = f"http://{netloc}{target}"  # a proxy forwards absolute-form requests
@@ -358,7 +358,7 @@ class Registry:
         _, netloc, _ = http.split_url(url)
         if self.settings.is_insecure(netloc):
             return
-        host, port = http._host_port(netloc, "https")
+        host, port = http.host_port(netloc, "https")
         if _answers_plain_http(host, port, netloc):
             raise RegistryError(
                 f"registry {self.domain}: {netloc} answered plain HTTP to an HTTPS request; if you trust "
@@ -583,7 +583,7 @@ def parse_proxy(value: str, name: str = "HTTPS_PROXY") -> Proxy:
     userinfo, at, hostport = netloc.rpartition("@")
     if scheme.lower() != "http" or not hostport:
         raise RegistryError(f"{name}={value!r}: pycontain supports http:// proxies (CONNECT for https)")
-    host, port = http._host_port(hostport, "http")
+    host, port = http.host_port(hostport, "http")
     auth = None
     if at:
         import base64
@@ -685,7 +685,7 @@ def _connect(scheme: str, host: str, port: int, verify: bool, proxy: Proxy | Non
     if scheme != "https":
         return sock
     try:
-        return http._tls(sock, host, verify)
+        return http.tls_context(sock, host, verify)
     except BaseException:
         sock.close()
         raise

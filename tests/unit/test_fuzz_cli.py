@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pycontain import cli, explain, state
 from pycontain.errors import PycontainError
 
-cli._load_all_plugins()
+cli.load_all_plugins()
 COMMAND_NAMES = sorted(cli.COMMANDS)
 FLAGS = sorted({name for spec, _, _ in cli.COMMANDS.values() for names, *_ in spec for name in names})
 # Values shaped like what the flags take, and like what they must refuse.
