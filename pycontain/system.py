@@ -577,7 +577,7 @@ def _prune_networks(paths: Paths) -> list[str]:
         return []
     removed = []
     for name in ipam.names(paths):
-        if name in (ipam.DEFAULT_NETWORK, "bridge"):
+        if name in (ipam.DEFAULT_NETWORK, ipam.DEFAULT_ALIAS):
             continue
         try:
             if ipam.leases(paths, name):

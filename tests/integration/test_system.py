@@ -8,6 +8,7 @@ import os
 import platform
 import pty
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -283,6 +284,9 @@ def test_events_follow_prints_new_events_in_dockers_format(pc: Pycontain, follow
     emit(pc, "container", "die", cid, name="web", image="alpine", exitCode="3")
     assert follower.stdout.readline().split()[1:4] == ["container", "die", cid]
     assert follower.poll() is None
+    follower.send_signal(signal.SIGINT)  # Ctrl-C ends a follower quietly
+    assert follower.wait(timeout=SETTLE_TIMEOUT) == 0
+    assert follower.stderr is not None and follower.stderr.read() == ""
 
 
 def test_events_window_and_filters(pc: Pycontain) -> None:
