@@ -91,8 +91,37 @@ RUN_OPTIONS = [
     (("--health-start-period",), "health_start_period", VALUE, "DURATION",
      "failures in this first time do not count (default 0s)"),
     (("--no-healthcheck",), "no_healthcheck", FLAG, "", "disable the image's HEALTHCHECK"),
+    (("--ip",), "ip", VALUE, "ADDRESS", "the container's IPv4 address on a user network"),
+    (("--network-alias",), "network_alias", MULTI, "NAME", "another name for it on a user network"),
+    (("--mac-address",), "mac_address", VALUE, "MAC", "eth0's MAC address, e.g. 02:42:ac:11:00:02"),
+    (("--dns",), "dns", MULTI, "IP", "a name server for its resolv.conf (replaces the host's)"),
+    (("--dns-search",), "dns_search", MULTI, "DOMAIN", "a search domain for its resolv.conf (. for none)"),
+    (("--dns-option",), "dns_option", MULTI, "OPT", "a resolv.conf option, e.g. ndots:2"),
+    (("--add-host",), "add_host", MULTI, "HOST:IP", "a line in its /etc/hosts (IP may be host-gateway)"),
+    (("--expose",), "expose", MULTI, "PORT[/PROTO]", "expose a port or a range (8000-8010) without publishing it"),
+    (("-P", "--publish-all"), "publish_all", FLAG, "", "publish every exposed port on a free host port"),
+    (("-l", "--label"), "label", MULTI, "K=V", "set a label (ps --filter label=K=V finds it)"),
+    (("--label-file",), "label_file", MULTI, "FILE", "read K=V label lines from FILE"),
+    (("--cidfile",), "cidfile", VALUE, "FILE", "write the container's id to FILE (which must not exist)"),
+    (("--pid",), "pid", VALUE, "MODE", "host: share the host's PID namespace; container:NAME: that one's"),
+    (("--ipc",), "ipc", VALUE, "MODE", "private (default), shareable, host, or container:NAME (a shareable one)"),
+    (("--uts",), "uts", VALUE, "MODE", "host: share the host's hostname (UTS namespace)"),
+    (("--shm-size",), "shm_size", VALUE, "BYTES", "size of /dev/shm (default 64m)"),
+    (("--group-add",), "group_add", MULTI, "GROUP", "an additional group (name in the image's /etc/group, or gid)"),
+    (("--oom-kill-disable",), "oom_kill_disable", FLAG, "", "do not OOM-kill it (cgroup v1; use with -m)"),
+    (("--memory-swappiness",), "memory_swappiness", VALUE, "0-100", "how readily its memory is swapped"),
+    (("--cpu-period",), "cpu_period", VALUE, "MICROSECONDS", "the CFS period (default 100000)"),
+    (("--cpu-quota",), "cpu_quota", VALUE, "MICROSECONDS", "CPU time per CFS period"),
+    (("--blkio-weight",), "blkio_weight", VALUE, "10-1000", "relative block I/O weight"),
+    (("--platform",), "platform", VALUE, "PLATFORM", "the image's platform: only this host's (linux/amd64)"),
+    (("--log-driver",), "log_driver", VALUE, "DRIVER", "json-file (default) or none"),
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
 ]
+# The flags above whose parsing _rare_options does: checked one dict lookup each on the common path.
+RARE_RUN_FLAGS = ("ip", "network_alias", "mac_address", "dns", "dns_search", "dns_option", "add_host", "expose",
+                  "publish_all", "label", "label_file", "cidfile", "pid", "ipc", "uts", "shm_size", "group_add",
+                  "oom_kill_disable", "memory_swappiness", "cpu_period", "cpu_quota", "blkio_weight", "platform",
+                  "log_driver")
 EXEC_OPTIONS = [
     (("-i", "--interactive"), "interactive", FLAG, "", "keep stdin open and connected"),
     (("-t", "--tty"), "tty", FLAG, "", "allocate a terminal"),
@@ -134,8 +163,8 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
            "CONTAINER...", "remove containers"),
     "wait": ([], "CONTAINER...", "wait for containers to exit and print their exit codes"),
     "inspect": ([(("-f", "--format"), "format", VALUE, "TEMPLATE", "a Go template applied to each (as Docker's)"),
-                 (("--type",), "type", VALUE, "TYPE", "container or image: look for that kind only")],
-                "CONTAINER|IMAGE...", "show details as JSON"),
+                 (("--type",), "type", VALUE, "TYPE", "container, image, network or volume: that kind only")],
+                "NAME|ID...", "show details as JSON"),
     "gc": ([], "", "release whatever a killed pycontain left behind"),
 }
 # Commands defined in other modules, imported only when used (or for --help), so that the `run` path
@@ -281,6 +310,8 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
     entrypoint = None
     if opts["entrypoint"] is not None:
         entrypoint = (opts["entrypoint"],) if opts["entrypoint"] else ()
+    rare = _rare_options(opts, network, limits) if any(opts.get(k) for k in RARE_RUN_FLAGS) else {}
+    limits = rare.pop("limits", limits)
     return c.ContainerConfig(
         image=positionals[0],
         command=tuple(positionals[1:]),
@@ -307,7 +338,101 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
                                         opts["userns"], network),
         **c.parse_log_opts(opts["log_opt"]),
         **_lifecycle_options(opts),
+        **rare,
     )
+
+
+def _rare_options(opts: dict[str, Any], network: str, limits: Any) -> dict[str, Any]:
+    """The flags of RARE_RUN_FLAGS that were given, checked (with Docker's conflicts) into config fields."""
+    from pycontain import config as c
+
+    out: dict[str, Any] = {}
+    bridge = network not in c.NETWORK_MODES and not network.startswith("container:")
+    user_net = bridge and network != "pycontain"
+    if opts.get("ip") is not None:
+        if not user_net:
+            raise UsageError("--ip needs a user network (pycontain network create NAME, then --network NAME), "
+                             "as with Docker")
+        out["ip"] = c.parse_ipv4(opts["ip"], "--ip")
+    if opts.get("network_alias"):
+        if not user_net:
+            raise UsageError("--network-alias needs a user network (pycontain network create NAME), as with Docker")
+        out["network_aliases"] = tuple(dict.fromkeys(c.parse_network_alias(a) for a in opts["network_alias"]))
+    if opts.get("mac_address") is not None:
+        if not bridge:
+            raise UsageError(f"--mac-address needs a bridge network; --network {network} has no eth0 of its own")
+        out["mac_address"] = c.parse_mac(opts["mac_address"])
+    joined = network.startswith("container:")
+    for flag, key, parse in (("dns", "dns", c.parse_dns), ("dns_search", "dns_search", c.parse_dns_search),
+                             ("dns_option", "dns_options", c.parse_dns_option),
+                             ("add_host", "add_hosts", c.parse_add_host)):
+        if opts.get(flag):
+            if joined:
+                raise UsageError(f"conflicting options: --{flag.replace('_', '-')} and --network {network} "
+                                 "(it uses that container's files)")
+            out[key] = tuple(parse(v) for v in opts[flag])
+    if opts.get("expose"):
+        if joined:
+            raise UsageError(f"conflicting options: --expose and --network {network}")
+        out["expose"] = tuple(dict.fromkeys(p for spec in opts["expose"] for p in c.parse_expose(spec)))
+    if opts.get("publish_all"):
+        if not bridge:
+            raise UsageError(f"-P publishes ports on a bridge network; --network {network} has none")
+        out["publish_all"] = True
+    if opts.get("label") or opts.get("label_file"):
+        out["labels"] = c.parse_labels(opts.get("label") or [], opts.get("label_file") or [])
+    if opts.get("cidfile") is not None:
+        if not opts["cidfile"]:
+            raise UsageError("--cidfile needs a file name")
+        out["cidfile"] = os.path.abspath(opts["cidfile"])
+    if opts.get("pid") is not None:
+        out["pid"] = c.parse_namespace_mode(opts["pid"], "--pid", ("host", "container:"))
+    if opts.get("ipc") is not None:
+        mode = c.parse_namespace_mode(opts["ipc"], "--ipc", ("private", "shareable", "host", "container:", "none"))
+        out["ipc"] = "private" if mode == "none" else mode
+    if opts.get("uts") is not None:
+        out["uts"] = c.parse_namespace_mode(opts["uts"], "--uts", ("host",))
+        if opts.get("hostname"):
+            raise UsageError("conflicting options: --hostname and --uts host (the host's name is the container's)")
+    if joined and opts.get("hostname"):
+        raise UsageError(f"conflicting options: --hostname and --network {network} (it has that container's name)")
+    if opts.get("shm_size") is not None:
+        out["shm_size"] = c.parse_shm_size(opts["shm_size"])
+        if out.get("ipc", "").startswith(("host", "container:")):
+            raise UsageError(f"conflicting options: --shm-size and --ipc {out['ipc']} (its /dev/shm is not its own)")
+    if opts.get("group_add"):
+        out["group_add"] = tuple(dict.fromkeys(c.parse_group(g) for g in opts["group_add"]))
+    if opts.get("platform") is not None:
+        c.validate_platform(opts["platform"])
+    if opts.get("log_driver") is not None:
+        out["log_driver"] = c.validate_log_driver(opts["log_driver"])
+    extra = {k: opts.get(k) for k in ("memory_swappiness", "cpu_period", "cpu_quota", "blkio_weight")}
+    if opts.get("oom_kill_disable") or any(v is not None for v in extra.values()):
+        out["limits"] = c.parse_extra_limits(limits, extra["memory_swappiness"], bool(opts.get("oom_kill_disable")),
+                                             extra["cpu_period"], extra["cpu_quota"], extra["blkio_weight"])
+        if out["limits"].oom_kill_disable and out["limits"].memory is None:
+            _error("warning: --oom-kill-disable without -m/--memory: the container may use all of the host's memory")
+        if out["limits"].blkio_weight is not None and not _blkio_weight_supported():
+            _error("warning: this kernel has no block I/O weight (no blkio/io weight file in the cgroup tree): "
+                   "--blkio-weight discarded")
+            out["limits"] = out["limits"].replace(blkio_weight=None)
+    return out
+
+
+def _blkio_weight_supported() -> bool:
+    """Whether a cgroup can take a block I/O weight here (the BFQ or CFQ scheduler's file), as Docker checks."""
+    from pycontain import cgroups
+
+    if cgroups.detect() == 2:
+        names = ("io.weight", "io.bfq.weight")
+        base = cgroups.CGROUP_ROOT
+        try:
+            with os.scandir(base) as it:
+                dirs = [e.path for e in it if e.is_dir(follow_symlinks=False)][:1]
+        except OSError:
+            dirs = []
+        return any(os.path.exists(f"{d}/{n}") for d in dirs for n in names)
+    return any(os.path.exists(f"{cgroups.CGROUP_ROOT}/blkio/{n}") for n in ("blkio.weight", "blkio.bfq.weight"))
 
 
 def _lifecycle_options(opts: dict[str, Any]) -> dict[str, Any]:
@@ -755,10 +880,10 @@ def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     from pycontain import details
 
-    need(pos, "a container or image")
+    need(pos, "a container, image, network or volume")
     fmt, kind = opts["format"], opts["type"]
-    if kind not in (None, "container", "image"):
-        raise UsageError(f"invalid --type {kind!r}: expected container or image")
+    if kind is not None and kind not in details.KINDS:
+        raise UsageError(f"invalid --type {kind!r}: use container, image, network or volume")
     tmpl = None
     if fmt and fmt != "json":
         from pycontain import gotemplate
@@ -767,7 +892,7 @@ def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     out, code = [], 0
     for ref in pos:
         try:
-            out.append(_inspect_one(paths, ref, kind) if kind else details.describe(paths, ref))
+            out.append(details.describe(paths, ref, kind))
         except PycontainError as e:
             print(f"pycontain: {e}", file=sys.stderr)
             code = e.exit_code
@@ -777,26 +902,6 @@ def cmd_inspect(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     # As Docker's: each object through the template, a newline after each.
     sys.stdout.write("".join(tmpl.execute(obj) + "\n" for obj in out))
     return code
-
-
-def _inspect_one(paths: Any, ref: str, kind: str) -> dict[str, Any]:
-    """`inspect --type`: only a container, or only an image, by that reference."""
-    from pycontain import details, state
-    from pycontain.errors import ContainerNotFound, ImageNotFound
-
-    if kind == "container":
-        try:
-            rec = state.find(paths, ref)
-        except ContainerNotFound:
-            raise ContainerNotFound(f"no such container: {ref}") from None
-        return details.container(rec)
-    from pycontain.images.store import Store
-
-    store = Store(paths)
-    try:
-        return store.inspect(store.resolve(ref))
-    except (ImageNotFound, UsageError):
-        raise ImageNotFound(f"no such image: {ref}") from None
 
 
 def cmd_gc(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:

@@ -139,14 +139,17 @@ class Limits(Frozen):
     cpuset_cpus is a CPU list like "0-1,3". The rest come only from an OCI spec's linux.resources:
     cpu_period (the CFS period cpus is measured in; default 100 ms), cpuset_mems, memory_swappiness,
     oom_kill_disable, net_classid and net_priorities ({interface: priority}).
+    run's --cpu-period, --cpu-quota (kept as given, for inspect; cpus is then quota / period),
+    --memory-swappiness, --oom-kill-disable and --blkio-weight (10..1000) set some of these too.
     """
 
     __slots__ = ("pids", "memory", "memory_swap", "memory_reservation", "cpus", "cpu_shares", "cpuset_cpus",
                  "cpu_period", "cpuset_mems", "memory_swappiness", "oom_kill_disable", "net_classid",
-                 "net_priorities")
+                 "net_priorities", "cpu_quota", "blkio_weight")
     _fields = {"pids": 2048, "memory": None, "memory_swap": None, "memory_reservation": None, "cpus": None,
                "cpu_shares": None, "cpuset_cpus": None, "cpu_period": None, "cpuset_mems": None,
-               "memory_swappiness": None, "oom_kill_disable": None, "net_classid": None, "net_priorities": None}
+               "memory_swappiness": None, "oom_kill_disable": None, "net_classid": None, "net_priorities": None,
+               "cpu_quota": None, "blkio_weight": None}
     pids: int | None
     memory: int | None
     memory_swap: int | None
@@ -160,6 +163,8 @@ class Limits(Frozen):
     oom_kill_disable: bool | None
     net_classid: int | None
     net_priorities: dict[str, int] | None
+    cpu_quota: int | None
+    blkio_weight: int | None
 
 
 class Security(Frozen):
@@ -223,14 +228,19 @@ class ContainerConfig(Frozen):
     __slots__ = ("image", "command", "entrypoint", "name", "env", "workdir", "user", "hostname",
                  "interactive", "tty", "detach", "remove", "read_only", "network", "mounts", "limits", "ports",
                  "pull", "log_max_size", "log_max_files", "runtime", "security", "volumes_from", "init",
-                 "stop_signal", "stop_timeout", "restart", "healthcheck")
+                 "stop_signal", "stop_timeout", "restart", "healthcheck", "ip", "network_aliases", "mac_address",
+                 "dns", "dns_search", "dns_options", "add_hosts", "expose", "publish_all", "labels", "cidfile",
+                 "pid", "ipc", "uts", "shm_size", "group_add", "log_driver")
     _fields = {
         "image": "", "command": (), "entrypoint": None, "name": None, "env": (), "workdir": None,
         "user": None, "hostname": None, "interactive": False, "tty": False, "detach": False,
         "remove": False, "read_only": False, "network": "none", "mounts": (), "limits": Limits(), "ports": (),
         "pull": "missing", "log_max_size": 10 * 1024 * 1024, "log_max_files": 3, "runtime": None,
         "security": Security(), "volumes_from": (), "init": None, "stop_signal": None, "stop_timeout": None,
-        "restart": None, "healthcheck": None,
+        "restart": None, "healthcheck": None, "ip": None, "network_aliases": (), "mac_address": None, "dns": (),
+        "dns_search": (), "dns_options": (), "add_hosts": (), "expose": (), "publish_all": False, "labels": {},
+        "cidfile": None, "pid": None, "ipc": None, "uts": None, "shm_size": None, "group_add": (),
+        "log_driver": None,
     }
     image: str
     command: tuple[str, ...]
@@ -260,6 +270,23 @@ class ContainerConfig(Frozen):
     stop_timeout: int | None  # --stop-timeout: `stop`'s default seconds before SIGKILL (-1: wait for ever)
     restart: dict[str, Any] | None  # --restart: {"name": "on-failure", "max_retries": 3}; None is "no"
     healthcheck: dict[str, Any] | None  # the check in force, in the image config's shape (filled in at create)
+    ip: str | None  # --ip: the address asked for on a user network
+    network_aliases: tuple[str, ...]  # --network-alias: more names in a user network's hosts file
+    mac_address: str | None  # --mac-address of eth0 (else 02:42 and the address's octets)
+    dns: tuple[str, ...]  # --dns: nameservers replacing the host's in resolv.conf
+    dns_search: tuple[str, ...]  # --dns-search: the search domains ("." clears the host's)
+    dns_options: tuple[str, ...]  # --dns-option: resolv.conf options
+    add_hosts: tuple[str, ...]  # --add-host HOST:IP ("host-gateway" resolved when the files are written)
+    expose: tuple[str, ...]  # --expose as "80/tcp" (ranges expanded)
+    publish_all: bool  # -P: every exposed port on a free host port
+    labels: dict[str, str]  # --label and --label-file (the image's labels under them, merged at create)
+    cidfile: str | None  # --cidfile: written with the id at create (refused if it exists)
+    pid: str | None  # --pid host | container:ID (the id resolved at create); None: its own
+    ipc: str | None  # --ipc private | shareable | host | container:ID; None: private
+    uts: str | None  # --uts host; None: its own
+    shm_size: int | None  # --shm-size: bytes of the /dev/shm tmpfs (None: 64m, as Docker)
+    group_add: tuple[str, ...]  # --group-add: more groups, by gid or by name in the image's /etc/group
+    log_driver: str | None  # --log-driver json-file | none (None: the default, json-file)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ContainerConfig:
@@ -269,7 +296,8 @@ class ContainerConfig(Frozen):
         data["limits"] = Limits(**data.get("limits", {}))
         data["ports"] = tuple(PortMapping(**p) for p in data.get("ports", ()))
         data["security"] = Security.from_json(data.get("security") or {})
-        for key in ("command", "env"):
+        for key in ("command", "env", "network_aliases", "dns", "dns_search", "dns_options", "add_hosts", "expose",
+                    "group_add"):
             data[key] = tuple(data.get(key, ()))
         if data.get("entrypoint") is not None:
             data["entrypoint"] = tuple(data["entrypoint"])
@@ -287,7 +315,7 @@ class ContainerConfig(Frozen):
             raise UsageError(f"no command given and image {self.image} has no default command")
         # With the host's network a container answers to the host's name, as with Docker (its own UTS
         # namespace still keeps a `hostname x` inside from renaming the host).
-        hostname = self.hostname or (os.uname().nodename if self.network == "host" else short_id)
+        hostname = self.hostname or (os.uname().nodename if "host" in (self.network, self.uts) else short_id)
         env = merge_env(list(img.get("Env") or []), list(self.env))
         if not any(e.startswith("PATH=") for e in env):
             env.insert(0, f"PATH={DEFAULT_PATH}")
@@ -306,18 +334,25 @@ class ContainerConfig(Frozen):
 class ResolvedConfig(Frozen):
     """What actually runs: the user's config merged with the image's."""
 
-    __slots__ = ("argv", "env", "workdir", "user", "hostname")
-    _fields = {"argv": (), "env": (), "workdir": "/", "user": "", "hostname": ""}
+    __slots__ = ("argv", "env", "workdir", "user", "hostname", "joins", "ids")
+    _fields = {"argv": (), "env": (), "workdir": "/", "user": "", "hostname": "", "joins": {}, "ids": None}
     argv: tuple[str, ...]
     env: tuple[str, ...]
     workdir: str
     user: str
     hostname: str
+    # Namespaces of another container it joins (--network/--ipc/--pid container:NAME): kind -> that
+    # container's record directory; its PID (so the /proc/PID/ns path) is read at each start.
+    joins: dict[str, str]
+    # [uid, gid, [gids]] when --group-add asks for more groups: the user resolved at create from the
+    # image's /etc/passwd and /etc/group (None: the executor resolves `user` by name in the container).
+    ids: list[Any] | None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ResolvedConfig:
         return cls(argv=tuple(data["argv"]), env=tuple(data["env"]), workdir=data["workdir"],
-                   user=data["user"], hostname=data["hostname"])
+                   user=data["user"], hostname=data["hostname"], joins=data.get("joins") or {},
+                   ids=data.get("ids"))
 
 
 def _has(env: list[str], key: str) -> bool:
@@ -588,7 +623,13 @@ def validate_workdir(path: str) -> str:
 
 
 def validate_network(mode: str) -> str:
-    """none, host, bridge (the default bridge network), or a network's name (checked when used)."""
+    """none, host, bridge (the default bridge network), a network's name (checked when used), or
+    container:NAME (that container's network namespace, resolved at create)."""
+    if mode.startswith("container:"):
+        ref = mode.partition(":")[2]
+        if not ref or "/" in ref or not set(ref) <= _ALNUM | set("_.-"):
+            raise UsageError(f"invalid --network {mode!r}: expected container:NAME")
+        return mode
     if mode == "bridge":
         return "pycontain"
     if mode in NETWORK_MODES:
@@ -620,6 +661,215 @@ def parse_publish(spec: str) -> PortMapping:
             raise UsageError(f"invalid -p {spec!r}: {host_ip!r} is not an IPv4 address")
     return PortMapping(host_ip=host_ip, host_port=port(host_port, "the host port", False) if host_port else 0,
                        container_port=port(ctr, "the container port", False), protocol=proto)
+
+
+
+# ---------------------------------------------------------------- the rarer `run` flags (issue 13)
+# Each is parsed only when given: the common `run` calls none of these.
+
+def parse_ipv4(text: str, flag: str) -> str:
+    octets = text.split(".")
+    if len(octets) != 4 or not all(o.isdigit() and len(o) <= 3 and int(o) <= 255 for o in octets):
+        raise UsageError(f"invalid {flag} {text!r}: expected an IPv4 address like 10.88.0.5")
+    return ".".join(str(int(o)) for o in octets)
+
+
+def _ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 address (inet_pton: no ipaddress import)."""
+    import _socket
+
+    for family in (_socket.AF_INET, _socket.AF_INET6):
+        try:
+            _socket.inet_pton(family, text)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def parse_mac(text: str) -> str:
+    """--mac-address 02:42:ac:11:00:02: six hex octets, a unicast address (the lowest bit of the first
+    octet clear: the kernel refuses a multicast one for a link)."""
+    octets = text.replace("-", ":").split(":")
+    if len(octets) != 6 or not all(len(o) == 2 and set(o) <= set("0123456789abcdefABCDEF") for o in octets):
+        raise UsageError(f"invalid --mac-address {text!r}: expected six hex octets like 02:42:ac:11:00:02")
+    if int(octets[0], 16) & 1:
+        raise UsageError(f"invalid --mac-address {text!r}: a multicast address (the first octet is odd)")
+    if all(o == "00" for o in octets):
+        raise UsageError(f"invalid --mac-address {text!r}: the all-zero address")
+    return ":".join(octets).lower()
+
+
+def parse_dns(text: str) -> str:
+    if not _ip_address(text):
+        raise UsageError(f"invalid --dns {text!r}: expected the IP address of a name server")
+    return text
+
+
+def parse_dns_search(text: str) -> str:
+    if text == ".":
+        return text  # as Docker: no search domains at all
+    name = text.rstrip(".")
+    if not name or len(name) > 253 or any(not part or len(part) > 63 or not set(part) <= _ALNUM | {"-", "_"}
+                                          for part in name.split(".")):
+        raise UsageError(f"invalid --dns-search {text!r}: expected a domain name like example.com (or .)")
+    return name
+
+
+def parse_dns_option(text: str) -> str:
+    if not text or any(c.isspace() for c in text) or not text.isprintable():
+        raise UsageError(f"invalid --dns-option {text!r}: expected one resolv.conf option like ndots:2")
+    return text
+
+
+def parse_add_host(text: str) -> str:
+    """--add-host HOST:IP (or HOST=IP), IP v4 or v6, or the word host-gateway; kept as "HOST:IP"."""
+    sep = "=" if "=" in text else ":"
+    host, _, address = text.partition(sep)
+    address = address.strip("[]")
+    if not host or len(host) > 255 or not set(host) <= _ALNUM | set("_.-") or host[0] in ".-":
+        raise UsageError(f"invalid --add-host {text!r}: expected HOST:IP, e.g. db:10.0.0.2 or gw:host-gateway")
+    if address != "host-gateway" and not _ip_address(address):
+        raise UsageError(f"invalid --add-host {text!r}: {address!r} is not an IP address (or host-gateway)")
+    return f"{host}:{address}"
+
+
+def parse_expose(text: str) -> list[str]:
+    """--expose 80, 80/udp, 8000-8010/tcp -> ["80/tcp"] and so on (a range, one entry a port)."""
+    ports, _, proto = text.partition("/")
+    proto = proto or "tcp"
+    first, dash, last = ports.partition("-")
+    if proto not in ("tcp", "udp", "sctp") or not first.isdigit() or (dash and not last.isdigit()):
+        raise UsageError(f"invalid --expose {text!r}: expected PORT[-PORT][/tcp|udp], e.g. 80 or 8000-8010/udp")
+    lo, hi = int(first), int(last if dash else first)
+    if not 1 <= lo <= hi <= 65535:
+        raise UsageError(f"invalid --expose {text!r}: ports run from 1 to 65535, the first of a range lowest")
+    return [f"{port}/{proto}" for port in range(lo, hi + 1)]
+
+
+def parse_network_alias(text: str) -> str:
+    if not text or text[0] not in _ALNUM or not set(text) <= _ALNUM | set("_.-") or len(text) > 64:
+        raise UsageError(f"invalid --network-alias {text!r}: use letters, digits, _ . - (first a letter or digit)")
+    return text
+
+
+def parse_labels(items: list[str], files: list[str]) -> dict[str, str]:
+    """--label-file (lines of K=V, # comments) then --label K=V (K alone: an empty value), as Docker
+    reads them; later ones win."""
+    lines: list[tuple[str, str]] = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read(1 << 20)
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read --label-file {path}: {getattr(e, 'strerror', None) or e}") from None
+        lines += [(f"--label-file {path}", line.strip()) for line in text.splitlines()
+                  if line.strip() and not line.lstrip().startswith("#")]
+    lines += [("--label", item) for item in items]
+    out: dict[str, str] = {}
+    for what, item in lines:
+        key, _, value = item.partition("=")
+        if not key.strip() or "\0" in item or any(c.isspace() for c in key):
+            raise UsageError(f"invalid {what} {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def parse_namespace_mode(value: str, flag: str, allowed: tuple[str, ...]) -> str:
+    """--pid/--ipc/--uts: one of `allowed`, or container:NAME where "container:" is among them."""
+    kind, sep, ref = value.partition(":")
+    if sep and "container:" in allowed and kind == "container" and ref and "/" not in ref:
+        return value
+    if not sep and value in allowed:
+        return value
+    raise UsageError(f"invalid {flag} {value!r}: use " + ", ".join(a + ("NAME" if a.endswith(":") else "")
+                                                               for a in allowed))
+
+
+def parse_shm_size(text: str) -> int:
+    size = parse_bytes(text, "--shm-size")
+    if size < 4096:
+        raise UsageError(f"invalid --shm-size {text!r}: at least 4k")
+    return size
+
+
+def parse_group(text: str) -> str:
+    if text.isdigit() and int(text) < 1 << 32:
+        return str(int(text))
+    if not text or text[0] in "-." or not set(text) <= _ALNUM | set("_.-$") or len(text) > 64:
+        raise UsageError(f"invalid --group-add {text!r}: a group name of the image's /etc/group, or a gid")
+    return text
+
+
+def host_platform() -> str:
+    """This host's platform in Docker's words: linux/amd64, linux/arm64 ..."""
+    machine = os.uname().machine
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "i686": "386", "armv7l": "arm/v7", "ppc64le": "ppc64le",
+            "s390x": "s390x", "riscv64": "riscv64"}.get(machine, machine)
+    return f"linux/{arch}"
+
+
+def validate_platform(text: str) -> str:
+    """--platform: only this host's (pycontain runs images natively, no emulation)."""
+    here = host_platform()
+    value = text.strip().lower()
+    aliases = {here, here.split("/", 1)[1], "linux"}
+    if here == "linux/amd64":
+        aliases |= {"linux/x86_64", "x86_64", "linux/amd64/v1"}
+    if value not in aliases:
+        raise UsageError(f"invalid --platform {text!r}: this host runs only {here} images (no emulation)")
+    return here
+
+
+LOG_DRIVERS = ("json-file", "none")
+
+
+def validate_log_driver(text: str) -> str:
+    if text not in LOG_DRIVERS:
+        raise UsageError(f"invalid --log-driver {text!r}: use json-file (the default) or none")
+    return text
+
+
+def parse_extra_limits(limits: Limits, swappiness: str | None = None, oom_kill_disable: bool = False,
+                       cpu_period: str | None = None, cpu_quota: str | None = None,
+                       blkio_weight: str | None = None) -> Limits:
+    """--memory-swappiness, --oom-kill-disable, --cpu-period, --cpu-quota, --blkio-weight over `limits`,
+    checked as Docker checks them (--cpus conflicts with the two CFS flags)."""
+    out: dict[str, Any] = limits.to_json()
+
+    def whole(text: str, flag: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageError(f"invalid {flag} {text!r}: expected a whole number") from None
+
+    if swappiness is not None:
+        value = whole(swappiness, "--memory-swappiness")
+        if not -1 <= value <= 100:
+            raise UsageError(f"invalid --memory-swappiness {swappiness!r}: use 0 to 100 (-1: the host's)")
+        out["memory_swappiness"] = None if value == -1 else value
+    if oom_kill_disable:
+        out["oom_kill_disable"] = True
+    if (cpu_period is not None or cpu_quota is not None) and out["cpus"] is not None:
+        raise UsageError("conflicting options: --cpus and --cpu-period/--cpu-quota (give one or the other)")
+    if cpu_period is not None:
+        value = whole(cpu_period, "--cpu-period")
+        if value and not 1000 <= value <= 1_000_000:
+            raise UsageError(f"invalid --cpu-period {cpu_period!r}: use 1000 to 1000000 microseconds")
+        out["cpu_period"] = value or None
+    if cpu_quota is not None:
+        value = whole(cpu_quota, "--cpu-quota")
+        if value > 0 and value < 1000:
+            raise UsageError(f"invalid --cpu-quota {cpu_quota!r}: at least 1000 microseconds (-1 or 0: none)")
+        if value > 0:
+            out["cpu_quota"] = value
+            out["cpus"] = value / (out["cpu_period"] or 100_000)
+    if blkio_weight is not None:
+        value = whole(blkio_weight, "--blkio-weight")
+        if value and not 10 <= value <= 1000:
+            raise UsageError(f"invalid --blkio-weight {blkio_weight!r}: use 10 to 1000 (0: none)")
+        out["blkio_weight"] = value or None
+    return Limits(**out)
 
 
 

@@ -82,6 +82,9 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
     "starting" with no lock holder belongs to a `run` that was killed, which `gc` may finish off.
     """
     own_userns = _check_userns(cfg)
+    joined: dict[str, Any] = {}
+    if cfg.pid or cfg.ipc or cfg.network.startswith("container:"):  # another container's namespaces
+        cfg, joined = ocispec.join_targets(paths, cfg)
     image = _image_for(Store(paths), cfg)
     cid = os.urandom(32).hex()
     state.ensure_dirs(paths)
@@ -96,6 +99,15 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
         undo.callback(os.close, lock_fd)
         state.reserve_name(paths, name, cid)
         undo.callback(state.release_name, paths, name, cid)
+        if cfg.cidfile:  # as Docker: refused if it exists (another container's, maybe), removed if create fails
+            try:
+                fd = os.open(cfg.cidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                raise UsageError(f"container ID file found, make sure the other container isn't running or delete "
+                                 f"{cfg.cidfile}") from None
+            undo.callback(os.unlink, cfg.cidfile)
+            with open(fd, "w") as f:
+                f.write(cid)
         lease = None
         if own_userns:  # --userns=auto: its own uid range (userns.py is loaded only then)
             from pycontain import userns
@@ -111,7 +123,17 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
             # need not read the image again (it may even be removed meanwhile).
             cfg = cfg.replace(stop_signal=cfg.stop_signal or img_cfg.get("StopSignal"),
                               healthcheck=merge_healthcheck(img_cfg.get("Healthcheck"), cfg.healthcheck))
-        resolved = cfg.with_image_defaults(image.config, rec.short_id)
+        if img_cfg.get("Labels") and isinstance(img_cfg["Labels"], dict):  # Config.Labels: the image's, then --label
+            cfg = cfg.replace(labels={**img_cfg["Labels"], **cfg.labels})
+        if "network" in joined:  # its name is the other container's, as with Docker
+            resolved = cfg.replace(hostname=joined["network"].resolved.hostname).with_image_defaults(
+                image.config, rec.short_id)
+        else:
+            resolved = cfg.with_image_defaults(image.config, rec.short_id)
+        if joined or cfg.group_add:
+            resolved = resolved.replace(
+                joins={kind: other.dir for kind, other in joined.items()},
+                ids=ocispec.image_ids(list(image.layers), resolved.user, cfg.group_add) if cfg.group_add else None)
         undo.callback(state.rmtree, rec.storage)
         for sub in ("upper", "work", "rootfs", "etc"):
             os.makedirs(f"{rec.storage}/{sub}", 0o755)
@@ -123,10 +145,24 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
 
             cfg, volumes = vols.prepare(paths, cfg, image.config, image.layers, rec, undo, lease)
             faults.phase("run.volumes")
-        net = network.prepare(paths, cid, name, resolved.hostname, cfg)
+        if cfg.publish_all:  # -P: every exposed port (the image's, --expose) not published by -p, on a free one
+            from pycontain.config import PortMapping
+
+            given = {(p.container_port, p.protocol) for p in cfg.ports}
+            exposed = dict.fromkeys([*(img_cfg.get("ExposedPorts") or {}), *cfg.expose])
+            more = [PortMapping(container_port=int(k.partition("/")[0]), protocol=k.partition("/")[2] or "tcp")
+                    for k in exposed if k.partition("/")[0].isdigit() and k.partition("/")[2] in ("", "tcp", "udp")]
+            net = network.prepare(paths, cid, name, resolved.hostname, cfg.replace(
+                ports=cfg.ports + tuple(p for p in more if (p.container_port, p.protocol) not in given)))
+        else:
+            net = network.prepare(paths, cid, name, resolved.hostname, cfg)
         undo.callback(network.release, paths, net, cid)
-        etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname)
+        gateway = (net or {}).get("gateway") or (network.host_gateway(paths) if any(
+            h.endswith(":host-gateway") for h in cfg.add_hosts) else "")
+        etc_files = dns.write_files(f"{rec.storage}/etc", resolved.hostname, cfg=cfg, gateway=gateway)
         etc_files.update((net or {}).get("etc_files", {}))
+        if "network" in joined:  # its hostname, hosts and resolv.conf files too
+            etc_files.update(joined["network"].etc_files)
         if lease is not None:
             userns.prepare_storage(rec.storage, lease)
         meta = {

@@ -31,15 +31,29 @@ LOCAL_MODES = ("none", "host")
 
 
 def prepare(paths: Paths, cid: str, name: str, hostname: str, cfg: ContainerConfig) -> dict[str, Any] | None:
-    if cfg.network in LOCAL_MODES:
+    if cfg.network in LOCAL_MODES or cfg.network.startswith("container:"):
         if getattr(cfg, "ports", ()):
             from pycontain.errors import UsageError
 
+            if cfg.network.startswith("container:"):  # as Docker words it
+                raise UsageError("conflicting options: port publishing and the container type network mode")
             raise UsageError(f"-p needs a bridge network; --network {cfg.network} has none")
         return None
     from pycontain.network import bridged
 
     return bridged.prepare(paths, cid, name, hostname, cfg)
+
+
+def host_gateway(paths: Paths) -> str:
+    """What --add-host NAME:host-gateway means outside a bridge network: the host's address on the
+    default network (Docker's docker0 address), the one that network has or would get."""
+    from pycontain.network import ipam
+
+    try:
+        return str(ipam.load(paths, ipam.DEFAULT_NETWORK)["gateway"])
+    except ipam.NetworkNotFound:
+        base, _ = ipam.parse_cidr(ipam.CANDIDATES[0])
+        return ipam.int_to_ip(base + 1)
 
 
 def attach(paths: Paths, net: dict[str, Any] | None, pid: int) -> None:

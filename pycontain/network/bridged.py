@@ -39,31 +39,43 @@ if TYPE_CHECKING:
 def prepare(paths: Paths, cid: str, name: str, hostname: str, cfg: ContainerConfig) -> dict[str, Any]:
     net = ipam.load_or_create_default(paths, cfg.network)
     shared = shared_hosts(net)
+    # --add-host lines: a member of a user network with some gets a hosts file of its own, the shared
+    # one's content plus its lines, rewritten with the shared one (write_shared_hosts); they are kept
+    # in its lease, with host-gateway already resolved.
+    own_lines = dns.extra_hosts(cfg.add_hosts, net["gateway"]) if cfg.add_hosts else ""
     address = ipam.allocate(paths, net, cid, name, hostname,
-                            on_change=(lambda leases: write_shared_hosts(paths, net, leases)) if shared else None)
+                            on_change=(lambda leases: write_shared_hosts(paths, net, leases)) if shared else None,
+                            address=cfg.ip, aliases=list(cfg.network_aliases), extra_hosts=own_lines)
     try:
         ports = ipam.reserve_ports(paths, cid, [p.to_json() for p in cfg.ports]) if cfg.ports else []
         etc = f"{paths.storage_dir(cid)}/etc"
         resolv = f"{etc}/resolv.conf.bridge"
         with open(resolv, "w") as f:
-            f.write(dns.bridge_resolv_conf())
-        if shared:
+            f.write(dns.custom_resolv(dns.bridge_resolv_conf(), cfg))
+        if shared and not own_lines:
             hosts = f"{ipam.net_dir(paths, net['name'])}/hosts"
+        elif shared:
+            hosts = f"{etc}/hosts.bridge"  # written by write_shared_hosts under the network's lock
         else:
             hosts = f"{etc}/hosts.bridge"
             with open(hosts, "w") as f:
-                f.write(dns.hosts_text([(address, [hostname, name])]))
+                f.write(dns.hosts_text([(address, [hostname, name])]) + own_lines)
     except BaseException:
         release(paths, {"network": net["name"], "shared_hosts": shared}, cid)
         raise
     explain.say(f"IPAM: {address}/{net['prefixlen']} on network {net['name']} ({net['subnet']}) "
                 f"leased to {cid[:12]}")
-    return {
+    out = {
         "id": cid, "network": net["name"], "network_id": net["id"], "bridge": net["bridge"],
         "subnet": net["subnet"], "gateway": net["gateway"], "address": address, "prefixlen": net["prefixlen"],
-        "mac": _mac(address), "veth": veth.host_name(cid), "ports": ports, "shared_hosts": shared,
+        "mac": cfg.mac_address or _mac(address), "veth": veth.host_name(cid), "ports": ports, "shared_hosts": shared,
         "etc_files": {"/etc/hosts": hosts, "/etc/resolv.conf": resolv},
     }
+    if cfg.ip:
+        out["requested_ip"] = address
+    if cfg.network_aliases:
+        out["aliases"] = list(cfg.network_aliases)
+    return out
 
 
 def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
@@ -269,4 +281,8 @@ def write_shared_hosts(paths: Paths, net: dict[str, Any], leases: dict[str, dict
     """Every member by container name and hostname; called under the network's lock."""
     entries = [(addr, [lease.get("name", ""), lease.get("hostname", ""), *lease.get("aliases", ())])
                for addr, lease in sorted(leases.items(), key=lambda kv: ipam.ip_to_int(kv[0]))]
-    dns.rewrite_in_place(f"{ipam.net_dir(paths, net['name'])}/hosts", dns.hosts_text(entries))
+    text = dns.hosts_text(entries)
+    dns.rewrite_in_place(f"{ipam.net_dir(paths, net['name'])}/hosts", text)
+    for lease in leases.values():  # members with --add-host lines: their own copy, with those lines
+        if lease.get("extra_hosts") and os.path.isdir(f"{paths.storage_dir(lease['id'])}/etc"):
+            dns.rewrite_in_place(f"{paths.storage_dir(lease['id'])}/etc/hosts.bridge", text + lease["extra_hosts"])

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import os
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-def write_files(directory: str, hostname: str, host_resolv: str = "/etc/resolv.conf") -> dict[str, str]:
-    """Write hostname, hosts and resolv.conf into `directory`; returns container path -> host file."""
+
+def write_files(directory: str, hostname: str, host_resolv: str = "/etc/resolv.conf", cfg: Any = None,
+                gateway: str = "") -> dict[str, str]:
+    """Write hostname, hosts and resolv.conf into `directory`; returns container path -> host file.
+    cfg: the container's --dns/--dns-search/--dns-option/--add-host (gateway: what host-gateway means)."""
     files = {
         "/etc/hostname": f"{hostname}\n",
         "/etc/hosts": (
@@ -20,6 +26,9 @@ def write_files(directory: str, hostname: str, host_resolv: str = "/etc/resolv.c
         ),
         "/etc/resolv.conf": resolv_conf(host_resolv),
     }
+    if cfg is not None and (cfg.dns or cfg.dns_search or cfg.dns_options or cfg.add_hosts):
+        files["/etc/resolv.conf"] = custom_resolv(files["/etc/resolv.conf"], cfg)
+        files["/etc/hosts"] += extra_hosts(cfg.add_hosts, gateway)
     out = {}
     for target, text in files.items():
         path = f"{directory}/{os.path.basename(target)}"
@@ -62,6 +71,32 @@ def bridge_resolv_conf(host_resolv: str = "/etc/resolv.conf") -> str:
         if _nameservers(forwarded):
             return forwarded
     return text + "".join(f"nameserver {ns}\n" for ns in FALLBACK_NAMESERVERS)
+
+
+def custom_resolv(text: str, cfg: Any) -> str:
+    """resolv.conf with --dns (the name servers), --dns-search (the search line; "." none) and
+    --dns-option (the options line) replacing the host's, as Docker writes it."""
+    if not (cfg.dns or cfg.dns_search or cfg.dns_options):
+        return text
+    replaced = {"nameserver": bool(cfg.dns), "search": bool(cfg.dns_search), "domain": bool(cfg.dns_search),
+                "options": bool(cfg.dns_options)}
+    lines = [ln for ln in text.splitlines() if not replaced.get((ln.split() or [""])[0], False)]
+    domains = [d for d in cfg.dns_search if d != "."]
+    if domains:
+        lines.append("search " + " ".join(domains))
+    lines += [f"nameserver {ns}" for ns in cfg.dns]
+    if cfg.dns_options:
+        lines.append("options " + " ".join(cfg.dns_options))
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def extra_hosts(add_hosts: tuple[str, ...] | list[str], gateway: str) -> str:
+    """The --add-host lines of /etc/hosts ("HOST:IP"; host-gateway is the host's address on the bridge)."""
+    out = []
+    for item in add_hosts:
+        host, _, address = item.partition(":")
+        out.append(f"{gateway if address == 'host-gateway' else address}\t{host}\n")
+    return "".join(out)
 
 
 def _nameservers(text: str) -> list[str]:

@@ -353,7 +353,8 @@ def leases(paths: Paths, name: str) -> dict[str, dict[str, str]]:
 # ---------------------------------------------------------------- leases
 
 def allocate(paths: Paths, net: dict[str, Any], cid: str, name: str, hostname: str,
-             on_change: Any = None, address: str | None = None, aliases: list[str] | None = None) -> str:
+             on_change: Any = None, address: str | None = None, aliases: list[str] | None = None,
+             extra_hosts: str = "") -> str:
     """Lease the next free address in net's subnet to cid (or `address`, --ip, if it is free);
     on_change(leases) runs under the same lock. aliases: more names for the shared hosts file."""
     base, prefix = parse_cidr(net["subnet"])
@@ -384,6 +385,8 @@ def allocate(paths: Paths, net: dict[str, Any], cid: str, name: str, hostname: s
         used[addr] = {"id": cid, "name": name, "hostname": hostname}
         if aliases:
             used[addr]["aliases"] = list(aliases)
+        if extra_hosts:  # --add-host lines of its own hosts file (bridged.write_shared_hosts)
+            used[addr]["extra_hosts"] = extra_hosts
         if address is None:  # round-robin goes on from the last address it chose itself
             data["last"] = addr
         state.atomic_write_json(path, data, durable=False)

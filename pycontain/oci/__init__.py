@@ -138,6 +138,9 @@ def limits_from(resources: dict[str, Any] | None, base: Limits | None = None) ->
         out["cpuset_cpus"] = cpu["cpus"]
     if pids.get("limit") is not None:
         out["pids"] = None if pids["limit"] <= 0 else pids["limit"]
+    weight = (res.get("blockIO") or {}).get("weight")
+    if weight:
+        out["blkio_weight"] = weight
     return Limits(**out)
 
 
@@ -153,17 +156,26 @@ def resources_from(limits: Limits) -> dict[str, Any]:
         memory["swap"] = limits.memory_swap
     if limits.memory_reservation is not None:
         memory["reservation"] = limits.memory_reservation
+    if limits.memory_swappiness is not None:
+        memory["swappiness"] = limits.memory_swappiness
+    if limits.oom_kill_disable is not None:
+        memory["disableOOMKiller"] = limits.oom_kill_disable
     if memory:
         res["memory"] = memory
     cpu: dict[str, Any] = {}
+    period = limits.cpu_period or 100_000
+    if limits.cpu_period is not None:
+        cpu["period"] = period
     if limits.cpus is not None:
-        cpu["quota"], cpu["period"] = int(limits.cpus * 100_000), 100_000
+        cpu["quota"], cpu["period"] = limits.cpu_quota or round(limits.cpus * period), period
     if limits.cpu_shares is not None:
         cpu["shares"] = limits.cpu_shares
     if limits.cpuset_cpus is not None:
         cpu["cpus"] = limits.cpuset_cpus
     if cpu:
         res["cpu"] = cpu
+    if limits.blkio_weight is not None:
+        res["blockIO"] = {"weight": limits.blkio_weight}
     return res
 
 
@@ -317,8 +329,13 @@ def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: 
     namespaces = [{"type": t} for t in ("pid", "mount", "uts", "ipc", "cgroup")]
     if cfg.network != "host":
         namespaces.append({"type": "network"})
+    hostname: str | None = res.hostname
+    if cfg.pid or cfg.ipc or cfg.uts or res.joins or cfg.shm_size:
+        hostname = _namespace_modes(cfg, res, namespaces, mounts)
     sec = cfg.security
     annotations = {USER_NAME: res.user}
+    if res.ids is not None:  # --group-add: the user resolved at create, with the added groups
+        del annotations[USER_NAME]
     if own_executor:
         annotations[OVERLAY] = overlay_options(layers, f"{storage}/upper", f"{storage}/work")
     argv = list(res.argv)
@@ -329,6 +346,11 @@ def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: 
                        "options": ["bind", "ro", "nosuid", "nodev"]})
         argv = [INIT_PATH, "--", *argv]
     process = process_spec(sec, argv, list(res.env), res.workdir, cfg.tty)
+    if res.ids is not None:
+        uid, gid, groups = res.ids
+        process["user"] = {"uid": uid, "gid": gid, "additionalGids": list(groups)}
+        if uid != 0:  # as for a user given by name: a non-root user keeps capabilities only in its bounding set
+            process["capabilities"]["effective"] = process["capabilities"]["permitted"] = []
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": f"/pycontain-{cid}",
@@ -351,12 +373,154 @@ def container_spec(cid: str, cfg: ContainerConfig, res: ResolvedConfig, limits: 
 
     # Deny every device but the standard nodes and --device's (all of the host's with --privileged).
     linux["devices"], linux["resources"]["devices"] = devices.spec_fields(sec.devices, sec.privileged)
-    return {
+    spec = {
         "ociVersion": OCI_VERSION,
         "process": process,
         "root": {"path": f"{storage}/rootfs", "readonly": cfg.read_only},
-        "hostname": res.hostname,
+        "hostname": hostname,
         "mounts": mounts,
         "linux": linux,
         "annotations": annotations,
     }
+    if hostname is None:  # --uts host: the host's name, which the container may not set
+        del spec["hostname"]
+    return spec
+
+
+# ---------------------------------------------------------------- --pid/--ipc/--uts, container:NAME
+
+NS_FILES = {"network": "net", "ipc": "ipc", "pid": "pid"}
+
+
+def _namespace_modes(cfg: ContainerConfig, res: ResolvedConfig, namespaces: list[dict[str, Any]],
+                     mounts: list[dict[str, Any]]) -> str | None:
+    """--pid, --ipc, --uts and --shm-size in the spec: the host's namespace (no entry), another
+    container's (an entry with its /proc/PID/ns path, read now: its PID changes when it restarts), and
+    /dev/shm to match. Returns the spec's hostname (None: the host's, with --uts host)."""
+    modes = {"pid": cfg.pid, "ipc": cfg.ipc, "uts": cfg.uts}
+    paths = {kind: namespace_path(kind, record) for kind, record in res.joins.items()}
+    for entry in list(namespaces):
+        kind = entry["type"]
+        if modes.get(kind) == "host":
+            namespaces.remove(entry)
+        elif kind in paths:
+            entry["path"] = paths[kind]
+    shm = next(m for m in mounts if m["destination"] == "/dev/shm")
+    if cfg.ipc == "host":
+        # The host's IPC namespace, and its /dev/shm with it (POSIX shared memory lives there), as Docker.
+        shm.update(type="bind", source="/dev/shm", options=["rbind", "nosuid", "noexec", "nodev"])
+    elif "ipc" in paths:
+        # The donor's System V objects are shared; its /dev/shm is a tmpfs mounted only inside its own
+        # mount namespace, which the kernel does not let another namespace bind (open_tree: EINVAL), so
+        # this one keeps a /dev/shm of its own (Docker mounts a shareable one on the host instead).
+        pass
+    elif cfg.shm_size:
+        shm["options"] = [o for o in shm["options"] if not o.startswith("size=")] + [f"size={cfg.shm_size}"]
+    return None if cfg.uts == "host" else res.hostname
+
+
+def namespace_path(kind: str, record_dir: str) -> str:
+    """/proc/PID/ns/KIND of the running container whose record is record_dir (one line if it is not running)."""
+    import json
+    import os
+
+    from pycontain import state
+
+    name = os.path.basename(record_dir)[:12]
+    try:
+        with open(f"{record_dir}/config.json") as f:
+            name = json.load(f).get("name") or name
+        with open(f"{record_dir}/state.json") as f:
+            st = json.load(f)
+    except (OSError, ValueError):
+        raise PycontainError(f"cannot join the {kind} namespace of container {name}: it no longer exists") from None
+    pid = st.get("pid")
+    if st.get("status") != state.RUNNING or not pid or state.proc_starttime(pid) != st.get("pid_start"):
+        raise PycontainError(f"cannot join the {kind} namespace of container {name}: it is not running")
+    return f"/proc/{pid}/ns/{NS_FILES[kind]}"
+
+
+def join_targets(paths: Any, cfg: ContainerConfig) -> tuple[ContainerConfig, dict[str, Any]]:
+    """At create: the containers named by --network/--ipc/--pid container:NAME, by full id from now on
+    (a rename must not change what it joins). Returns the config and {kind: that container's Record}."""
+    from pycontain import state
+
+    found: dict[str, Any] = {}
+    changes: dict[str, str] = {}
+    for kind, mode in (("network", cfg.network), ("ipc", cfg.ipc), ("pid", cfg.pid)):
+        if not mode or not mode.startswith("container:"):
+            continue
+        other = state.find(paths, mode.partition(":")[2])
+        if kind == "ipc" and (other.config.ipc or "private") not in ("shareable", "host"):
+            raise UsageError(f"--ipc container:{other.name}: its IPC namespace is not shareable (create it with "
+                             "--ipc shareable), as with Docker")
+        found[kind] = other
+        changes[kind] = f"container:{other.id}"
+    return cfg.replace(**changes), found
+
+
+def image_ids(layers: list[str], user: str, groups: tuple[str, ...]) -> list[Any]:
+    """--group-add: [uid, gid, [gids]] for `user` (name or uid[:group]) with `groups` (gids or names) added,
+    looked up in the image's /etc/passwd and /etc/group as the container will see them."""
+    passwd = [line.split(":") for line in _image_file(layers, "etc/passwd").splitlines() if line and line[0] != "#"]
+    group_db = [line.split(":") for line in _image_file(layers, "etc/group").splitlines() if line and line[0] != "#"]
+    name, _, group = user.partition(":")
+    number = name or "0"  # no -u: root, whatever the image's first user is called
+    entry = next((e for e in passwd if len(e) >= 7 and (e[2] == number if number.isdigit() else e[0] == name)), None)
+    if name and not name.isdigit() and entry is None:
+        raise UsageError(f"unable to find user {name}: no matching entries in the image's /etc/passwd")
+    uid = int(number) if number.isdigit() else int(entry[2]) if entry else 0
+    gid = int(entry[3]) if entry and entry[3].isdigit() else 0
+    login = entry[0] if entry else None
+
+    def gid_of(g: str, flag: str) -> int:
+        if g.isdigit():
+            return int(g)
+        match = next((e for e in group_db if len(e) >= 3 and e[0] == g and e[2].isdigit()), None)
+        if match is None:
+            raise UsageError(f"{flag} {g}: no such group in the image's /etc/group")
+        return int(match[2])
+
+    if group:
+        gid = gid_of(group, "--user")
+    extra = [int(e[2]) for e in group_db if len(e) >= 4 and login and login in e[3].split(",") and e[2].isdigit()]
+    gids = sorted({gid, *([] if group else extra), *(gid_of(g, "--group-add") for g in groups)})
+    return [uid, gid, gids]
+
+
+def _image_file(layers: list[str], rel: str) -> str:
+    """A small file of the image (etc/passwd), read from its unpacked layers, topmost first: as the
+    overlay shows it (a whiteout or an opaque directory above hides the lower ones). Untrusted: no
+    symlink is followed (openat2 RESOLVE_NO_SYMLINKS), only a regular file of at most 4 MiB is read."""
+    import os
+    import stat
+
+    from pycontain import syscalls
+
+    parent = rel.rpartition("/")[0]
+    for layer in reversed(layers):
+        try:
+            st = os.lstat(f"{layer}/{rel}")
+        except FileNotFoundError:
+            try:
+                opaque = os.getxattr(f"{layer}/{parent}", "trusted.overlay.opaque", follow_symlinks=False) == b"y"
+            except OSError:
+                opaque = False
+            if opaque:
+                return ""
+            continue
+        except NotADirectoryError:
+            return ""
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+            return ""  # deleted by this layer
+        if not stat.S_ISREG(st.st_mode) or st.st_size > 4 << 20:
+            raise UsageError(f"--group-add: the image's /{rel} is not a regular file of at most 4 MiB")
+        root = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = syscalls.openat2(root, rel, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC,
+                                  syscalls.RESOLVE_NO_SYMLINKS | syscalls.RESOLVE_BENEATH, what=f"the image's /{rel}")
+        finally:
+            os.close(root)
+        with os.fdopen(fd, "rb") as f:
+            return f.read(4 << 20).decode("utf-8", "replace")
+    return ""
