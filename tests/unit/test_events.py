@@ -1,5 +1,6 @@
-"""The event journal (pycontain/events.py): emit never fails, lines stay whole under concurrent writers,
-rotation keeps the recent past, the reader follows across a rotation; --since/--until and --filter parsing."""
+"""The event journal: emit (pycontain/events.py) never fails and lines stay whole under concurrent writers;
+rotation keeps the recent past; the reader (system.py) follows across rotations; --since/--until and
+--filter parsing; Docker's text line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pycontain import events
+from pycontain import events, system
 from pycontain.errors import UsageError
 from pycontain.state import Paths
 
@@ -23,7 +24,7 @@ def paths_in(tmp_path: Path) -> Paths:
 def test_emit_makes_the_state_dir_and_writes_one_json_line(tmp_path: Path) -> None:
     p = paths_in(tmp_path)
     events.emit(p, "container", "start", "c" * 64, {"name": "web", "image": "alpine", "exitCode": 0})  # type: ignore[dict-item]
-    reader = events.Reader(p)
+    reader = system.Reader(p)
     [event] = reader.backlog()
     reader.close()
     assert event["type"] == "container" and event["action"] == "start" and event["id"] == "c" * 64
@@ -61,9 +62,9 @@ def test_concurrent_writers_and_rotation_cut_no_line(tmp_path: Path, monkeypatch
     raw = b"".join(Path(f).read_bytes() for f in (events.journal(p) + ".1", events.journal(p))
                    if os.path.exists(f))
     lines = raw.splitlines()
-    assert all(events._parse(line) for line in lines)  # noqa: SLF001 - whole lines, each parses
+    assert all(system._parse(line) for line in lines)  # noqa: SLF001 - whole lines, each parses
     assert os.path.getsize(events.journal(p)) <= 200_000 + 1000
-    reader = events.Reader(p)
+    reader = system.Reader(p)
     got = reader.backlog()
     reader.close()
     assert len(got) == len(lines) and len(got) > 200
@@ -74,7 +75,7 @@ def test_concurrent_writers_and_rotation_cut_no_line(tmp_path: Path, monkeypatch
 def test_reader_follows_appends_and_rotation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     p = paths_in(tmp_path)
     events.emit(p, "image", "pull", "old", {})
-    reader = events.Reader(p)
+    reader = system.Reader(p)
     assert [e["id"] for e in reader.backlog()] == ["old"]
     assert reader.poll() == []
     events.emit(p, "image", "tag", "new1", {})
@@ -89,7 +90,7 @@ def test_reader_follows_appends_and_rotation(tmp_path: Path, monkeypatch: pytest
 def test_partial_line_waits_for_its_end(tmp_path: Path) -> None:
     p = paths_in(tmp_path)
     os.makedirs(p.state)
-    reader = events.Reader(p)
+    reader = system.Reader(p)
     reader.backlog()
     with open(events.journal(p), "ab") as f:
         f.write(b'{"time": 5, "type": "volume", "action": "create", "id": "v", ')
@@ -106,35 +107,35 @@ def test_follow_window(tmp_path: Path) -> None:
     mid = time.time_ns()
     events.emit(p, "container", "start", "b", {})
     end = time.time_ns()
-    assert [e["id"] for e in events.follow(p, None, end)] == ["a", "b"]
-    assert [e["id"] for e in events.follow(p, mid, end)] == ["b"]
-    assert [e["id"] for e in events.follow(p, 0, mid)] == ["a"]
+    assert [e["id"] for e in system.follow(p, None, end)] == ["a", "b"]
+    assert [e["id"] for e in system.follow(p, mid, end)] == ["b"]
+    assert [e["id"] for e in system.follow(p, 0, mid)] == ["a"]
 
 
 def test_text_is_dockers_line() -> None:
     ns = calendar.timegm((2026, 11, 30, 14, 0, 0)) * 10**9 + 42
-    line = events.text({"time": ns, "type": "container", "action": "start", "id": "abc",
+    line = system.text({"time": ns, "type": "container", "action": "start", "id": "abc",
                         "attributes": {"name": "web", "image": "alpine"}})
     assert line == "2026-11-30T14:00:00.000000042Z container start abc (image=alpine, name=web)"
-    assert events.text({"time": ns, "type": "volume", "action": "create", "id": "v", "attributes": {}}) \
+    assert system.text({"time": ns, "type": "volume", "action": "create", "id": "v", "attributes": {}}) \
         == "2026-11-30T14:00:00.000000042Z volume create v"
 
 
 def test_parse_time_forms() -> None:
     now = 1_800_000_000 * 10**9
-    assert events.parse_time("1700000000", "--since", now) == 1_700_000_000 * 10**9
-    assert events.parse_time("1700000000.5", "--since", now) == 1_700_000_000 * 10**9 + 500_000_000
-    assert events.parse_time("10m", "--since", now) == now - 600 * 10**9
-    assert events.parse_time("1h30m", "--since", now) == now - 5400 * 10**9
-    assert events.parse_time("0s", "--until", now) == now
+    assert system.parse_time("1700000000", "--since", now) == 1_700_000_000 * 10**9
+    assert system.parse_time("1700000000.5", "--since", now) == 1_700_000_000 * 10**9 + 500_000_000
+    assert system.parse_time("10m", "--since", now) == now - 600 * 10**9
+    assert system.parse_time("1h30m", "--since", now) == now - 5400 * 10**9
+    assert system.parse_time("0s", "--until", now) == now
     two_pm = calendar.timegm((2026, 11, 30, 14, 0, 0)) * 10**9
-    assert events.parse_time("2026-11-30T14:00:00Z", "--since", now) == two_pm
-    assert events.parse_time("2026-11-30T15:00:00.25+01:00", "--since", now) == two_pm + 250_000_000
+    assert system.parse_time("2026-11-30T14:00:00Z", "--since", now) == two_pm
+    assert system.parse_time("2026-11-30T15:00:00.25+01:00", "--since", now) == two_pm + 250_000_000
     local_midnight = int(time.mktime((2026, 11, 30, 0, 0, 0, 0, 0, -1))) * 10**9
-    assert events.parse_time("2026-11-30", "--since", now) == local_midnight
+    assert system.parse_time("2026-11-30", "--since", now) == local_midnight
     for bad in ("", "yesterday", "10x", "2026-13-01", "1.2.3"):
         with pytest.raises(UsageError, match="invalid --since"):
-            events.parse_time(bad, "--since", now)
+            system.parse_time(bad, "--since", now)
 
 
 def test_filters() -> None:
@@ -143,7 +144,7 @@ def test_filters() -> None:
     img = {"time": 1, "type": "image", "action": "tag", "id": "sha256:" + "b" * 64, "attributes": {"name": "alpine"}}
 
     def m(event: dict[str, object], *items: str) -> bool:
-        return events.matches(event, events.parse_filters(list(items)))
+        return system.matches(event, system.parse_filters(list(items)))
 
     assert m(ev) and m(ev, "type=container") and not m(ev, "type=image")
     assert m(ev, "event=start") and m(ev, "event=die", "event=start") and not m(ev, "event=die")
@@ -154,4 +155,26 @@ def test_filters() -> None:
     assert not m(img, "container=alpine")
     for bad in ("type", "type=", "type=daemonx", "colour=red"):
         with pytest.raises(UsageError, match="invalid --filter"):
-            events.parse_filters([bad])
+            system.parse_filters([bad])
+
+
+class _Rec:
+    def __init__(self, paths: Paths, meta: object) -> None:
+        self.paths, self.id, self._meta = paths, "e" * 64, meta
+
+    def meta(self) -> object:
+        if isinstance(self._meta, Exception):
+            raise self._meta
+        return self._meta
+
+
+def test_container_event_carries_labels_image_name_and_extra(tmp_path: Path) -> None:
+    p = paths_in(tmp_path)
+    meta = {"name": "web", "image": "alpine", "config": {"labels": {"tier": "front", "name": "shadowed"}}}
+    events.container(_Rec(p, meta), "die", exitCode="3")  # type: ignore[arg-type]
+    events.container(_Rec(p, ValueError("damaged")), "destroy")  # type: ignore[arg-type]
+    reader = system.Reader(p)
+    die, destroy = reader.backlog()
+    reader.close()
+    assert die["attributes"] == {"tier": "front", "name": "web", "image": "alpine", "exitCode": "3"}
+    assert (destroy["action"], destroy["id"], destroy["attributes"]) == ("destroy", "e" * 64, {})
