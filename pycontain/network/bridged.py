@@ -103,14 +103,14 @@ def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
         if any(not p.get("host_ip") or p["host_ip"].startswith("127.") for p in ports):
             nat.sysctl(f"ipv4/conf/{net['bridge']}/route_localnet", "1",
                        f"packets from 127.0.0.1 may be routed to {net['bridge']} (published ports on localhost)")
-        nat.add_ports(net["id"], net["address"], ports)
+        nat.add_ports(net["id"], net["address"], ports, paths.record(net["id"]))
         faults.phase("net.ports")
 
 
 def detach(paths: Paths, net: dict[str, Any], cid: str) -> None:
     """The per-run objects: only the DNAT rules need it (eth0 and its peer die with the netns)."""
     if net.get("ports"):
-        nat.remove_ports(cid)
+        nat.remove_ports(cid, paths.record(cid))
 
 
 def release(paths: Paths, net: dict[str, Any], cid: str) -> None:
@@ -151,12 +151,9 @@ def gc(paths: Paths, live_ids: set[str]) -> list[str]:
         done.append(f"released host port {key}")
     # The nft table and the links are shared by every state root on this host: judge only the objects of
     # containers this root knows (a record or storage dir here), never another root's.
-    rules = nat.rules_by_container() if os.path.exists(f"{ipam.root(paths)}") else {}
-    rules = {cid: rs for cid, rs in rules.items() if _ours(paths, cid) and not running(cid)}
-    if rules:
-        nat.delete_rules([r for rs in rules.values() for r in rs])
-        done += [f"removed nft rule {chain}/{handle} of container {cid[:12]}"
-                 for cid, rs in rules.items() for chain, handle in rs]
+    if os.path.exists(f"{ipam.root(paths)}"):
+        done += [f"removed {what} of container {cid[:12]}"
+                 for cid, what in nat.gc(lambda cid: _ours(paths, cid) and not running(cid))]
     done += _gc_veths(paths)
     return done
 

@@ -16,6 +16,15 @@ half a rule set, and no other table is read or written. The table holds:
 
 Rules for published ports carry the container id as their comment, so `gc` finds a killed
 container's rules without any other record. Network chains are named after the network.
+
+Removing a container's rules must not list the table (that grows with every published port on the
+host): add_ports keeps the handles nft echoes back in the container's record (KEPT), and remove_ports
+deletes by handle. A handle names a rule only within one instance of the table, and the table may have
+been deleted and made again since (`nft flush ruleset`, a reload of nftables.service): handles would
+then name other containers' rules. So the same transaction that adds the rules adds a named counter,
+the container's marker, and the one that deletes them by handle deletes the marker too: if the table
+is not the one the handles came from, the marker is missing, nft refuses the whole transaction, and
+remove_ports falls back to finding the rules by their comment.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from pycontain.errors import PycontainError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 FAMILY = "ip"
@@ -72,6 +82,9 @@ def _prefix(cidr: str) -> dict[str, Any]:
 LOCAL_DADDR = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
 ACCEPT: dict[str, Any] = {"accept": None}
 DROP: dict[str, Any] = {"drop": None}
+
+
+ECHO = ("--echo", "--handle")  # nft prints the transaction back with the handles the kernel gave
 
 
 def run(commands: list[dict[str, Any]], args: tuple[str, ...] = ()) -> str:
@@ -186,7 +199,7 @@ def remove_network(net: dict[str, Any]) -> None:
 
 
 def _chains() -> set[str]:
-    return {c["name"] for c in _objects("chain")}
+    return {c["name"] for c in _objects(("chain",))["chain"]}
 
 
 # ---------------------------------------------------------------- published ports
@@ -195,27 +208,53 @@ def _port_chains() -> list[dict[str, Any]]:
     return [_table(), _chain("prerouting", "nat", "prerouting", -100), _chain("output", "nat", "output", -100)]
 
 
-def add_ports(cid: str, address: str, ports: list[dict[str, Any]]) -> None:
-    """DNAT each published port to the container, in prerouting and output: one transaction."""
+KEPT = "nat.json"  # in the container's record directory: {"rules": [[chain, handle], ...]}
+
+
+def marker(cid: str) -> str:
+    """The name of the counter that marks a container's rules as added to this instance of the table."""
+    return f"ports-{cid}"
+
+
+def _marker_cmd(verb: str, cid: str) -> dict[str, Any]:
+    return {verb: {"counter": {"family": FAMILY, "table": TABLE, "name": marker(cid)}}}
+
+
+def add_ports(cid: str, address: str, ports: list[dict[str, Any]], record: str | None = None) -> None:
+    """DNAT each published port to the container, in prerouting and output: one transaction. With
+    `record` (the container's record directory), the rules' handles are kept there for remove_ports."""
+    kept = f"{record}/{KEPT}" if record else None
+    if kept:
+        # Handles of an earlier run must never outlive the rules they name (see the module's doc).
+        _unlink(kept)
     rules = []
     for p in ports:
         where = [_match(_payload("ip", "daddr"), p["host_ip"])] if p.get("host_ip") else [LOCAL_DADDR]
         expr = [*where, _match(_payload(p["protocol"], "dport"), int(p["host_port"])),
                 {"dnat": {"addr": address, "port": int(p["container_port"])}}]
         rules += [_rule("prerouting", expr, cid), _rule("output", expr, cid)]
+    rules.append(_marker_cmd("add", cid))  # a no-op if a run whose rules gc has not removed yet left one
     try:
         # The chains exist since the network was set up. Re-adding them in every transaction (a no-op)
         # made it three times slower: 20 ms instead of 7 on the reference VM.
-        run(rules)
+        out = run(rules, ECHO)
     except NftError:
-        run(_port_chains() + rules)  # the table was flushed or made by an older pycontain
+        out = run(_port_chains() + rules, ECHO)  # the table was flushed or made by an older pycontain
+    if kept:
+        handles = _echoed_rules(out)
+        if len(handles) == 2 * len(ports):
+            try:
+                with open(kept, "w") as f:
+                    f.write(jsonfast.dumps({"rules": handles}))
+            except FileNotFoundError:
+                pass  # no record directory (a build step's container): remove_ports lists the table
     explain.say("nft: DNAT " + ", ".join(f"{p.get('host_ip') or '*'}:{p['host_port']}/{p['protocol']} -> "
                                          f"{address}:{p['container_port']}" for p in ports)
                 + " in prerouting and output (comment: the container id)")
 
 
-def _objects(kind: str) -> list[dict[str, Any]]:
-    """Every object of one kind (chain, rule) in our table; none if the table does not exist.
+def _objects(kinds: tuple[str, ...]) -> dict[str, list[dict[str, Any]]]:
+    """Kind (chain, rule, counter) -> every object of that kind in our table; none if the table does not exist.
 
     Only a missing table means "nothing of ours": a missing nft binary, a refused netlink request or
     unreadable output is raised. Swallowing those made `gc` report success while every DNAT rule of a
@@ -228,9 +267,9 @@ def _objects(kind: str) -> list[dict[str, Any]]:
         # versions): ask for the list of tables instead, which does not fail when ours is absent.
         if _table_exists():
             raise NftError(f"cannot list nft table {FAMILY} {TABLE}: {e}") from None
-        return []
+        return {kind: [] for kind in kinds}
     items = _parse(out, f"list table {FAMILY} {TABLE}").get("nftables", [])
-    return [item[kind] for item in items if isinstance(item, dict) and kind in item]
+    return {kind: [item[kind] for item in items if isinstance(item, dict) and kind in item] for kind in kinds}
 
 
 def _table_exists() -> bool:
@@ -252,22 +291,95 @@ def _parse(out: str, what: str) -> dict[str, Any]:
 
 def rules_by_container() -> dict[str, list[tuple[str, int]]]:
     """Container id -> [(chain, handle)] of every rule whose comment is a container id."""
-    out: dict[str, list[tuple[str, int]]] = {}
-    for rule in _objects("rule"):
-        comment = rule.get("comment", "")
-        if len(comment) == 64 and all(c in "0123456789abcdef" for c in comment):
-            out.setdefault(comment, []).append((rule["chain"], rule["handle"]))
-    return out
+    return _owned()[0]
 
 
 def delete_rules(rules: list[tuple[str, int]]) -> None:
     if rules:
-        run([{"delete": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain, "handle": handle}}}
-             for chain, handle in rules])
+        run([_delete_rule(chain, handle) for chain, handle in rules])
 
 
-def remove_ports(cid: str) -> None:
-    delete_rules(rules_by_container().get(cid, []))
+def remove_ports(cid: str, record: str | None = None) -> None:
+    """Delete a container's DNAT rules and marker: by the handles kept in `record` when there are
+    any (no listing), else found by their comment."""
+    kept = f"{record}/{KEPT}" if record else None
+    handles = _read_kept(kept) if kept else None
+    if handles is not None:
+        try:
+            run([*(_delete_rule(chain, handle) for chain, handle in handles), _marker_cmd("delete", cid)])
+        except NftError:
+            handles = None  # not this table's rules any more (see the module's doc), or gone: look
+    if handles is None:
+        rules, markers = _owned()
+        cmds = [_delete_rule(chain, handle) for chain, handle in rules.get(cid, [])]
+        if cmds or cid in markers:
+            run(cmds + ([_marker_cmd("delete", cid)] if cid in markers else []))
+    if kept:
+        _unlink(kept)
+
+
+def gc(stale: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """Rules and markers of every container for which `stale(id)` is true, found by listing the table
+    -> [(container id, what was removed)]."""
+    rules, markers = _owned()
+    gone = sorted(cid for cid in set(rules) | markers if stale(cid))
+    cmds = [_delete_rule(chain, handle) for cid in gone for chain, handle in rules.get(cid, [])]
+    cmds += [_marker_cmd("delete", cid) for cid in gone if cid in markers]
+    if cmds:
+        run(cmds)
+    return ([(cid, f"nft rule {chain}/{handle}") for cid in gone for chain, handle in rules.get(cid, [])]
+            + [(cid, f"nft counter {marker(cid)}") for cid in gone if cid in markers])
+
+
+def _owned() -> tuple[dict[str, list[tuple[str, int]]], set[str]]:
+    """One listing: container id -> [(chain, handle)] of its rules, and the ids that have a marker."""
+    items = _objects(("rule", "counter"))
+    rules: dict[str, list[tuple[str, int]]] = {}
+    for rule in items["rule"]:
+        comment = rule.get("comment", "")
+        if _is_id(comment):
+            rules.setdefault(comment, []).append((rule["chain"], rule["handle"]))
+    prefix = marker("")
+    markers = {c["name"][len(prefix):] for c in items["counter"]
+               if c.get("name", "").startswith(prefix) and _is_id(c["name"][len(prefix):])}
+    return rules, markers
+
+
+def _is_id(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _delete_rule(chain: str, handle: int) -> dict[str, Any]:
+    return {"delete": {"rule": {"family": FAMILY, "table": TABLE, "chain": chain, "handle": handle}}}
+
+
+def _echoed_rules(out: str) -> list[list[Any]]:
+    """[[chain, handle]] of the rules in nft's echo of an add transaction, in order."""
+    try:
+        items = _parse(out, "--echo").get("nftables", [])
+    except NftError:
+        return []
+    rules = [item["add"]["rule"] for item in items
+             if isinstance(item, dict) and isinstance(item.get("add"), dict) and "rule" in item["add"]]
+    return [[r["chain"], r["handle"]] for r in rules if isinstance(r.get("handle"), int)]
+
+
+def _read_kept(path: str) -> list[tuple[str, int]] | None:
+    try:
+        with open(path) as f:
+            doc = jsonfast.loads(f.read())
+        return [(str(chain), int(handle)) for chain, handle in doc["rules"]]
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError):
+        return None  # damaged: find the rules by their comment instead
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 # ---------------------------------------------------------------- sysctls
