@@ -310,7 +310,8 @@ def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
     entrypoint = None
     if opts["entrypoint"] is not None:
         entrypoint = (opts["entrypoint"],) if opts["entrypoint"] else ()
-    rare = _rare_options(opts, network, limits) if any(opts.get(k) for k in RARE_RUN_FLAGS) else {}
+    rare = _rare_options(opts, network, limits) if network.startswith("container:") or any(
+        opts.get(k) not in (None, False, []) for k in RARE_RUN_FLAGS) else {}
     limits = rare.pop("limits", limits)
     return c.ContainerConfig(
         image=positionals[0],
