@@ -40,7 +40,15 @@ def cmd_restart(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     need(pos, "a container")
     timeout = None if opts["time"] is None else seconds_arg(opts["time"], "--time", 10.0)
     signum = parse_signal(opts["signal"]) if opts["signal"] else None
-    return each_ref(pos, lambda ref: print(ref) if runtime.restart(paths, ref, timeout, signum) else None)
+    def restart(ref: str) -> None:
+        from pycontain import events
+
+        rec = runtime.restart(paths, ref, timeout, signum)
+        if rec:
+            events.container(rec, "restart")
+            print(ref)
+
+    return each_ref(pos, restart)
 
 
 def cmd_pause(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:

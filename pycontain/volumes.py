@@ -150,6 +150,9 @@ def ensure(paths: Paths, name: str, labels: dict[str, str] | None = None, option
         if e.errno in (errno.EEXIST, errno.ENOTEMPTY) and read(paths, name) is not None:
             return read(paths, name) or vol, False  # made meanwhile by a pycontain that did not lock
         raise
+    from pycontain import events
+
+    events.emit(paths, "volume", "create", name, {"driver": "local"})
     return vol, True
 
 
@@ -162,6 +165,9 @@ def delete(paths: Paths, name: str) -> None:
     gone = f"{root(paths)}/.tmp-{os.getpid()}-rm-{os.urandom(4).hex()}"
     os.rename(d, gone)  # gone at once by its name; the files follow
     state.rmtree(gone)
+    from pycontain import events
+
+    events.emit(paths, "volume", "destroy", name, {"driver": "local"})
 
 
 def users(paths: Paths) -> dict[str, list[Record]]:

@@ -788,6 +788,9 @@ def cmd_commit(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
         raise
     finally:
         os.close(gc_fd)
+    from pycontain import events
+
+    events.container(rec, "commit")
     print(image_id)
     return 0
 

@@ -63,6 +63,13 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
 }
 
 
+def _event(paths: Any, action: str, actor: str, name: str) -> None:
+    """An image event for `events` (Docker's: the actor is the image id or reference, `name` its name)."""
+    from pycontain import events
+
+    events.emit(paths, "image", action, actor, {"name": name})
+
+
 def _settings(opts: dict[str, Any]) -> Any:
     from pycontain.images.registry import Settings
 
@@ -73,7 +80,9 @@ def cmd_import(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.images.store import Store
 
     need(pos, "TARBALL NAME[:TAG]", exactly=2)
-    print(Store(paths).import_tarball(pos[0], pos[1], opts["change"]))
+    image_id = Store(paths).import_tarball(pos[0], pos[1], opts["change"])
+    _event(paths, "import", image_id, pos[1])
+    print(image_id)
     return 0
 
 
@@ -174,7 +183,8 @@ def cmd_pull(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     need(pos, "an image name", exactly=1)
     puller = Puller(paths, _settings(opts), Progress(quiet=opts["quiet"]), platform=opts["platform"])
-    _, ref = puller.pull(pos[0])
+    image_id, ref = puller.pull(pos[0])
+    _event(paths, "pull", image_id, ref.familiar)
     print(str(ref))
     return 0
 
@@ -185,6 +195,7 @@ def cmd_push(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
     need(pos, "an image name", exactly=1)
     digest = push(paths, pos[0], _settings(opts), Progress(quiet=opts["quiet"]))
+    _event(paths, "push", pos[0], pos[0])
     print(digest)
     return 0
 
@@ -217,6 +228,7 @@ def cmd_tag(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         raise UsageError(f"cannot tag with a digest ({pos[1]}): a digest names content, use a tag")
     store.write_meta(image.id)  # make sure the image is known even if it was only digest-referenced
     store.tag(target, image.id)
+    _event(paths, "tag", image.id, target.familiar)
     return 0
 
 
@@ -279,6 +291,7 @@ def cmd_load(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if not opts["input"] and os.isatty(0):
         raise UsageError("nothing to load: use -i FILE or pipe an archive into stdin")
     for line in load(paths, opts["input"]):
+        _event(paths, "load", line, line)
         print(f"Loaded image ID: {line}" if line.startswith("sha256:") else f"Loaded image: {line}")
     return 0
 

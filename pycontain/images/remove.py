@@ -58,6 +58,7 @@ def rmi(paths: Paths, names: list[str], force: bool) -> list[str]:
                 to_untag = all_refs
             store.retag({}, remove=tuple(to_untag))
             out += [f"Untagged: {f}" for f in _familiar(to_untag)]
+            _events(paths, image_id, _familiar(to_untag), last)
             if last:
                 store.delete_image(image_id)
                 out.append(f"Deleted: {image_id}")
@@ -66,6 +67,16 @@ def rmi(paths: Paths, names: list[str], force: bool) -> list[str]:
     finally:
         os.close(gc_fd)
     return out
+
+
+def _events(paths: Paths, image_id: str, names: list[str], deleted: bool) -> None:
+    """`events`: an untag per name, then a delete if the image went."""
+    from pycontain import events
+
+    for name in names:
+        events.emit(paths, "image", "untag", image_id, {"name": name})
+    if deleted:
+        events.emit(paths, "image", "delete", image_id, {"name": image_id})
 
 
 def _familiar(refs: list[str]) -> list[str]:
@@ -98,6 +109,7 @@ def prune(paths: Paths, everything: bool) -> list[str]:
             mine = sorted(r for r, i in refs.items() if i == image_id)
             store.retag({}, remove=tuple(mine))
             out += [f"Untagged: {f}" for f in _familiar(mine)]
+            _events(paths, image_id, _familiar(mine), True)
             store.delete_image(image_id)
             out.append(f"Deleted: {image_id}")
         out += [f"Deleted: {layer}" for layer in store.collect_garbage(paths)]
