@@ -164,7 +164,7 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "wait": ([], "CONTAINER...", "wait for containers to exit and print their exit codes"),
     "inspect": ([(("-f", "--format"), "format", VALUE, "TEMPLATE", "a Go template applied to each (as Docker's)"),
                  (("--type",), "type", VALUE, "TYPE", "container, image, network or volume: that kind only")],
-                "NAME|ID...", "show details as JSON"),
+                "CONTAINER|IMAGE...", "show details as JSON (a network or volume too)"),
     "gc": ([], "", "release whatever a killed pycontain left behind"),
 }
 # Commands defined in other modules, imported only when used (or for --help), so that the `run` path

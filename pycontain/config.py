@@ -924,7 +924,7 @@ def parse_limits(memory: str | None = None, memory_swap: str | None = None, memo
         ncpu = os.cpu_count() or 1
         if not 0.01 <= value <= ncpu:
             raise UsageError(f"invalid --cpus {cpus!r}: use a number between 0.01 and {ncpu} (this host's CPUs)")
-        out["cpus"] = value
+        out["cpus"], out["cpu_quota"] = value, None  # `update --cpus` replaces a --cpu-quota
     if cpu_shares is not None:
         if not cpu_shares.isdigit() or not 2 <= int(cpu_shares) <= 262144:
             raise UsageError(f"invalid --cpu-shares {cpu_shares!r}: use a whole number from 2 to 262144")

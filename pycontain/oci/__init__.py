@@ -167,7 +167,7 @@ def resources_from(limits: Limits) -> dict[str, Any]:
     if limits.cpu_period is not None:
         cpu["period"] = period
     if limits.cpus is not None:
-        cpu["quota"], cpu["period"] = limits.cpu_quota or round(limits.cpus * period), period
+        cpu["quota"], cpu["period"] = round(limits.cpus * period), period  # --cpu-quota: cpus is quota / period
     if limits.cpu_shares is not None:
         cpu["shares"] = limits.cpu_shares
     if limits.cpuset_cpus is not None:
