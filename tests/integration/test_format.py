@@ -95,7 +95,7 @@ def test_ps_lists_a_running_container_with_its_status(pc: Pycontain) -> None:
     ["history", "--format", "{{end}}", "busybox"],
     ["inspect", "--format", "{{.State.Status", "busybox"],
     ["inspect", "--format", "{{.Config.Cmd.Nope}}", "busybox"],
-    ["inspect", "--type", "volume", "busybox"],
+    ["inspect", "--type", "plugin", "busybox"],
 ])
 def test_bad_templates_and_filters_are_one_line_125(pc: Pycontain, args: list[str]) -> None:
     pc.ok("create", "--name", "x", "busybox", "true")

@@ -84,7 +84,7 @@ def test_an_unknown_shell_is_one_clear_error() -> None:
 
 @pytest.mark.parametrize(("line", "expected"), [
     ("pycontain ru", ["run"]),
-    ("pycontain run --ne", ["--network", "--net"]),
+    ("pycontain run --ne", ["--network", "--net", "--network-alias"]),
     ("pycontain container l", ["list", "logs", "ls"]),
     ("pycontain --explain ru", ["run"]),
     ("pycontain -", ["--root", "--explain", "--help", "--version"]),
