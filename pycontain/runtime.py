@@ -15,7 +15,7 @@ import _signal
 import os
 import time
 
-from pycontain import cgroups, explain, faults, namespaces, network, state, stdio
+from pycontain import cgroups, events, explain, faults, namespaces, network, state, stdio
 from pycontain.config import merge_env
 from pycontain.errors import ContainerNotFound, ContainerStateError, ImageNotFound, PycontainError, UsageError
 from pycontain.images.store import Store
@@ -179,6 +179,7 @@ def create(paths: Paths, cfg: ContainerConfig, starting: bool = True) -> tuple[R
     if volumes is not None:
         volumes.commit(paths)  # its volumes are the record's now; `volume rm` may look (and refuse)
     faults.phase("run.created")
+    events.container(rec, "create")
     explain.say(f"record {rec.dir} (name {name}); image {image.ref} with {len(image.layers)} layer(s)")
     return rec, lock_fd
 
@@ -734,6 +735,7 @@ def stop(paths: Paths, ref: str, timeout: float | None = None, signum: int | Non
         return rec
     if status == state.PAUSED:
         _thaw(rec)  # a frozen process would not act on the signal (on cgroup v1 not even on SIGKILL)
+    events.container(rec, "kill", signal=str(signum))
     _send(pid, signum)
     explain.say(f"kill({pid}, {signum}); SIGKILL after {timeout:g}s")
     deadline = time.monotonic() + (timeout if timeout >= 0 else float("inf"))
@@ -742,6 +744,7 @@ def stop(paths: Paths, ref: str, timeout: float | None = None, signum: int | Non
     if rec.is_locked():
         _send(pid, _signal.SIGKILL)
         rec.wait_unlocked()
+    events.container(rec, "stop")
     return rec
 
 
@@ -757,6 +760,7 @@ def kill(paths: Paths, ref: str, signum: int) -> Record:
         raise ContainerStateError(f"container {rec.name} is not running")
     if status == state.PAUSED:
         _thaw(rec)
+    events.container(rec, "kill", signal=str(signum))
     _send(pid, signum)
     return rec
 
@@ -831,6 +835,7 @@ def update(paths: Paths, ref: str, changes: dict[str, Any]) -> Record:
     if rec.status() in (state.RUNNING, state.PAUSED):
         cgroups.for_container(rec.id).apply(limits)
     rec.set_state(limits=limits.to_json())
+    events.container(rec, "update")
     explain.say(f"wrote new limits to the cgroup of {rec.name}")
     return rec
 
@@ -898,6 +903,7 @@ def _remove(rec: Record, volumes: bool = False) -> None:
         mounts = rec.config.mounts
     except (OSError, ValueError):
         mounts = ()  # a damaged record: its volumes stay, for `volume prune`
+    events.container(rec, "destroy")
     state.remove_record(rec)
     if mounts and any(m.kind == "volume" for m in mounts):
         from pycontain import volumes as vols
@@ -918,6 +924,7 @@ def _finish_dead(rec: Record) -> None:
         external.gc(rec)
     rec.set_state(status=state.EXITED, exit_code=rec.read_state().exit_code or 137, finished_at=state.now(),
                   error="its pycontain supervisor was killed")
+    events.container(rec, "die", exitCode=str(rec.read_state().exit_code))
 
 
 # ---------------------------------------------------------------- pause / unpause
@@ -936,6 +943,7 @@ def pause(paths: Paths, ref: str) -> Record:
     if not rec.is_locked():  # it exited while being frozen: nothing is paused
         _thaw_if_frozen(rec.id)
         raise ContainerStateError(f"container {rec.name} is not running")
+    events.container(rec, "pause")
     explain.say(f"froze the processes of {rec.name} with the cgroup freezer")
     return rec
 
@@ -945,6 +953,7 @@ def unpause(paths: Paths, ref: str) -> Record:
     if rec.status() != state.PAUSED:
         raise ContainerStateError(f"container {rec.name} is not paused")
     _thaw(rec)
+    events.container(rec, "unpause")
     return rec
 
 
@@ -1053,6 +1062,7 @@ def rename(paths: Paths, ref: str, new_name: str) -> Record:
         raise
     state.release_name(paths, old, rec.id)
     rec._meta = meta
+    events.container(rec, "rename", oldName=old)
     return rec
 
 
