@@ -277,3 +277,36 @@ def test_network_create_refuses_a_subnet_overlapping_a_route(npc: NetPycontain, 
     finally:
         ns.run("ip", "link", "del", "rtA")
 
+
+
+def test_dockers_getting_started_commands_pasted(npc: NetPycontain, ns: NetNs,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands of Docker's getting-started material, pasted as they are, give Docker's output shapes
+    (the default network is the bridge again: the suite's PYCONTAIN_NETWORK=none is lifted; this test's
+    bridge lives in its own network namespace)."""
+    monkeypatch.delenv("PYCONTAIN_NETWORK", raising=False)
+    cid = npc.ok("container", "run", "-d", "-p", "8080:80", "--name", "web", "busybox", *HTTPD).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", cid), cid
+    listing = npc.ok("container", "ls", "--all").stdout.splitlines()
+    assert re.split(r"\s{2,}", listing[0].strip()) == ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS",
+                                                         "PORTS", "NAMES"], listing
+    assert len(listing) == 2 and cid[:12] in listing[1] and "0.0.0.0:8080->80/tcp" in listing[1] \
+        and listing[1].rstrip().endswith("web") and " Up " in f" {listing[1]} ", listing
+    assert PAYLOAD in http_get(ns, "127.0.0.1", 8080)
+    assert npc.ok("logs", "web").returncode == 0
+    top = npc.ok("top", "web").stdout.splitlines()
+    assert "PID" in top[0] and any("httpd" in line for line in top[1:]), top
+    assert "index.html" in npc.ok("exec", "web", "ls", "/www").stdout
+    assert npc.ok("inspect", "--format", "{{.State.Status}}", "web").stdout == "running\n"
+    address = npc.ok("inspect", "--format", "{{.NetworkSettings.IPAddress}}", "web").stdout.strip()
+    assert re.fullmatch(r"\d+\.\d+\.\d+\.\d+", address), address
+    assert npc.ok("inspect", "--format", "{{json .HostConfig.PortBindings}}", "web").stdout.strip() == \
+        '{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}'
+    networks = npc.ok("network", "ls").stdout.splitlines()
+    assert re.split(r"\s{2,}", networks[0].strip()) == ["NETWORK ID", "NAME", "DRIVER", "SCOPE"], networks
+    assert any(re.split(r"\s+", line.strip())[1:] == ["bridge", "bridge", "local"] for line in networks[1:]), networks
+    [bridge] = json.loads(npc.ok("network", "inspect", "bridge").stdout)
+    assert bridge["Name"] == "bridge" and bridge["Driver"] == "bridge" and cid in bridge["Containers"]
+    assert bridge["IPAM"]["Config"][0]["Subnet"] and address.startswith(bridge["IPAM"]["Config"][0]["Gateway"][:4])
+    assert npc.ok("rm", "--force", "web").stdout == "web\n"
+    assert npc.ok("container", "ls", "--all").stdout.splitlines()[1:] == []
