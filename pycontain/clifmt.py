@@ -156,3 +156,18 @@ def size(n: float, units: str = "si") -> str:
             return f"{n:.{digits}g}{name}"
         n /= step
     return f"{n:.{digits}g}{names[-1]}"
+
+
+def confirm(warning: str, refusal: str) -> bool:
+    """Docker's prune question: `warning` then "Are you sure you want to continue? [y/N]" on a terminal;
+    True only for y/yes. Without a terminal there is nobody to ask: UsageError(refusal + ": add -f")."""
+    import os
+    import sys
+
+    from pycontain.errors import UsageError
+
+    if not os.isatty(0):
+        raise UsageError(f"{refusal} and there is no terminal to ask: add -f")
+    sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    return sys.stdin.readline().strip().lower() in ("y", "yes")

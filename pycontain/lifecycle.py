@@ -6,8 +6,6 @@ A plugin of cli.py (COMMANDS and HANDLERS as there): loaded only when one of the
 
 from __future__ import annotations
 
-import os
-import sys
 
 from pycontain.cli import FLAG, VALUE, each_ref, seconds_arg, need
 from pycontain.config import parse_signal
@@ -75,21 +73,15 @@ def cmd_rename(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
 
 def cmd_container_prune(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
-    from pycontain.clifmt import size
+    from pycontain.clifmt import confirm, size
 
     if pos:
         raise UsageError("`pycontain container prune` takes no arguments")
     if opts["filter"] is not None:
         raise UsageError("container prune --filter is not supported")
-    if not opts["force"]:
-        if not os.isatty(0):
-            raise UsageError("container prune removes all stopped containers and there is no terminal to ask: "
-                             "add -f")
-        sys.stdout.write("WARNING! This will remove all stopped containers.\n"
-                         "Are you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
-            return 0
+    if not opts["force"] and not confirm("WARNING! This will remove all stopped containers.",
+                                         "container prune removes all stopped containers"):
+        return 0
     removed = runtime.prune(paths)
     if removed:
         print("Deleted Containers:")

@@ -626,12 +626,10 @@ def _confirm(opts: dict[str, Any]) -> bool:
     items.append("all images without at least one container associated to them" if opts["all"]
                  else "all dangling images")
     items.append("all build cache" if opts["all"] else "unused build cache")
-    if not os.isatty(0):
-        raise UsageError("system prune removes " + ", ".join(items) + "; there is no terminal to ask: add -f")
-    sys.stdout.write("WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
-                     + "\nAre you sure you want to continue? [y/N] ")
-    sys.stdout.flush()
-    return sys.stdin.readline().strip().lower() in ("y", "yes")
+    from pycontain.clifmt import confirm
+
+    return confirm("WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items),
+                   "system prune removes " + ", ".join(items) + ";")
 
 
 def cmd_prune(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:

@@ -702,14 +702,11 @@ def cmd_prune(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
         raise UsageError("usage: pycontain volume prune [-f] [-a] [--filter label=..]")
     filters = _filters(opts["filter"])
     if not opts["force"]:
+        from pycontain.clifmt import confirm
+
         what = "all local volumes" if opts["all"] else "anonymous local volumes"
-        if not os.isatty(0):
-            raise UsageError(f"volume prune deletes data and there is no terminal to ask: add -f to remove {what} "
-                             "that no container uses")
-        sys.stdout.write(f"WARNING! This will remove {what} not used by at least one container.\n"
-                         "Are you sure you want to continue? [y/N] ")
-        sys.stdout.flush()
-        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        if not confirm(f"WARNING! This will remove {what} not used by at least one container.",
+                       f"volume prune deletes the data of {what} that no container uses"):
             return 0
     removed, reclaimed = [], 0
     fd = lock(paths)

@@ -361,6 +361,13 @@ def cmd_image(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     if sub == "prune":
         if rest:
             raise UsageError("image prune takes no arguments")
+        if not opts["force"]:
+            from pycontain.clifmt import confirm
+
+            what = ("all images without at least one container associated to them" if opts["all"]
+                    else "all dangling images")
+            if not confirm(f"WARNING! This will remove {what}.", f"image prune removes {what}"):
+                return 0
         lines = prune(paths, opts["all"])
         for line in lines:
             print(line)

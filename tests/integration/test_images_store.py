@@ -58,7 +58,9 @@ def test_rmi_refuses_an_image_a_container_uses_unless_forced(pcr: Pycontain) -> 
     pcr.ok("start", "user")
     assert pcr.ok("wait", "user").stdout.strip() == "0"
     pcr.ok("rm", "user")
-    pcr.ok("image", "prune")
+    res = pcr("image", "prune")  # no terminal to ask (Docker asks): refused, nothing removed
+    assert res.returncode == 125 and "add -f" in res.stderr and layer_dirs(pcr), res.stderr
+    pcr.ok("image", "prune", "-f")
     assert layer_dirs(pcr) == []
 
 
@@ -79,10 +81,10 @@ def test_image_prune_removes_untagged_images(pcr: Pycontain) -> None:
     assert first != second
     rows = pcr.ok("images").stdout.splitlines()[1:]
     assert any(r.split()[:2] == ["<none>", "<none>"] for r in rows)
-    out = pcr.ok("image", "prune").stdout
+    out = pcr.ok("image", "prune", "-f").stdout
     assert f"Deleted: {first}" in out and second not in out
     assert pcr.ok("images", "-q").stdout.split() == [second[7:19]]
-    pcr.ok("image", "prune", "-a")
+    pcr.ok("image", "prune", "-a", "-f")
     assert pcr.ok("images", "-q").stdout == "" and layer_dirs(pcr) == []
 
 
