@@ -171,3 +171,18 @@ def confirm(warning: str, refusal: str) -> bool:
     sys.stdout.write(f"{warning}\nAre you sure you want to continue? [y/N] ")
     sys.stdout.flush()
     return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def print_formatted(template: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> None:
+    """A listing's `--format`: `json` prints each row as one line of JSON, as Docker's listings do;
+    anything else is a Go template (gotemplate), `table ...` with a header line and aligned columns."""
+    if template == "json":
+        import json
+
+        for r in rows:
+            print(json.dumps(r))
+        return
+    from pycontain import gotemplate
+
+    for line in gotemplate.table(template, rows, headers):
+        print(line)

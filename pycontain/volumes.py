@@ -599,7 +599,9 @@ def cmd_ls(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
         for v in vols:
             print(v["name"])
     elif opts.get("format"):
-        _print_formatted(opts["format"], [_ls_row(paths, v) for v in vols])
+        from pycontain.clifmt import print_formatted
+
+        print_formatted(opts["format"], [_ls_row(paths, v) for v in vols], LS_HEADERS)
     else:
         table(["DRIVER", "VOLUME NAME"], [[v.get("driver", "local"), v["name"]] for v in vols])
     return 0
@@ -616,21 +618,6 @@ def _ls_row(paths: Paths, vol: dict[str, Any]) -> dict[str, Any]:
     # Links and Size cost a walk of every container and volume: Docker shows N/A unless asked (system df -v).
     return {"Name": d["Name"], "Driver": d["Driver"], "Scope": d["Scope"], "Mountpoint": d["Mountpoint"],
             "Labels": labels, "Links": "N/A", "Size": "N/A", "CreatedAt": d["CreatedAt"]}
-
-
-def _print_formatted(template: str, rows: list[dict[str, Any]]) -> None:
-    """--format: `json` prints each row as a line of JSON; anything else is a Go template (gotemplate),
-    `table ...` with a header line and aligned columns."""
-    if template == "json":
-        import json
-
-        for r in rows:
-            print(json.dumps(r))
-        return
-    from pycontain import gotemplate
-
-    for line in gotemplate.table(template, rows, LS_HEADERS):
-        print(line)
 
 
 def cmd_inspect(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:

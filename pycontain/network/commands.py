@@ -104,7 +104,9 @@ def _ls(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
             print(r["ID"])
         return 0
     if opts.get("format"):
-        _print_formatted(opts["format"], rows, {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER",
+        from pycontain.clifmt import print_formatted
+
+        print_formatted(opts["format"], rows, {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER",
                                                 "Scope": "SCOPE", "Subnet": "SUBNET", "Containers": "CONTAINERS",
                                                 "IPv6": "IPV6", "Internal": "INTERNAL", "Labels": "LABELS",
                                                 "CreatedAt": "CREATED AT"})
@@ -113,21 +115,6 @@ def _ls(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
 
     table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows])
     return 0
-
-
-def _print_formatted(template: str, rows: list[dict[str, Any]], headers: dict[str, str]) -> None:
-    """`--format`: each row through a Go template (`table ...`: with a header line, aligned); `json`: each
-    row as one line of JSON, as Docker's listings do."""
-    if template == "json":
-        import json
-
-        for r in rows:
-            print(json.dumps(r))
-        return
-    from pycontain import gotemplate
-
-    for line in gotemplate.table(template, rows, headers):
-        print(line)
 
 
 def _inspect(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
