@@ -134,9 +134,17 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "run": (RUN_OPTIONS, "IMAGE [COMMAND [ARG...]]", "create and start a container"),
     "create": ([o for o in RUN_OPTIONS if o[1] not in ("detach", "rm")] + [RUN_OPTIONS[3]],
                "IMAGE [COMMAND [ARG...]]", "create a container without starting it"),
-    "start": ([(("--all-restartable",), "all_restartable", FLAG, "",
+    "start": ([(("-a", "--attach"), "attach", FLAG, "", "attach to its output (and exit with its exit code)"),
+               (("-i", "--interactive"), "interactive", FLAG, "", "attach its stdin too"),
+               (("--detach-keys",), "detach_keys", VALUE, "KEYS", "keys that detach (default ctrl-p,ctrl-q)"),
+               (("--all-restartable",), "all_restartable", FLAG, "",
                 "the boot hook: every `always` and `unless-stopped` container (records restored after a reboot)")],
               "CONTAINER...", "start stopped containers (in the background)"),
+    "attach": ([(("--no-stdin",), "no_stdin", FLAG, "", "do not attach stdin"),
+                (("--sig-proxy",), "sig_proxy", VALUE, "BOOL",
+                 "pass received signals to the container (default true; not with -t)"),
+                (("--detach-keys",), "detach_keys", VALUE, "KEYS", "keys that detach (default ctrl-p,ctrl-q)")],
+               "CONTAINER", "attach to a running container's terminal or output"),
     "exec": (EXEC_OPTIONS, "CONTAINER COMMAND [ARG...]", "run a command in a running container"),
     "ps": ([(("-a", "--all"), "all", FLAG, "", "show stopped containers too"),
             (("-q", "--quiet"), "quiet", FLAG, "", "only ids"),
@@ -148,7 +156,12 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
             (("-s", "--size"), "size", FLAG, "", "the size of each container's writable layer"),
             (("--no-trunc",), "no_trunc", FLAG, "", "full ids and commands")], "", "list containers"),
     "logs": ([(("-f", "--follow"), "follow", FLAG, "", "keep following the output"),
-              (("--tail", "-n"), "tail", VALUE, "N", "only the last N lines")],
+              (("--tail", "-n"), "tail", VALUE, "N", "only the last N lines"),
+              (("--since",), "since", VALUE, "TIME",
+               "only lines since TIME (2013-01-02T13:23:37Z, a Unix timestamp, or relative: 10m, 2h)"),
+              (("--until",), "until", VALUE, "TIME", "only lines before TIME (same forms)"),
+              (("-t", "--timestamps"), "timestamps", FLAG, "", "show each line's time"),
+              (("--details",), "details", FLAG, "", "show the extra attributes of each line")],
              "CONTAINER", "show a container's output"),
     "top": ([], "CONTAINER", "list the processes of a container"),
     "stop": ([(("-t", "--time"), "time", VALUE, "SECONDS", "seconds to wait before SIGKILL (default: the "
@@ -196,7 +209,7 @@ ALIASES = {
     "container diff": "diff", "container commit": "commit", "container cp": "cp",
     "container restart": "restart", "container pause": "pause", "container unpause": "unpause",
     "container rename": "rename", "container port": "port", "container stats": "stats",
-    "container update": "update", "container export": "export",
+    "container update": "update", "container export": "export", "container attach": "attach",
     "volume list": "volume ls", "volume remove": "volume rm",
 }
 # Commands that read no state, so any user may run them (`source <(pycontain completion bash)`).
@@ -502,7 +515,44 @@ def cmd_start(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             print(name)
         return 0
     need(pos, "a container")
+    if opts.get("attach") or opts.get("interactive"):
+        return _start_attached(paths, opts, pos)
     return each_ref(pos, lambda ref: print(ref) if runtime.start(paths, ref) else None)
+
+
+def _start_attached(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    """`start -a [-i]`: the monitor gets one end of a socket pair as an attach client before the container
+    runs (so not a byte of its output is missed); this process relays the other end."""
+    import _socket
+
+    from pycontain import attach, runtime, state
+
+    if len(pos) > 1:
+        raise UsageError("you cannot start and attach multiple containers at once")
+    keys = attach.parse_detach_keys(opts["detach_keys"] if opts.get("detach_keys") is not None else "ctrl-p,ctrl-q")
+    rec = state.find(paths, pos[0])
+    if runtime.live_pid(rec) is not None:
+        return attach.attach(paths, pos[0], bool(opts.get("interactive")), True, opts.get("detach_keys"))
+    ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    mine = ours.detach()
+    try:
+        runtime.start(paths, pos[0], attach_fd=theirs.detach())
+    except BaseException:
+        os.close(mine)
+        raise
+    cfg = rec.config
+    stdin = bool(opts.get("interactive")) and cfg.interactive
+    return attach.relay(mine, cfg.tty, stdin, not cfg.tty, keys, close_stdin=True)
+
+
+def cmd_attach(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    from pycontain import attach
+
+    need(pos, "a container", exactly=1)
+    proxy = (opts.get("sig_proxy") or "true").lower()
+    if proxy not in ("true", "false", "1", "0"):
+        raise UsageError(f"invalid --sig-proxy {opts['sig_proxy']!r}: expected true or false")
+    return attach.attach(paths, pos[0], not opts.get("no_stdin"), proxy in ("true", "1"), opts.get("detach_keys"))
 
 
 def cmd_exec(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -799,21 +849,75 @@ def cmd_logs(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         raise UsageError(f"invalid --tail {tail!r}: expected a number of lines")
     from pycontain import logs
 
-    # Empty if it never ran detached: nothing was captured.
+    since = logs.parse_time(opts["since"], "--since") if opts.get("since") is not None else None
+    until = logs.parse_time(opts["until"], "--until") if opts.get("until") is not None else None
+    if getattr(rec.config, "log_driver", "json-file") == "none":
+        raise PycontainError(f"container {rec.name} has logging driver none: it keeps no logs to read")
+    # Empty if it never ran (or ran --rm in the foreground): nothing was captured.
     data, current = logs.read_all(rec.log_path, rec.config.log_max_files)
-    if tail is not None and tail != "all":
-        lines = data.splitlines(keepends=True)
-        data = b"".join(lines[-int(tail):]) if int(tail) else b""
-    sys.stdout.buffer.write(data)
-    sys.stdout.flush()
-    if not opts["follow"]:
+    try:
+        records = logs.records(data)
+        if since is not None or until is not None:
+            records = [r for r in records if _in_window(r, since, until)]
+        if tail is not None and tail != "all":
+            records = records[-int(tail):] if int(tail) else []
+        _print_records(records, opts)
+    except BaseException:
+        if current is not None:
+            os.close(current)
+        raise
+    if not opts["follow"] or (until is not None and until < _now_ns()):
         if current is not None:
             os.close(current)
         return 0
-    for chunk in logs.follow(rec.log_path, rec.is_locked, current):
-        sys.stdout.buffer.write(chunk)
-        sys.stdout.flush()
+
+    def running() -> bool:
+        return rec.is_locked() and (until is None or _now_ns() <= until)
+
+    for record in logs.follow_records(rec.log_path, running, current):
+        if _in_window(record, since, until):
+            _print_records([record], opts)
     return 0
+
+
+def _now_ns() -> int:
+    import time
+
+    return time.time_ns()
+
+
+def _in_window(record: Any, since: int | None, until: int | None) -> bool:
+    when = record.time or 0  # a line of an older plain log has no time: before any --since
+    return (since is None or when >= since) and (until is None or when <= until)
+
+
+def _print_records(records: list[Any], opts: dict[str, Any]) -> None:
+    """stdout lines to our stdout, stderr lines to our stderr (as Docker's `logs`), in their order."""
+    from pycontain import logs
+
+    stamps, details = opts.get("timestamps"), opts.get("details")
+    batch: list[bytes] = []
+    fd = 1
+    for r in records:
+        line = r.text
+        if details:
+            attrs = ",".join(f"{k}={v}" for k, v in sorted((r.attrs or {}).items()))
+            line = attrs.encode() + b" " + line
+        if stamps and r.time is not None:
+            line = logs.format_fixed(r.time).encode() + b" " + line
+        want = 2 if r.stream == "stderr" else 1
+        if want != fd and batch:
+            _write_all(fd, b"".join(batch))
+            batch = []
+        fd = want
+        batch.append(line)
+    if batch:
+        _write_all(fd, b"".join(batch))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def cmd_top(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
@@ -953,7 +1057,7 @@ def each_ref(refs: list[str], action: Any) -> int:
 HANDLERS = {
     "run": cmd_run, "create": cmd_create, "start": cmd_start, "exec": cmd_exec, "ps": cmd_ps, "logs": cmd_logs,
     "top": cmd_top, "stop": cmd_stop, "kill": cmd_kill, "rm": cmd_rm, "wait": cmd_wait, "inspect": cmd_inspect,
-    "gc": cmd_gc,
+    "gc": cmd_gc, "attach": cmd_attach,
 }
 
 

@@ -257,24 +257,39 @@ def run_detached(paths: Paths, cfg: ContainerConfig) -> Record:
     return rec
 
 
-def start(paths: Paths, ref: str) -> Record:
-    rec = state.find(paths, ref)
+def start(paths: Paths, ref: str, attach_fd: int | None = None) -> Record:
+    """attach_fd (taken over: closed on every path): `start -a`'s end of a socket pair, which the monitor
+    serves as its first attach client."""
     try:
-        lock_fd = rec.acquire()
-    except BlockingIOError:
-        return rec  # already running: like `docker start`, nothing to do
-    if rec.read_state().status == state.RUNNING:  # its supervisor was killed: clean up first
-        _finish_dead(rec)
-    if rec.config.restart:  # started by the user: its restart policy applies again, counted from 0
-        _forget_user_stop(rec)
-        rec.set_state(restart_count=0)
-    start_detached(rec, lock_fd)
+        rec = state.find(paths, ref)
+        try:
+            lock_fd = rec.acquire()
+        except BlockingIOError:
+            if attach_fd is not None:
+                os.close(attach_fd)
+            return rec  # already running: like `docker start`, nothing to do
+        if rec.read_state().status == state.RUNNING:  # its supervisor was killed: clean up first
+            _finish_dead(rec)
+        if rec.config.restart:  # started by the user: its restart policy applies again, counted from 0
+            _forget_user_stop(rec)
+            rec.set_state(restart_count=0)
+    except BaseException:
+        if attach_fd is not None:
+            os.close(attach_fd)
+        raise
+    start_detached(rec, lock_fd, attach_fd)
     return rec
 
 
-def start_detached(rec: Record, lock_fd: int) -> None:
-    """Fork a monitor that supervises the container after this CLI exits, and wait for its report."""
-    report_r, report_w = os.pipe()
+def start_detached(rec: Record, lock_fd: int, attach_fd: int | None = None) -> None:
+    """Fork a monitor that supervises the container after this CLI exits, and wait for its report.
+    attach_fd (taken over): an attach client the monitor serves from the container's first output on."""
+    try:
+        report_r, report_w = os.pipe()
+    except BaseException:
+        if attach_fd is not None:
+            os.close(attach_fd)
+        raise
     pid = os.fork()
     if pid == 0:
         # The monitor: whatever happens below (even a failing --rm removal), it ends here, in
@@ -285,7 +300,7 @@ def start_detached(rec: Record, lock_fd: int) -> None:
             os.setsid()  # no terminal signals from the session that started it
             try:
                 started = time.monotonic()
-                exit_code = supervise(rec, report_fd=report_w)
+                exit_code = supervise(rec, report_fd=report_w, attach_fd=attach_fd)
                 if rec.config.restart:
                     _restart_loop(rec, exit_code, started)
                 code = 0
@@ -303,6 +318,8 @@ def start_detached(rec: Record, lock_fd: int) -> None:
         finally:
             os._exit(code)
     os.close(report_w)
+    if attach_fd is not None:
+        os.close(attach_fd)  # the monitor's now
     os.close(lock_fd)  # the monitor holds the lock from now on
     report = b""
     while chunk := os.read(report_r, 4096):
@@ -317,14 +334,16 @@ def start_detached(rec: Record, lock_fd: int) -> None:
             message or "the container monitor died before the container started")
 
 
-def supervise(rec: Record, report_fd: int | None = None, detached: bool | None = None) -> int:
+def supervise(rec: Record, report_fd: int | None = None, detached: bool | None = None,
+              attach_fd: int | None = None) -> int:
     """Start the container's process and stay with it until it exits; returns its exit code.
 
     With report_fd (a detached monitor), "ok" is written there once the command runs, and this
-    process then lets go of the caller's terminal.
+    process then lets go of the caller's terminal. A detached monitor serves `attach` (attach.py);
+    attach_fd is a client connected already (`start -a`).
     """
     try:
-        return _supervise(rec, report_fd, report_fd is not None if detached is None else detached)
+        return _supervise(rec, report_fd, report_fd is not None if detached is None else detached, attach_fd)
     except BaseException as e:
         # Any failure after the record said "starting" (a network that cannot attach, a spec the kernel
         # refuses, Ctrl-C) leaves it exited with that error, never stuck in "starting".
@@ -343,15 +362,20 @@ def seccomp_cache(paths: Paths) -> str:
     return f"{paths.storage}/seccomp"
 
 
-def _supervise(rec: Record, report_fd: int | None, detached: bool) -> int:
+def _supervise(rec: Record, report_fd: int | None, detached: bool, attach_fd: int | None = None) -> int:
     cfg, res = rec.config, rec.resolved
     log = None
     pipes = None
+    server = None
     with _exit_stack() as undo:
-        if detached:
+        if attach_fd is not None:
+            undo.callback(_close_unless_taken, attach_fd, lambda: server)
+        # Docker's json-file log for every container but a foreground --rm one (removed at once, as
+        # Docker removes its log: the foreground run keeps its start time and its splice relay).
+        if getattr(cfg, "log_driver", "json-file") != "none" and (detached or not cfg.remove):
             from pycontain import logs
 
-            log = logs.LogFile(rec.log_path, cfg.log_max_size, cfg.log_max_files)
+            log = logs.JsonLog(rec.log_path, cfg.log_max_size, cfg.log_max_files)
             undo.callback(log.close)
         if not cfg.tty:
             # -d -i keeps the container's stdin open (nothing writes to it yet), as `docker run -di` does.
@@ -427,6 +451,11 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool) -> int:
                 reaper.wait()
                 raise
             master_fd = child.master_fd
+        if detached:  # listening before "ok": an `attach` right after `run -d` finds the socket
+            from pycontain import attach
+
+            server = attach.Server(rec, master_fd is not None, attach_fd)
+            undo.callback(server.close)
         rec.set_state(status=state.RUNNING, pid=pid, pid_start=state.proc_starttime(pid),
                       started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False,
                       paused=False)
@@ -439,7 +468,7 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool) -> int:
             checker = [health.start(rec, exec_)]
             undo.callback(_stop_checker, checker)
         faults.phase("run.running")
-        code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log)
+        code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log, server)
         if checker:
             _stop_checker(checker)  # before the final state is written: its writes must not come after
         faults.phase("run.cleanup")
@@ -450,6 +479,12 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool) -> int:
             _leave_exit_code(rec, code)
         explain.say(f"wait4({pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
+
+
+def _close_unless_taken(fd: int, server: Any) -> None:
+    """An attach client's fd that no Server took over (the container did not get that far)."""
+    if server() is None:
+        os.close(fd)
 
 
 def _stop_checker(checker: list[int | None]) -> None:
@@ -512,16 +547,40 @@ def _forward_signals(pid: int, undo: _Undo) -> None:
 
 
 def _wait(master_fd: int | None, reaper: _Reaper, attached_stdin: bool, pipes: stdio.Pipes | None,
-          log: Any) -> int:
-    """Relay the container's output (and the caller's input) until its process exits; its exit code."""
+          log: Any, server: Any = None) -> int:
+    """Relay the container's output (and the caller's input) until its process exits; its exit code.
+
+    Detached (server: its attach socket): output goes to the log and to attached clients. In the
+    foreground: to the caller, and into the log too when there is one."""
     stdin = 0 if attached_stdin else None
+    out: Any
+    err: Any
+    if server is not None:
+        if log is None:
+            from pycontain.logs import NullSink
+
+            out = err = NullSink()
+        else:
+            out, err = log.sink("stdout"), log.sink("stderr")
+        try:
+            server.run(reaper.pid, master_fd, pipes, out, err)
+        finally:
+            if master_fd is not None:
+                os.close(master_fd)
+        code = namespaces.exit_code(reaper.wait())
+        if log is not None:
+            log.flush()  # before the clients hear it exited: `logs` right after `attach` has everything
+        server.finish(code)
+        return code
+    out, err = stdio.FdSink(1), stdio.FdSink(2)
+    if log is not None:
+        out, err = stdio.Tee(out, log.sink("stdout")), stdio.Tee(err, log.sink("stderr"))
     if pipes is not None:
-        out = log or stdio.FdSink(1)
-        pipes.relay(reaper.pid, stdin, out, log or stdio.FdSink(2))
+        pipes.relay(reaper.pid, stdin, out, err)
     elif master_fd is not None:
         from pycontain import console
 
-        console.relay(master_fd, stdin, log or stdio.FdSink(1))
+        console.relay(master_fd, stdin, out)
         os.close(master_fd)
     return namespaces.exit_code(reaper.wait())
 
@@ -1119,6 +1178,11 @@ def gc(paths: Paths) -> list[str]:
             live.add(rec.id)  # a live supervisor owns it
             continue
         try:
+            try:
+                os.unlink(f"{rec.dir}/attach.sock")  # a killed monitor's: nobody listens there any more
+                done.append(f"removed the attach socket of container {rec.short_id}")
+            except FileNotFoundError:
+                pass
             try:
                 rec.check_config()
             except state.DamagedRecord:
