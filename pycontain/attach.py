@@ -28,7 +28,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from pycontain.state import Paths, Record
+    from pycontain.state import Record
     from pycontain.stdio import Pipes
 
 STDIN, STDOUT, STDERR, EXIT, WINSIZE, SIGNAL, CLOSE_STDIN = range(7)
@@ -348,18 +348,9 @@ def connect(rec: Record) -> int:
     return s.detach()
 
 
-def attach(paths: Paths, ref: str, stdin: bool, sig_proxy: bool, detach_keys: str | None) -> int:
-    """`attach CONTAINER`: relay until the container exits (its exit code) or the detach keys (0)."""
-    from pycontain import runtime, state
-    from pycontain.errors import ContainerStateError
-
+def attach(rec: Record, stdin: bool, sig_proxy: bool, detach_keys: str | None) -> int:
+    """`attach CONTAINER` (a running one): relay until it exits (its exit code) or the detach keys (0)."""
     keys = parse_detach_keys(detach_keys if detach_keys is not None else "ctrl-p,ctrl-q")
-    rec = state.find(paths, ref)
-    status = rec.status()
-    if status == state.PAUSED:
-        raise ContainerStateError(f"container {rec.name} is paused: unpause it before attaching")
-    if runtime.live_pid(rec) is None:
-        raise ContainerStateError(f"container {rec.name} is not running; start it with `pycontain start -a {rec.name}`")
     sock = connect(rec)
     cfg = rec.config
     return relay(sock, cfg.tty, stdin and cfg.interactive, sig_proxy and not cfg.tty, keys, close_stdin=False)
@@ -380,7 +371,7 @@ def relay(sock: int, tty: bool, use_stdin: bool, sig_proxy: bool, keys: bytes, c
     try:
         if use_stdin and tty and os.isatty(0):
             saved = termios.tcgetattr(0)
-            console._raw(0)
+            console.raw(0)
         if tty and os.isatty(0):
             _send(sock, WINSIZE, _winsize(0))
             wake_r, wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)

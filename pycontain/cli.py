@@ -531,8 +531,8 @@ def _start_attached(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         raise UsageError("you cannot start and attach multiple containers at once")
     keys = attach.parse_detach_keys(opts["detach_keys"] if opts.get("detach_keys") is not None else "ctrl-p,ctrl-q")
     rec = state.find(paths, pos[0])
-    if runtime.live_pid(rec) is not None:
-        return attach.attach(paths, pos[0], bool(opts.get("interactive")), True, opts.get("detach_keys"))
+    if runtime.live_pid(rec) is not None:  # running already: attach, as Docker's `start -a` does
+        return attach.attach(rec, bool(opts.get("interactive")), True, opts.get("detach_keys"))
     ours, theirs = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
     mine = ours.detach()
     try:
@@ -546,13 +546,20 @@ def _start_attached(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
 
 def cmd_attach(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
-    from pycontain import attach
+    from pycontain import attach, runtime, state
+    from pycontain.errors import ContainerStateError
 
     need(pos, "a container", exactly=1)
     proxy = (opts.get("sig_proxy") or "true").lower()
     if proxy not in ("true", "false", "1", "0"):
         raise UsageError(f"invalid --sig-proxy {opts['sig_proxy']!r}: expected true or false")
-    return attach.attach(paths, pos[0], not opts.get("no_stdin"), proxy in ("true", "1"), opts.get("detach_keys"))
+    attach.parse_detach_keys(opts["detach_keys"] or "ctrl-p,ctrl-q")  # a bad value fails before anything else
+    rec = state.find(paths, pos[0])
+    if rec.status() == state.PAUSED:
+        raise ContainerStateError(f"container {rec.name} is paused: unpause it before attaching")
+    if runtime.live_pid(rec) is None:
+        raise ContainerStateError(f"container {rec.name} is not running; start it with `pycontain start -a {rec.name}`")
+    return attach.attach(rec, not opts.get("no_stdin"), proxy in ("true", "1"), opts.get("detach_keys"))
 
 
 def cmd_exec(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:

@@ -37,7 +37,7 @@ def relay(master: int, stdin: int | None, stdout: Sink) -> None:
     saved = None
     if stdin is not None and os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
-        _raw(stdin)
+        raw(stdin)
         copy_winsize(stdin, master)
         previous = _signal.signal(_signal.SIGWINCH, lambda *_: copy_winsize(stdin, master))
     try:
@@ -78,7 +78,7 @@ def _pump(master: int, stdin: int | None, stdout: Sink) -> None:
             to_container.write(data)
 
 
-def _raw(fd: int) -> None:
+def raw(fd: int) -> None:
     """cfmakeraw(3): no echo, no line editing, no signal keys, 8-bit clean."""
     mode = termios.tcgetattr(fd)
     iflag, oflag, cflag, lflag = 0, 1, 2, 3
