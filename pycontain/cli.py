@@ -142,7 +142,7 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
               "CONTAINER...", "start stopped containers (in the background)"),
     "attach": ([(("--no-stdin",), "no_stdin", FLAG, "", "do not attach stdin"),
                 (("--sig-proxy",), "sig_proxy", VALUE, "BOOL",
-                 "pass received signals to the container (default true; not with -t)"),
+                 "pass received signals to the container (default true; --sig-proxy=false: not; not with -t)"),
                 (("--detach-keys",), "detach_keys", VALUE, "KEYS", "keys that detach (default ctrl-p,ctrl-q)")],
                "CONTAINER", "attach to a running container's terminal or output"),
     "exec": (EXEC_OPTIONS, "CONTAINER COMMAND [ARG...]", "run a command in a running container"),
@@ -549,8 +549,11 @@ def cmd_attach(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import attach, runtime, state
     from pycontain.errors import ContainerStateError
 
-    need(pos, "a container", exactly=1)
     proxy = (opts.get("sig_proxy") or "true").lower()
+    if proxy not in ("true", "false", "1", "0") and not pos:
+        # Docker's --sig-proxy is a boolean flag: a bare `--sig-proxy CTR` means true, and CTR is the container.
+        pos, proxy = [opts["sig_proxy"]], "true"
+    need(pos, "a container", exactly=1)
     if proxy not in ("true", "false", "1", "0"):
         raise UsageError(f"invalid --sig-proxy {opts['sig_proxy']!r}: expected true or false")
     attach.parse_detach_keys(opts["detach_keys"] or "ctrl-p,ctrl-q")  # a bad value fails before anything else

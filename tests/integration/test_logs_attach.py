@@ -198,6 +198,12 @@ def test_attach_without_stdin_and_sig_proxy(pc: Pycontain) -> None:
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 9 and out == "got-term\n"
+    pc.ok("run", "-d", "--name", "kept", "busybox", "sleep", "60")
+    proc = subprocess.Popen(pc.argv("attach", "--sig-proxy=false", "kept"), stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM and pc.status("kept") == "running"
 
 
 def test_start_attach_interactive_sees_everything_and_returns_the_exit_code(pc: Pycontain) -> None:
