@@ -54,6 +54,17 @@ def _short(path: str) -> tuple[str, int]:
     return f"/proc/self/fd/{dfd}/{base}", dfd
 
 
+def _above_stdio(fd: int) -> int:
+    """`fd` itself, or (if it is 0, 1 or 2) a close-on-exec copy at 3 or above, the original closed."""
+    if fd > 2:
+        return fd
+    import fcntl
+
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return new
+
+
 def unlink_socket(rec: Record) -> bool:
     try:
         os.unlink(socket_path(rec))
@@ -82,6 +93,10 @@ class Server:
         self.clients: dict[int, _Client] = {}
         self.listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC
                                        | _socket.SOCK_NONBLOCK)
+        if self.listener.fileno() <= 2:
+            # Started with a standard fd closed: the monitor puts /dev/null on 0-2 soon, over the socket.
+            fd = _above_stdio(self.listener.detach())
+            self.listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
         try:
             unlink_socket(rec)  # we hold the record's lock: any socket file left there is a dead monitor's
             name, dfd = _short(self.path)
@@ -98,6 +113,7 @@ class Server:
             self.close()
             raise
         if client_fd is not None:  # `start -a`: connected before the container ran, so it misses nothing
+            client_fd = _above_stdio(client_fd)
             os.set_blocking(client_fd, False)
             self.clients[client_fd] = _Client(client_fd)
 
