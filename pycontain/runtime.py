@@ -468,11 +468,15 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool, attach_fd: in
             checker = [health.start(rec, exec_)]
             undo.callback(_stop_checker, checker)
         faults.phase("run.running")
+        events.container(rec, "start")
         code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log, server)
         if checker:
             _stop_checker(checker)  # before the final state is written: its writes must not come after
         faults.phase("run.cleanup")
         oom = cg.oom_killed()
+        if oom:
+            events.container(rec, "oom")
+        events.container(rec, "die", exitCode=str(code))
         if not cfg.remove:  # a --rm record is deleted next: no need to write its final state
             rec.set_state(status=state.EXITED, exit_code=code, finished_at=state.now(), oom_killed=oom, paused=False)
         else:
@@ -764,7 +768,8 @@ def _forget_user_stop(rec: Record) -> None:
 
 def _await_restarting(rec: Record) -> int | None:
     """A container whose monitor is between two runs (backing off, or starting it again) after a user
-    stop was marked: the pid of a command it started meanwhile (to signal), or None once it let go."""
+    stop was marked, or one still starting (`inspect` shows it running, as Docker has no such state):
+    the pid of the command once it runs (to signal), or None once its supervisor let go."""
     while rec.is_locked():
         pid = live_pid(rec)
         if pid is not None:
@@ -788,7 +793,7 @@ def stop(paths: Paths, ref: str, timeout: float | None = None, signum: int | Non
         _mark_user_stop(rec)
     status = rec.status()
     pid = live_pid(rec) if status.can_kill() else None
-    if pid is None and cfg.restart:
+    if pid is None and (cfg.restart or status == state.STARTING):  # starting: its process is on its way
         pid = _await_restarting(rec)
     if pid is None:
         return rec
@@ -813,7 +818,7 @@ def kill(paths: Paths, ref: str, signum: int) -> Record:
         _mark_user_stop(rec)
     status = rec.status()
     pid = live_pid(rec) if status.can_kill() else None
-    if pid is None and rec.config.restart:
+    if pid is None and (rec.config.restart or status == state.STARTING):
         pid = _await_restarting(rec)
     if pid is None:
         raise ContainerStateError(f"container {rec.name} is not running")

@@ -289,7 +289,13 @@ def test_events_follow_prints_new_events_in_dockers_format(pc: Pycontain, follow
     assert follower.stderr is not None and follower.stderr.read() == ""
 
 
+def fresh_journal(pc: Pycontain) -> None:
+    """Forget the events of the fixture's own commands (its `import`): these tests count exact lines."""
+    (pc.root / "run" / "events.jsonl").unlink(missing_ok=True)
+
+
 def test_events_window_and_filters(pc: Pycontain) -> None:
+    fresh_journal(pc)
     emit(pc, "container", "create", "1" * 64, name="a", image="busybox")
     emit(pc, "volume", "create", "vol1", driver="local")
     mid = time.time()
@@ -321,6 +327,7 @@ def test_events_window_and_filters(pc: Pycontain) -> None:
 
 
 def test_events_until_in_the_future_follows_then_ends(pc: Pycontain) -> None:
+    fresh_journal(pc)
     p = pc.popen("events", "--until", "%.3f" % (time.time() + 1.5))
     time.sleep(0.5)
     emit(pc, "container", "kill", "k" * 64, name="x", signal="15")
@@ -356,6 +363,7 @@ def test_format_on_info_version_df_and_events(pc: Pycontain) -> None:
         ("Images", "1", "1"), ("Containers", "1", "1"), ("Local Volumes", "0", "0"), ("Build Cache", "0", "0")]
     assert table(pc.ok("system", "df", "--format", "table {{.Type}}\\t{{.TotalCount}}").stdout)[:2] == [
         ["TYPE", "TOTAL"], ["Images", "1"]]
+    fresh_journal(pc)
     emit(pc, "container", "die", "d" * 64, name="web", image="busybox", exitCode="3")
     out = pc.ok("events", "--since", "1h", "--until", "0s", "--format",
                 "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}")
@@ -369,3 +377,22 @@ def test_format_on_info_version_df_and_events(pc: Pycontain) -> None:
                  ["system", "df", "-v", "--format", "json"]):
         res = pc(*args, timeout=SETTLE_TIMEOUT)
         assert_pycontain_error(res)
+
+
+def test_commands_write_their_events(pc: Pycontain) -> None:
+    """What pycontain itself does shows in `events`: a container's life, an image tag and untag, a volume."""
+    start = str(int(time.time()) - 1)
+    assert pc("run", "--name", "ev", "-v", "evvol:/data", "busybox", "sh", "-c", "exit 3").returncode == 3
+    pc.ok("tag", "busybox", "evtag:1")
+    pc.ok("rmi", "evtag:1")
+    pc.ok("rm", "ev")
+    pc.ok("volume", "rm", "evvol")
+    until = str(int(time.time()) + 1)
+    lines = pc.ok("events", "--since", start, "--until", until, "--format",  # a volume's name is its ID
+                  "{{.Type}} {{.Action}} {{or .Actor.Attributes.name .Actor.ID}}").stdout.splitlines()
+    for expected in ("container create ev", "container start ev", "container die ev", "image tag evtag:1",
+                     "image untag evtag:1", "container destroy ev", "volume create evvol", "volume destroy evvol"):
+        assert expected in lines, lines
+    die = pc.ok("events", "--since", start, "--until", until, "--filter", "event=die", "--format",
+                "{{.Actor.Attributes.exitCode}}").stdout
+    assert die == "3\n", die

@@ -47,7 +47,7 @@ def test_follow_continues_across_a_rotation(pc: Pycontain) -> None:
 def test_the_default_cap_is_three_pieces_of_ten_megabytes(pc: Pycontain) -> None:
     pc.ok("create", "--name", "defaults", "busybox", "true")
     config = pc.inspect("defaults")
-    assert config["HostConfig"]["LogConfig"] == {"Type": "local", "Config": {"max-size": "10m", "max-file": "3"}}
+    assert config["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}}
 
 
 def test_bad_log_options_are_one_line_and_125(pc: Pycontain) -> None:
