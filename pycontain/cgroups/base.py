@@ -196,6 +196,28 @@ def write(path: str, value: str) -> None:
         os.close(fd)
 
 
+_weight_warned = False
+
+
+def write_blkio_weight(path: str | None, choices: tuple[tuple[str, str], ...]) -> bool:
+    """Write a block I/O weight to the first file of `choices` ((file name, value) pairs) present in
+    `path`. Without one (no CFQ/BFQ scheduler on this kernel) warn once on stderr and go on, as Docker
+    does: a weight is a hint, not a limit whose absence should stop the container. True if written."""
+    global _weight_warned
+    for name, value in choices:
+        if path and os.path.exists(f"{path}/{name}"):
+            write(f"{path}/{name}", value)
+            return True
+    if not _weight_warned:
+        _weight_warned = True
+        import sys
+
+        files = " or ".join(name for name, _ in choices)
+        print(f"pycontain: warning: this kernel has no block I/O weight file ({files}): --blkio-weight discarded",
+              file=sys.stderr)
+    return False
+
+
 def read(path: str) -> str:
     try:
         with open(path) as f:

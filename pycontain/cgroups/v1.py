@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 from pycontain import explain
-from pycontain.cgroups.base import DEFAULT_DEVICE_RULES, Cgroup, host_memory, keyed, read, read_int, write
+from pycontain.cgroups.base import (DEFAULT_DEVICE_RULES, Cgroup, host_memory, keyed, read, read_int, write,
+                                    write_blkio_weight)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -138,6 +139,10 @@ class CgroupV1(Cgroup):
             write(f"{memory}/memory.swappiness", str(limits.memory_swappiness))
         if memory and limits.oom_kill_disable is not None:
             write(f"{memory}/memory.oom_control", "1" if limits.oom_kill_disable else "0")
+        if limits.blkio_weight is not None:
+            # CFQ's file, or BFQ's on kernels that dropped CFQ; same 10..1000 scale as --blkio-weight.
+            weight = str(limits.blkio_weight)
+            write_blkio_weight(self.path("blkio"), (("blkio.weight", weight), ("blkio.bfq.weight", weight)))
         net_cls, net_prio = self.path("net_cls"), self.path("net_prio")
         if net_cls and limits.net_classid is not None:
             write(f"{net_cls}/net_cls.classid", str(limits.net_classid))

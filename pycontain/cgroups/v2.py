@@ -7,7 +7,8 @@ import struct
 
 from pycontain import explain
 from pycontain.cgroups import CGROUP_ROOT
-from pycontain.cgroups.base import DEFAULT_DEVICE_RULES, Cgroup, host_memory, keyed, read, read_int, write
+from pycontain.cgroups.base import (DEFAULT_DEVICE_RULES, Cgroup, host_memory, keyed, read, read_int, write,
+                                    write_blkio_weight)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ class CgroupV2(Cgroup):
             _set(path, "cpuset.cpus", limits.cpuset_cpus)
         if limits.cpuset_mems:
             _set(path, "cpuset.mems", limits.cpuset_mems)
+        if limits.blkio_weight is not None:
+            # BFQ's io.bfq.weight takes --blkio-weight's 10..1000 as it is; io.cost's io.weight is
+            # 1..10000 (the linear mapping runc uses). The first one present wins.
+            weight = limits.blkio_weight
+            write_blkio_weight(path, (("io.bfq.weight", str(weight)),
+                                      ("io.weight", str(1 + (weight - 10) * 9999 // 990))))
 
     def oom_killed(self) -> bool:
         return keyed(read(f"{self.dirs()[0]}/memory.events")).get("oom_kill", 0) > 0
