@@ -301,7 +301,7 @@ def start_detached(rec: Record, lock_fd: int, attach_fd: int | None = None) -> N
             try:
                 started = time.monotonic()
                 exit_code = supervise(rec, report_fd=report_w, attach_fd=attach_fd)
-                if rec.config.restart:
+                if _restart_policy(rec):  # read again: `update --restart` may have changed it meanwhile
                     _restart_loop(rec, exit_code, started)
                 code = 0
             except BaseException as e:  # noqa: BLE001 - reported to the CLI, which maps it to an exit code
@@ -652,11 +652,14 @@ BACKOFF_RESET = 10.0  # and back to 100 ms once the command has run this long
 
 def _restart_loop(rec: Record, code: int, started: float) -> None:
     """The monitor of a detached container with --restart: run its command again when it exits, as
-    the policy says, until the user stops it (stop, kill, rm -f leave the stopped-by-user mark)."""
-    policy = rec.config.restart or {}
-    name, max_retries = policy.get("name"), int(policy.get("max_retries") or 0)
+    the policy says, until the user stops it (stop, kill, rm -f leave the stopped-by-user mark).
+    The policy is read again at each exit: `update --restart` changes it for the running container."""
     delay = BACKOFF_FIRST
     while True:
+        policy = _restart_policy(rec) or {}
+        name, max_retries = policy.get("name"), int(policy.get("max_retries") or 0)
+        if not name:
+            return
         count = rec.read_state().restart_count
         if _stopped_by_user(rec) or (name == "on-failure" and (code == 0 or (max_retries and count >= max_retries))):
             return
@@ -676,6 +679,16 @@ def _restart_loop(rec: Record, code: int, started: float) -> None:
             code = supervise(rec, detached=True)
         except PycontainError as e:  # it could not start this time (supervise marked it exited): try again later
             code = e.exit_code
+
+
+def _restart_policy(rec: Record) -> dict[str, Any] | None:
+    """The container's restart policy as its record says now (not as the monitor's cached copy of the
+    record has it): `update --restart` rewrites it while the monitor runs. None once the record is gone."""
+    try:
+        policy = state.read_json(f"{rec.dir}/config.json")["config"].get("restart")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return policy if isinstance(policy, dict) else None
 
 
 def _boot_copy(rec: Record) -> str:
@@ -890,17 +903,38 @@ def remove(paths: Paths, ref: str, force: bool = False, volumes: bool = False) -
     return rec
 
 
-def update(paths: Paths, ref: str, changes: dict[str, Any]) -> Record:
-    """Change the limits of a container; a running one gets them at once (written to its cgroup)."""
-    from pycontain.config import parse_limits
+def update(paths: Paths, ref: str, changes: dict[str, Any], restart: str | None = None) -> Record:
+    """Change the limits of a container; a running one gets them at once (written to its cgroup).
+    restart: a new --restart policy, kept in its record (and its boot copy); a running container's
+    monitor reads it again when the container next exits."""
+    from pycontain.config import parse_limits, parse_restart
 
     rec = state.find(paths, ref)
-    limits = parse_limits(base=rec.limits(), **changes)
-    if rec.status() in (state.RUNNING, state.PAUSED):
-        cgroups.for_container(rec.id).apply(limits)
-    rec.set_state(limits=limits.to_json())
+    if restart is not None:
+        policy = parse_restart(restart)
+        if policy is not None and rec.config.remove:
+            raise UsageError(f"cannot give container {rec.name} a restart policy: it is removed when it exits (--rm)")
+        meta = dict(rec.meta())
+        meta["config"] = dict(meta["config"], restart=policy)
+        state.atomic_write_json(f"{rec.dir}/config.json", meta, durable=False)
+        if policy:  # `start --all-restartable` brings it back after a reboot
+            state.atomic_write_json(_boot_copy(rec), meta)
+            if rec.status() in (state.RUNNING, state.PAUSED):
+                _forget_user_stop(rec)  # an old stop's mark must not cancel the policy given now
+        else:
+            try:
+                os.unlink(_boot_copy(rec))
+            except FileNotFoundError:
+                pass
+        rec._meta, rec._config = meta, None
+        explain.say(f"restart policy of {rec.name}: {(policy or {}).get('name', 'no')}")
+    if changes:
+        limits = parse_limits(base=rec.limits(), **changes)
+        if rec.status() in (state.RUNNING, state.PAUSED):
+            cgroups.for_container(rec.id).apply(limits)
+        rec.set_state(limits=limits.to_json())
+        explain.say(f"wrote new limits to the cgroup of {rec.name}")
     events.container(rec, "update")
-    explain.say(f"wrote new limits to the cgroup of {rec.name}")
     return rec
 
 

@@ -21,14 +21,18 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-UPDATE_OPTIONS = LIMIT_OPTIONS
+# Docker's `update` also changes the restart policy (the monitor of a running container reads it again
+# when the container next exits).
+UPDATE_OPTIONS = [*LIMIT_OPTIONS,
+                  (("--restart",), "restart", VALUE, "POLICY",
+                   "restart policy from now on: no, on-failure[:N], always, unless-stopped")]
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "stats": ([(("--no-stream",), "no_stream", FLAG, "", "print one sample and exit"),
                (("-a", "--all"), "all", FLAG, "", "include stopped containers"),
                (("--format",), "format", VALUE, "TEMPLATE", "a Go template (as Docker's), `table ...`, or json"),
                (("--no-trunc",), "no_trunc", FLAG, "", "full container ids")],
               "[CONTAINER...]", "show containers' CPU, memory, network, block I/O and process counts"),
-    "update": (UPDATE_OPTIONS, "CONTAINER...", "change the resource limits of containers"),
+    "update": (UPDATE_OPTIONS, "CONTAINER...", "change the resource limits or restart policy of containers"),
 }
 
 
@@ -136,12 +140,17 @@ def cmd_update(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     need(pos, "a container")
+    restart = opts.pop("restart", None)
     changes = {("pids" if k == "pids_limit" else k): v for k, v in opts.items() if v is not None}
-    if not changes:
+    if not changes and restart is None:
         raise ContainerStateError("nothing to update: give at least one of " +
                                   ", ".join(o[0][-1] for o in UPDATE_OPTIONS))
+    if restart is not None:
+        from pycontain.config import parse_restart
+
+        parse_restart(restart)  # a bad policy is refused before any container is changed
     for ref in pos:
-        print(runtime.update(paths, ref, changes).name)
+        print(runtime.update(paths, ref, changes, restart=restart).name)
     return 0
 
 
