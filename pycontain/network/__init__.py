@@ -63,6 +63,8 @@ def attach(paths: Paths, net: dict[str, Any] | None, pid: int) -> None:
         from pycontain.network import bridged
 
         bridged.attach(paths, net, pid)
+        _connected(paths, net["id"], True)
+        event(paths, "connect", net)
         if os.path.exists(f"{paths.record(net['id'])}/networks.json"):  # `network connect` added more
             from pycontain.network import connect
 
@@ -71,9 +73,47 @@ def attach(paths: Paths, net: dict[str, Any] | None, pid: int) -> None:
 
 def detach(paths: Paths, net: dict[str, Any] | None, cid: str) -> None:
     if net:
+        import os
+
         from pycontain.network import bridged
 
         bridged.detach(paths, net, cid)
+        if not _connected(paths, cid, False):
+            return  # detached already (the supervisor at exit, then rm): one disconnect event per run
+        event(paths, "disconnect", net)
+        if os.path.exists(f"{paths.record(cid)}/networks.json"):  # its interfaces went with its netns too
+            from pycontain.network import connect
+
+            for extra in connect.extras(paths, cid).values():
+                event(paths, "disconnect", extra)
+
+
+def _connected(paths: Paths, cid: str, value: bool) -> bool:
+    """The mark of a container whose network connect events were written for this run: set at attach,
+    taken at detach, which runs more than once per run (it is idempotent cleanup). True if the mark
+    was there to take (the unlink is atomic: exactly one detach writes the disconnect events)."""
+    import os
+
+    mark = f"{paths.record(cid)}/network-connected"
+    try:
+        if value:
+            os.close(os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+        else:
+            os.unlink(mark)
+    except OSError:
+        return False
+    return True
+
+
+def event(paths: Paths, action: str, net: dict[str, Any]) -> None:
+    """A network connect/disconnect event, as Docker's: the network's id, the container, the network's
+    name. net: a container's lease on a network (its record's "network", or one of `network connect`'s)."""
+    from pycontain import events
+    from pycontain.network import ipam
+
+    events.emit(paths, "network", action, str(net.get("network_id") or ""),
+                {"container": str(net.get("id", "")), "name": ipam.display(str(net.get("network", ""))),
+                 "type": "bridge"})
 
 
 def release(paths: Paths, net: dict[str, Any] | None, cid: str) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from pycontain import explain, state
+from pycontain import explain, network, state
 from pycontain.errors import UsageError
 from pycontain.network import ipam
 
@@ -99,6 +99,8 @@ def connect(paths: Paths, rec: Record, name: str, ip: str | None = None, aliases
         except BaseException:
             _release_one(paths, extra)
             raise
+    if pid:  # a stopped container connects when it starts (attach_extras): the event comes then, as Docker's
+        network.event(paths, "connect", extra)
     explain.say(f"connected {rec.name} to network {shown}: {extra['ifname']} {address}/{net['prefixlen']}")
 
 
@@ -115,7 +117,8 @@ def disconnect(paths: Paths, rec: Record, name: str, force: bool = False) -> Non
             if force:
                 return
             raise UsageError(f"container {rec.name} is not connected to network {ipam.display(stored)}")
-        if _running_pid(rec):
+        running = _running_pid(rec)
+        if running:
             from pycontain.network import veth
             from pycontain.network.rtnl import Rtnl
 
@@ -123,12 +126,15 @@ def disconnect(paths: Paths, rec: Record, name: str, force: bool = False) -> Non
                 veth.delete(ipr, extra["veth"])  # its peer inside goes with it
         _release_one(paths, extra)
         _save(paths, rec.id, current)
+    if running:
+        network.event(paths, "disconnect", extra)
 
 
 def attach_extras(paths: Paths, cid: str, pid: int) -> None:
     """At start: rejoin the networks connected earlier (after eth0 is set up)."""
     for extra in extras(paths, cid).values():
         _attach_one(paths, extra, pid)
+        network.event(paths, "connect", extra)
 
 
 def release_extras(paths: Paths, cid: str) -> None:

@@ -19,7 +19,7 @@ import _socket
 import fcntl
 import os
 
-from pycontain import state
+from pycontain import events, state
 from pycontain.errors import PycontainError, UsageError
 
 TYPE_CHECKING = False
@@ -290,6 +290,7 @@ def _create_locked(paths: Paths, name: str, subnet: str | None) -> dict[str, Any
     }
     os.makedirs(net_dir(paths, name), 0o700, exist_ok=True)
     state.atomic_write_json(f"{net_dir(paths, name)}/network.json", net, durable=False)
+    events.emit(paths, "network", "create", net_id, {"name": display(name), "type": "bridge"})
     return net
 
 
@@ -330,6 +331,7 @@ def remove(paths: Paths, name: str) -> dict[str, Any]:
                 raise NetworkInUse(f"network {name} is in use by {len(users)} container(s) ({who}); "
                                    "remove them first")
             state.rmtree(net_dir(paths, name))
+    events.emit(paths, "network", "destroy", str(net.get("id", "")), {"name": display(name), "type": "bridge"})
     return net
 
 

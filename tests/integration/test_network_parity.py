@@ -6,6 +6,7 @@ network namespace is refused rather than given a gateway its bridge lacks, and `
 from __future__ import annotations
 
 import json
+import time
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,32 @@ def test_network_connect_refuses_what_it_cannot_do_in_one_line(npc: NetPycontain
     one_line(npc("network", "connect", "--ip", "10.1.2.3", "side", "b"), "10.1.2.3")
     one_line(npc("network", "connect", "--ip", "10.209.0.1", "side", "b"), "10.209.0.1")
     one_line(npc("network", "ls", "--ip", "1.2.3.4"), "--ip")
+
+
+def test_network_events_create_connect_disconnect_destroy(npc: NetPycontain) -> None:
+    since = f"{time.time():.3f}"
+    npc.ok("network", "create", "--subnet", "10.209.0.0/24", "evnet")
+    net_id = inspect_net(npc, "evnet")["Id"]
+    cid = npc.ok("run", "-d", "--name", "ev", "--network", "bridge", "busybox", "sleep", "60").stdout.strip()
+    npc.wait_until_running("ev")
+    npc.ok("network", "connect", "evnet", "ev")
+    npc.ok("network", "disconnect", "evnet", "ev")
+    npc.ok("rm", "-f", "ev")
+    npc.ok("network", "rm", "evnet")
+    until = f"{time.time() + 0.001:.3f}"
+    shown = npc.ok("events", "--since", since, "--until", until, "--filter", "type=network", "--format",
+                   "{{.Type}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}} "
+                   "{{.Actor.Attributes.container}}").stdout.splitlines()
+    bridge_id = inspect_net(npc, "bridge")["Id"]
+    # The default network is recorded (and its create event written) when the first container wants it.
+    assert shown == [
+        f"network create {net_id} evnet bridge <no value>",
+        f"network create {bridge_id} bridge bridge <no value>",
+        f"network connect {bridge_id} bridge bridge {cid}",
+        f"network connect {net_id} evnet bridge {cid}",
+        f"network disconnect {net_id} evnet bridge {cid}",
+        f"network disconnect {bridge_id} bridge bridge {cid}",
+        f"network destroy {net_id} evnet bridge <no value>",
+    ], shown
+    every = npc.ok("events", "--since", since, "--until", until).stdout
+    assert "container create" in every and "network connect" in every  # unfiltered: both kinds
