@@ -1,10 +1,12 @@
-"""`attach`: reach a detached container's terminal or output through its monitor.
+"""`attach`: reach a running container's terminal or output through its monitor.
 
-The monitor of a detached container holds the container's side of the relay (the pty master with -t,
-the stdio pipes without). While the container runs it also listens on a unix socket in the record,
-{record}/attach.sock (mode 0600 in a 0700 directory: root only), and relays between the container and
-every client connected there. Nothing else holds the pty, so this socket is the one way to the
-container's terminal; the log (logs.py) gets the same output whether anyone is attached or not.
+The monitor of a detached container (or the `pycontain run` process of a foreground one) holds the
+container's side of the relay (the pty master with -t, the stdio pipes without). While the container
+runs it also listens on a unix socket in the record, {record}/attach.sock (mode 0600 in a 0700
+directory: root only), and relays between the container and every client connected there. Nothing else
+holds a detached container's pty, so this socket is the one way to its terminal; a foreground run also
+relays its own caller (Server.run's local_stdin, its stdout), whose terminal keeps no detach keys. The
+log (logs.py) gets the same output whether anyone is attached or not.
 
 Both directions carry frames: a kind byte, a 4-byte big-endian length, the payload.
 
@@ -36,6 +38,7 @@ SOCKET = "attach.sock"
 BACKLOG = 4 << 20  # bytes of output queued for one client before it is dropped
 INPUT_BACKLOG = 1 << 20  # bytes of input queued for the container before more is dropped
 TIOCSWINSZ = 0x5414
+LISTEN_GRACE = 0.5  # seconds `attach` waits for the socket of a running container (see connect)
 
 
 def socket_path(rec: Record) -> str:
@@ -85,12 +88,31 @@ class _Client:
 class Server:
     """The attach socket of one run of a detached container, and the relay loop of its monitor."""
 
-    def __init__(self, rec: Record, tty: bool, client_fd: int | None = None) -> None:
-        import _socket
-
+    def __init__(self, rec: Record, tty: bool, client_fd: int | None = None,
+                 listen_after: float | None = None) -> None:
+        """listen_after: listen only once the container has run that many seconds (a foreground run: a
+        `run --rm true` over by then never pays for the socket), else at once."""
         self.path = socket_path(rec)
+        self.rec = rec
         self.tty = tty
         self.clients: dict[int, _Client] = {}
+        self.listener: Any = None
+        self.listen_at: float | None = None
+        if listen_after is None:
+            self._listen()
+        else:
+            import time
+
+            self.listen_at = time.monotonic() + listen_after
+        if client_fd is not None:  # `start -a`: connected before the container ran, so it misses nothing
+            client_fd = _above_stdio(client_fd)
+            os.set_blocking(client_fd, False)
+            self.clients[client_fd] = _Client(client_fd)
+
+    def _listen(self) -> None:
+        import _socket
+
+        self.listen_at = None
         self.listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC
                                        | _socket.SOCK_NONBLOCK)
         if self.listener.fileno() <= 2:
@@ -98,7 +120,7 @@ class Server:
             fd = _above_stdio(self.listener.detach())
             self.listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM, 0, fd)
         try:
-            unlink_socket(rec)  # we hold the record's lock: any socket file left there is a dead monitor's
+            unlink_socket(self.rec)  # we hold the record's lock: any socket file left there is a dead monitor's
             name, dfd = _short(self.path)
             try:
                 old = os.umask(0o177)
@@ -112,25 +134,26 @@ class Server:
         except BaseException:
             self.close()
             raise
-        if client_fd is not None:  # `start -a`: connected before the container ran, so it misses nothing
-            client_fd = _above_stdio(client_fd)
-            os.set_blocking(client_fd, False)
-            self.clients[client_fd] = _Client(client_fd)
 
     def close(self) -> None:
         for fd in list(self.clients):
             os.close(fd)
         self.clients.clear()
-        if self.listener.fileno() >= 0:
+        self.listen_at = None
+        if self.listener is not None and self.listener.fileno() >= 0:
             self.listener.close()
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
 
-    # The relay: container output -> log and clients, clients' input -> container, until pid exits.
-    def run(self, pid: int, master: int | None, pipes: Pipes | None, out_sink: object, err_sink: object) -> None:
+    # The relay: container output -> sinks and clients, clients' input -> container, until pid exits.
+    def run(self, pid: int, master: int | None, pipes: Pipes | None, out_sink: object, err_sink: object,
+            local_stdin: int | None = None) -> None:
+        """local_stdin: a foreground run's own input (the caller's fd 0 with -i), relayed as a client's is;
+        its end closes the container's stdin (a pipe) or types the terminal's EOF key (-t)."""
         self.pid = pid
+        self.local_stdin = local_stdin
         self.sinks = {}
         if master is not None:
             self.sinks[master] = (STDOUT, out_sink)
@@ -158,21 +181,34 @@ class Server:
 
     def _loop(self, pidfd: int) -> None:
         outputs = set(self.sinks)
-        lfd = self.listener.fileno()
+        lfd = -1 if self.listener is None else self.listener.fileno()
         while True:
+            timeout = None
+            if self.listen_at is not None:
+                import time
+
+                timeout = max(0, int((self.listen_at - time.monotonic()) * 1000) + 1)
+                if timeout <= 1:
+                    self._listen()
+                    lfd, timeout = self.listener.fileno(), None
             # A new poll set every round keeps each fd's event mask right; there are only a handful.
-            masks = {pidfd: select.POLLIN, lfd: select.POLLIN}
+            masks = {pidfd: select.POLLIN}
+            if lfd >= 0:
+                masks[lfd] = select.POLLIN
             for fd in outputs:
                 masks[fd] = select.POLLIN
             for c in self.clients.values():
                 masks[c.fd] = select.POLLIN | (select.POLLOUT if c.out else 0)
             if self.to_container and self.stdin_w is not None:
                 masks[self.stdin_w] = masks.get(self.stdin_w, 0) | select.POLLOUT
+            elif self.local_stdin is not None and self.stdin_w is not None:
+                # A foreground run's caller is read only once the container took its last read.
+                masks[self.local_stdin] = masks.get(self.local_stdin, 0) | select.POLLIN
             poller = select.poll()
             for fd, mask in masks.items():
                 poller.register(fd, mask)
             try:
-                events = poller.poll()
+                events = poller.poll(timeout)
             except InterruptedError:
                 continue
             for fd, ev in events:
@@ -189,6 +225,8 @@ class Server:
                         outputs.discard(fd)
                 if fd == self.stdin_w and ev & select.POLLOUT:
                     self._write_stdin()
+                if fd == self.local_stdin and ev & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                    self._read_local()
                 client = self.clients.get(fd)
                 if client is not None:
                     if ev & select.POLLOUT:
@@ -198,15 +236,13 @@ class Server:
 
     def _accept(self) -> None:
         try:
-            fd, _ = self.listener._accept()  # type: ignore[attr-defined]  # a bare fd
+            fd, _ = self.listener._accept()  # a bare fd
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
             return
         os.set_blocking(fd, False)
         self.clients[fd] = _Client(fd)
 
-    def _copy_out(self, fd: int) -> int:
-        """One read of an output: 1 if it gave data, 0 if none is there now, -1 at its end (EOF, or EIO:
-        no pty slave is open any more)."""
+    def _read_out(self, fd: int) -> int:
         try:
             data = os.read(fd, 65536)
         except BlockingIOError:
@@ -219,6 +255,24 @@ class Server:
             return -1
         kind, sink = self.sinks[fd]
         sink.write(data)  # type: ignore[attr-defined]
+        self._to_clients(kind, data)
+        return 1
+
+    def _copy_out(self, fd: int) -> int:
+        """One read of an output: 1 if it gave data, 0 if none is there now, -1 at its end (EOF, or EIO:
+        no pty slave is open any more)."""
+        sink = self.sinks[fd][1]
+        if not self.clients and hasattr(sink, "pull"):
+            # A foreground run's own stdout with nobody attached: spliced as stdio's relay does.
+            try:
+                moved = sink.pull(fd)
+            except BlockingIOError:
+                return 0
+            if moved >= 0:
+                return 1 if moved else -1
+        return self._read_out(fd)
+
+    def _to_clients(self, kind: int, data: bytes) -> None:
         if self.clients:
             msg = frame(kind, data)
             for c in list(self.clients.values()):
@@ -227,7 +281,6 @@ class Server:
                     self._drop(c)
                 else:
                     self._flush(c)
-        return 1
 
     def _flush(self, c: _Client) -> None:
         try:
@@ -283,6 +336,23 @@ class Server:
             self.to_container.clear()
             os.close(self.pipes.stdin_w)
             self.pipes.stdin_w = self.stdin_w = None
+
+    def _read_local(self) -> None:
+        assert self.local_stdin is not None
+        try:
+            data = os.read(self.local_stdin, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # a hung-up terminal (EIO): its end, as EOF
+            data = b""
+        if data:
+            self._handle(STDIN, data)
+            return
+        self.local_stdin = None
+        if self.master is not None:
+            self._handle(STDIN, b"\x04")  # the end of our input, as the terminal's EOF key
+        else:
+            self._handle(CLOSE_STDIN, b"")
 
     def _write_stdin(self) -> None:
         if self.stdin_w is None:
@@ -347,17 +417,28 @@ def connect(rec: Record) -> int:
 
     from pycontain.errors import ContainerStateError
 
+    import time
+
     s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    # A foreground run listens only once its container has run a moment (Server's listen_after): a
+    # running container's socket may be a few tens of milliseconds away yet.
+    deadline = time.monotonic() + LISTEN_GRACE
     try:
-        name, dfd = _short(socket_path(rec))
-        try:
-            s.connect(name)
-        finally:
-            os.close(dfd)
+        while True:
+            name, dfd = _short(socket_path(rec))
+            try:
+                s.connect(name)
+                break
+            except FileNotFoundError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
+            finally:
+                os.close(dfd)
     except (FileNotFoundError, ConnectionRefusedError):
         s.close()
-        raise ContainerStateError(f"container {rec.name} cannot be attached to: it is not running under a monitor "
-                                  "that accepts attach (start it with -d, or with `pycontain start`)") from None
+        raise ContainerStateError(f"container {rec.name} cannot be attached to: no monitor of it accepts attach "
+                                  "(it is not running, or was started by an older pycontain)") from None
     except BaseException:
         s.close()
         raise

@@ -8,6 +8,7 @@ copied at start and again on every SIGWINCH.
 from __future__ import annotations
 
 import _signal
+import contextlib
 import errno
 import fcntl
 import os
@@ -18,6 +19,8 @@ from pycontain.stdio import FdSink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pycontain.stdio import Sink
 
 TIOCGWINSZ = 0x5413
@@ -34,6 +37,14 @@ def copy_winsize(src: int, dst: int) -> None:
 
 def relay(master: int, stdin: int | None, stdout: Sink) -> None:
     """Copy stdin -> master and master -> stdout until the container side of the pty is closed."""
+    with terminal(master, stdin):
+        _pump(master, stdin, stdout)
+
+
+@contextlib.contextmanager
+def terminal(master: int, stdin: int | None) -> Iterator[None]:
+    """While inside: the caller's terminal (stdin, when it is one) raw, its size copied to the pty now and
+    on every SIGWINCH; restored after. A foreground run serving attach (attach.Server) relays inside it too."""
     saved = None
     if stdin is not None and os.isatty(stdin):
         saved = termios.tcgetattr(stdin)
@@ -41,7 +52,7 @@ def relay(master: int, stdin: int | None, stdout: Sink) -> None:
         copy_winsize(stdin, master)
         previous = _signal.signal(_signal.SIGWINCH, lambda *_: copy_winsize(stdin, master))
     try:
-        _pump(master, stdin, stdout)
+        yield
     finally:
         if saved is not None and stdin is not None:
             termios.tcsetattr(stdin, termios.TCSADRAIN, saved)

@@ -451,11 +451,14 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool, attach_fd: in
                 reaper.wait()
                 raise
             master_fd = child.master_fd
-        if detached:  # listening before "ok": an `attach` right after `run -d` finds the socket
-            from pycontain import attach
+        # Detached: listening before "ok", so an `attach` right after `run -d` finds the socket. A foreground
+        # run serves attach too (Docker attaches to any running container), once its container has run
+        # FOREGROUND_LISTEN_AFTER: importing _socket and binding costs ~0.2-0.3 ms `run --rm true` need not pay.
+        from pycontain import attach
 
-            server = attach.Server(rec, master_fd is not None, attach_fd)
-            undo.callback(server.close)
+        server = attach.Server(rec, master_fd is not None, attach_fd,
+                               None if detached else FOREGROUND_LISTEN_AFTER)
+        undo.callback(server.close)
         rec.set_state(status=state.RUNNING, pid=pid, pid_start=state.proc_starttime(pid),
                       started_at=state.now(), finished_at=None, exit_code=None, error=None, oom_killed=False,
                       paused=False)
@@ -469,7 +472,7 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool, attach_fd: in
             undo.callback(_stop_checker, checker)
         faults.phase("run.running")
         events.container(rec, "start")
-        code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log, server)
+        code = _wait(master_fd, reaper, cfg.interactive and not detached, pipes, log, server, not detached)
         if checker:
             _stop_checker(checker)  # before the final state is written: its writes must not come after
         faults.phase("run.cleanup")
@@ -483,6 +486,9 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool, attach_fd: in
             _leave_exit_code(rec, code)
         explain.say(f"wait4({pid}) -> exit code {code}; releasing the cgroup, namespaces vanish with PID 1")
     return code
+
+
+FOREGROUND_LISTEN_AFTER = 0.05  # seconds: see _supervise
 
 
 def _close_unless_taken(fd: int, server: Any) -> None:
@@ -551,42 +557,51 @@ def _forward_signals(pid: int, undo: _Undo) -> None:
 
 
 def _wait(master_fd: int | None, reaper: _Reaper, attached_stdin: bool, pipes: stdio.Pipes | None,
-          log: Any, server: Any = None) -> int:
+          log: Any, server: Any = None, foreground: bool = True) -> int:
     """Relay the container's output (and the caller's input) until its process exits; its exit code.
 
-    Detached (server: its attach socket): output goes to the log and to attached clients. In the
-    foreground: to the caller, and into the log too when there is one."""
+    Detached: output goes to the log. In the foreground: to the caller, and into the log too when
+    there is one. Either way to attached clients (server: the attach socket) too, and their input in;
+    `exec` has no server and relays only to its caller."""
     stdin = 0 if attached_stdin else None
     out: Any
     err: Any
-    if server is not None:
-        if log is None:
-            from pycontain.logs import NullSink
+    if server is None:
+        out, err = stdio.FdSink(1), stdio.FdSink(2)
+        if pipes is not None:
+            pipes.relay(reaper.pid, stdin, out, err)
+        elif master_fd is not None:
+            from pycontain import console
 
-            out = err = NullSink()
-        else:
-            out, err = log.sink("stdout"), log.sink("stderr")
-        try:
-            server.run(reaper.pid, master_fd, pipes, out, err)
-        finally:
-            if master_fd is not None:
-                os.close(master_fd)
-        code = namespaces.exit_code(reaper.wait())
+            console.relay(master_fd, stdin, out)
+            os.close(master_fd)
+        return namespaces.exit_code(reaper.wait())
+    if foreground:
+        out, err = stdio.FdSink(1), stdio.FdSink(2)
         if log is not None:
-            log.flush()  # before the clients hear it exited: `logs` right after `attach` has everything
-        server.finish(code)
-        return code
-    out, err = stdio.FdSink(1), stdio.FdSink(2)
-    if log is not None:
-        out, err = stdio.Tee(out, log.sink("stdout")), stdio.Tee(err, log.sink("stderr"))
-    if pipes is not None:
-        pipes.relay(reaper.pid, stdin, out, err)
-    elif master_fd is not None:
-        from pycontain import console
+            out, err = stdio.Tee(out, log.sink("stdout")), stdio.Tee(err, log.sink("stderr"))
+    elif log is None:
+        from pycontain.logs import NullSink
 
-        console.relay(master_fd, stdin, out)
-        os.close(master_fd)
-    return namespaces.exit_code(reaper.wait())
+        out = err = NullSink()
+    else:
+        out, err = log.sink("stdout"), log.sink("stderr")
+    try:
+        if master_fd is not None and foreground:
+            from pycontain import console
+
+            with console.terminal(master_fd, stdin):  # the caller's terminal raw, its size followed
+                server.run(reaper.pid, master_fd, pipes, out, err, stdin)
+        else:
+            server.run(reaper.pid, master_fd, pipes, out, err, stdin)
+    finally:
+        if master_fd is not None:
+            os.close(master_fd)
+    code = namespaces.exit_code(reaper.wait())
+    if log is not None:
+        log.flush()  # before the clients hear it exited: `logs` right after `attach` has everything
+    server.finish(code)
+    return code
 
 
 def live_pid(rec: Record) -> int | None:

@@ -231,3 +231,70 @@ def test_gc_removes_the_socket_of_a_killed_monitor(pc: Pycontain) -> None:
     wait_for("the monitor to die", lambda: not alive(monitor))
     assert "removed the attach socket" in pc.ok("gc").stdout
     assert not sock.exists()
+
+
+def test_attach_to_a_foreground_tty_run(pc: Pycontain, terminals: list[Terminal]) -> None:
+    fg = Terminal(pc.argv("run", "-it", "--name", "fg", "busybox", "sh"))
+    terminals.append(fg)
+    pc.wait_until_running("fg")
+    wait_for("the foreground run's attach socket", socket_of(pc, "fg").is_socket)
+    client = Terminal(pc.argv("attach", "fg"))
+    terminals.append(client)
+    time.sleep(0.3)
+    client.type(b"echo from''client\r")  # the client's keys reach the shell, both terminals see its output
+    client.expect(b"fromclient")
+    fg.expect(b"fromclient")
+    fg.type(b"echo from''front\r")
+    fg.expect(b"fromfront")
+    client.expect(b"fromfront")
+    client.type(CTRL_P_Q)  # the client leaves; the foreground run goes on
+    assert client.wait() == 0
+    assert pc.status("fg") == "running"
+    fg.type(b"exit 5\r")
+    assert fg.wait() == 5
+    assert not socket_of(pc, "fg").exists()
+
+
+def test_attach_to_a_foreground_non_tty_run(pc: Pycontain) -> None:
+    fg = subprocess.Popen(pc.argv("run", "-i", "--name", "fgi", "busybox", "sh", "-c",
+                                  'echo ready; while read l; do echo "got $l"; [ "$l" = quit ] && exit 6; done'),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert fg.stdin is not None and fg.stdout is not None
+    try:
+        assert fg.stdout.readline() == b"ready\n"
+        fg.stdin.write(b"front\n")
+        fg.stdin.flush()
+        assert fg.stdout.readline() == b"got front\n"
+        client = subprocess.Popen(pc.argv("attach", "fgi"), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE)
+        assert client.stdin is not None
+        time.sleep(0.3)
+        client.stdin.write(b"back\nquit\n")
+        client.stdin.flush()
+        out, err = client.communicate(timeout=30)
+        assert (client.returncode, out) == (6, b"got back\ngot quit\n"), err
+        fg_out, _ = fg.communicate(timeout=30)
+        assert (fg.returncode, fg_out) == (6, b"got back\ngot quit\n")
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
+    assert pc.ok("logs", "fgi").stdout == "ready\ngot front\ngot back\ngot quit\n"
+
+
+def test_attach_to_a_foreground_run_rm_without_stdin(pc: Pycontain) -> None:
+    fg = pc.popen("run", "--rm", "--name", "fgr", "busybox", "sh", "-c",
+                  "echo ready; while [ ! -e /stop ]; do sleep 0.1; done; echo done; exit 2")
+    assert fg.stdout is not None
+    try:
+        assert fg.stdout.readline() == "ready\n"
+        client = subprocess.Popen(pc.argv("attach", "fgr"), stdout=subprocess.PIPE, text=True)
+        time.sleep(0.3)
+        pc.ok("exec", "fgr", "touch", "/stop")
+        out, _ = client.communicate(timeout=30)
+        assert (client.returncode, out) == (2, "done\n")
+        assert fg.wait(timeout=30) == 2
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.wait()
