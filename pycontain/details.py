@@ -120,11 +120,13 @@ def _state(rec: state.Record, img: dict[str, Any], raw_cfg: dict[str, Any]) -> d
     st = rec.read_state()
     raw = rec.state()
     status = rec.status(st)
-    running = status == state.Status.RUNNING
-    paused = running and bool(raw.get("paused"))
-    restarting = bool(raw.get("restarting"))
+    # Docker's words: a container still starting (its process not yet exec'd) is "created" there, as in
+    # `ps`; a paused one is running too.
+    running = status in (state.Status.RUNNING, state.Status.PAUSED)
+    paused = status == state.Status.PAUSED
+    restarting = status == state.Status.RESTARTING or bool(raw.get("restarting"))
     shown = "paused" if paused else "restarting" if restarting else \
-        "running" if status == state.Status.STARTING else str(status)
+        "created" if status == state.Status.STARTING else str(status)
     out: dict[str, Any] = {
         "Status": shown, "Running": running, "Paused": paused, "Restarting": restarting,
         "OOMKilled": st.oom_killed, "Dead": status == state.Status.DEAD,
