@@ -186,7 +186,7 @@ PLUGINS = {
     "pycontain.images.commands": ("import", "images", "pull", "push", "rmi", "tag", "history", "save", "load",
                                   "login", "logout", "image"),
     "pycontain.stats": ("stats", "update"),
-    "pycontain.network.commands": ("network", "port"),
+    "pycontain.network.commands": ("network", "port", "network prune"),
     "pycontain.build.commands": ("build", "builder", "builder prune"),
     "pycontain.images.changes": ("diff", "commit"),
     "pycontain.copy": ("cp", "export"),

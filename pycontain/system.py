@@ -571,30 +571,10 @@ def _prune_containers(paths: Paths) -> tuple[list[str], int]:
     return [cid for cid, _ in removed], sum(size for _, size in removed)
 
 
-def _prune_networks(paths: Paths) -> list[str]:
-    """Networks no container is attached to, except the default one (what `network rm` refuses to remove)."""
-    from pycontain.network import ipam
+def _networks_prune(paths: Paths) -> list[str]:
+    from pycontain.network.commands import prune
 
-    if not os.path.isdir(ipam.root(paths)):
-        return []
-    removed = []
-    for name in ipam.names(paths):
-        if name in (ipam.DEFAULT_NETWORK, ipam.DEFAULT_ALIAS):
-            continue
-        try:
-            if ipam.leases(paths, name):
-                continue
-            net = ipam.remove(paths, name)  # refuses (and we skip it) if a container joined meanwhile
-        except PycontainError:
-            continue
-        from pycontain.network import bridge, nat
-        from pycontain.network.rtnl import Rtnl
-
-        with Rtnl() as ipr:
-            bridge.delete(ipr, net["bridge"])
-        nat.remove_network(net)
-        removed.append(name)
-    return removed
+    return prune(paths)
 
 
 def _prune_volumes(paths: Paths) -> tuple[list[str], int]:
@@ -641,7 +621,7 @@ def cmd_prune(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     if not opts["force"] and not _confirm(opts):
         return 0
     containers, freed = _prune_containers(paths)
-    networks = _prune_networks(paths)
+    networks = _networks_prune(paths)
     volumes, volume_bytes = _prune_volumes(paths) if opts["volumes"] else ([], 0)
     freed += volume_bytes
     store = Store(paths)

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from typing import Any
 
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
+    "network prune": ([(("-f", "--force"), "force", "flag", "", "do not ask")], "",
+                      "remove every network no container uses (not the default one)"),
     "network": ([(("--subnet",), "subnet", "value", "CIDR", "network create: the subnet (default: a free one)"),
                  (("-f", "--format"), "format", "value", "TEMPLATE",
                   "network ls/inspect: a Go template (ls: .ID .Name .Driver .Scope .Subnet .Containers)"),
@@ -235,4 +237,51 @@ def cmd_port(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"network": cmd_network, "port": cmd_port}
+def prune(paths: Any) -> list[str]:
+    """Networks no container is attached to, except the default one (what `network rm` refuses to remove)."""
+    import os
+
+    from pycontain.errors import PycontainError
+    from pycontain.network import ipam
+
+    if not os.path.isdir(ipam.root(paths)):
+        return []
+    removed = []
+    for name in ipam.names(paths):
+        if name in (ipam.DEFAULT_NETWORK, ipam.DEFAULT_ALIAS):
+            continue
+        try:
+            if ipam.leases(paths, name):
+                continue
+            net = ipam.remove(paths, name)  # refuses (and we skip it) if a container joined meanwhile
+        except PycontainError:
+            continue
+        from pycontain.network import bridge, nat
+        from pycontain.network.rtnl import Rtnl
+
+        with Rtnl() as ipr:
+            bridge.delete(ipr, net["bridge"])
+        nat.remove_network(net)
+        removed.append(name)
+    return removed
+
+
+def cmd_network_prune(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
+    """`network prune`: every network no container is attached to, but the default one (Docker's)."""
+    if pos:
+        raise UsageError("network prune takes no arguments")
+    if not opts["force"]:
+        from pycontain.clifmt import confirm
+
+        if not confirm("WARNING! This will remove all custom networks not used by at least one container.",
+                       "network prune removes every network no container uses"):
+            return 0
+    removed = prune(paths)
+    if removed:
+        print("Deleted Networks:")
+        for name in removed:
+            print(name)
+    return 0
+
+
+HANDLERS = {"network": cmd_network, "port": cmd_port, "network prune": cmd_network_prune}

@@ -213,3 +213,16 @@ def test_network_events_create_connect_disconnect_destroy(npc: NetPycontain) -> 
     ], shown
     every = npc.ok("events", "--since", since, "--until", until).stdout
     assert "container create" in every and "network connect" in every  # unfiltered: both kinds
+
+
+def test_network_prune_removes_only_unused_networks(npc: NetPycontain) -> None:
+    npc.ok("network", "create", "keep")
+    npc.ok("network", "create", "spare")
+    npc.ok("run", "-d", "--name", "user", "--network", "keep", "busybox", "sleep", "60")
+    res = npc("network", "prune")  # no terminal to ask: refused, nothing removed
+    assert res.returncode == 125 and "add -f" in res.stderr, res.stderr
+    assert npc.ok("network", "prune", "-f").stdout == "Deleted Networks:\nspare\n"
+    names = npc.ok("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert "keep" in names and "spare" not in names
+    npc.ok("rm", "-f", "user")
+    assert npc.ok("network", "prune", "-f").stdout == "Deleted Networks:\nkeep\n"
