@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <linux/capability.h>
 #include <dlfcn.h>
+#include <malloc.h>
 #include <linux/filter.h>
 #include <linux/bpf.h>
 #include <string.h>
@@ -361,4 +362,9 @@ int pc_userns_fd(const char *uid_map, const char *gid_map)
     free(stack);
     errno = saved;
     return fd;
+}
+
+int pc_malloc_trim(void)
+{
+    return malloc_trim(0);
 }

@@ -82,3 +82,7 @@ int pc_mount_setattr_idmap(int fd, unsigned int flags, unsigned long long attr_s
  * where it is: a child cloned with CLONE_NEWUSER holds it while the maps are written and
  * /proc/PID/ns/user is opened, then exits. -1 and errno on failure. */
 int pc_userns_fd(const char *uid_map, const char *gid_map);
+/* malloc_trim(3): hand the heap's free pages back to the kernel. The detached monitor calls it once its
+ * container runs: what the setup allocated and freed would otherwise stay in its RSS for the container's
+ * whole life. */
+int pc_malloc_trim(void);

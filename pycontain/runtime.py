@@ -15,7 +15,7 @@ import _signal
 import os
 import time
 
-from pycontain import cgroups, events, explain, faults, namespaces, network, state, stdio
+from pycontain import cgroups, events, explain, faults, namespaces, network, state, stdio, syscalls
 from pycontain.config import merge_env
 from pycontain.errors import ContainerNotFound, ContainerStateError, ImageNotFound, PycontainError, UsageError
 from pycontain.images.store import Store
@@ -464,6 +464,13 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool, attach_fd: in
                       paused=False)
         if report_fd is not None:
             _let_go_of_caller(report_fd)
+            # This monitor lives as long as the container: what setting it up allocated and freed goes
+            # back to the kernel now (cyclic garbage too: pycontain runs with the collector off).
+            # Measured: 13.0 -> 11.2 MiB of VmRSS for a plain detached monitor (with the attach server).
+            import gc
+
+            gc.collect()
+            syscalls.malloc_trim()
         checker = None
         if detached and cfg.healthcheck:  # health.py is loaded only for a container with a check
             from pycontain import health

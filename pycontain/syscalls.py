@@ -140,6 +140,11 @@ def close_range(first: int, last: int = 0xFFFFFFFF) -> None:
     _check(_lib().pc_close_range(first, last, 0), f"close_range({first}, {last})")
 
 
+def malloc_trim() -> None:
+    """Free heap pages back to the kernel (csrc/syscalls.h)."""
+    _lib().pc_malloc_trim()
+
+
 def mknod(path: str, mode: int, major: int, minor: int) -> None:
     """mknod(2) of a character device, with exactly `mode` (mknod alone applies the umask)."""
     lib = _lib()
