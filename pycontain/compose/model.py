@@ -67,7 +67,7 @@ class _Source:
 
 
 def _from_nodes(node: Any, path: Path_, lines: dict[Path_, int], src: str, loader: Any) -> Any:
-    import yaml  # type: ignore[import-untyped]
+    import yaml  # type: ignore[import-untyped, unused-ignore]  # no stubs in the venv; fine if they arrive
 
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
