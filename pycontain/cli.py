@@ -804,20 +804,9 @@ def _ps_size(rec: Any) -> str:
     """Docker's SIZE: the writable layer's bytes, and with the image's: "12B (virtual 7.8MB)"."""
     from pycontain.clifmt import size
 
-    def du(path: str) -> int:
-        total = 0
-        try:
-            with os.scandir(path) as it:
-                for entry in it:
-                    if entry.is_dir(follow_symlinks=False):
-                        total += du(entry.path)
-                    else:
-                        total += entry.stat(follow_symlinks=False).st_size
-        except OSError:
-            pass
-        return total
+    from pycontain.state import tree_size
 
-    rw = du(f"{rec.storage}/upper")
+    rw = tree_size(f"{rec.storage}/upper")
     if rec.image_id not in _image_sizes:
         from pycontain.images.store import Store
 

@@ -1199,29 +1199,12 @@ def prune(paths: Paths) -> list[tuple[str, int]]:
         try:
             if not rec.status().can_remove() or rec.is_locked():
                 continue
-            size = _tree_size(rec.storage)
+            size = state.tree_size(rec.storage)
             remove(paths, rec.id)
         except (PycontainError, OSError, ValueError):
             continue  # started, removed or damaged meanwhile: not a stopped container to prune
         removed.append((rec.id, size))
     return removed
-
-
-def _tree_size(path: str) -> int:
-    total = 0
-    try:
-        entries = list(os.scandir(path))
-    except OSError:
-        return 0
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                total += _tree_size(entry.path)
-            else:
-                total += entry.stat(follow_symlinks=False).st_size
-        except OSError:
-            continue
-    return total
 
 
 # ---------------------------------------------------------------- gc

@@ -488,6 +488,34 @@ def remove_record(rec: Record) -> None:
     rmtree(rec.dir)
 
 
+def tree_size(path: str, links_once: bool = False) -> int:
+    """Bytes of everything but directories under path, no link followed: the size of a layer, an upperdir
+    or a volume as `images`, `ps -s`, `system df` and the prunes report it. links_once counts a hard-linked
+    file once (Docker's SizeRw); unreadable entries count nothing."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+                    continue
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if links_once and st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
 def rmtree(path: str) -> None:
     """shutil.rmtree without importing shutil (~8 ms here); never follows symlinks."""
     try:

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-from pycontain import __version__, events
+from pycontain import __version__, events, state
 from pycontain.errors import PycontainError, UsageError
 
 TYPE_CHECKING = False
@@ -55,32 +55,6 @@ def _human(n: float) -> str:
             return f"{n:.4g}{unit}"
         n /= 1000
     return f"{n:.4g}PB"
-
-
-def _tree_size(path: str) -> int:
-    """Bytes of the files under path, each hard-linked file once (as Docker's SizeRw counts them)."""
-    total = 0
-    seen: set[tuple[int, int]] = set()
-    stack = [path]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for entry in entries:
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                stack.append(entry.path)
-                continue
-            if st.st_nlink > 1:
-                if (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-            total += st.st_size
-    return total
 
 
 def _read_text(path: str) -> str:
@@ -384,7 +358,8 @@ class Usage:
         self.users: dict[str, list[str]] = {}
         for rec, _ in self.records:
             self.users.setdefault(rec.image_id, []).append(rec.id)
-        self.container_sizes = {rec.id: _tree_size(f"{rec.storage}/upper") for rec, _ in self.records}
+        self.container_sizes = {rec.id: state.tree_size(f"{rec.storage}/upper", links_once=True)
+                                for rec, _ in self.records}
 
     def _size_of(self, diff_id: str) -> int:
         if diff_id not in self.layer_sizes:
@@ -409,7 +384,8 @@ class Usage:
         from pycontain import volumes
 
         users = volumes.users(self.paths)
-        return [(name, len(users.get(name, [])), _tree_size(volumes.data_dir(self.paths, name)))
+        return [(name, len(users.get(name, [])),
+                 state.tree_size(volumes.data_dir(self.paths, name), links_once=True))
                 for name in volumes.names(self.paths)]
 
     # -- build cache --
@@ -591,7 +567,7 @@ def _prune_volumes(paths: Paths) -> tuple[list[str], int]:
             vol = volumes.read(paths, name)
             if vol is None or name in used or not vol.get("anonymous"):
                 continue
-            freed += _tree_size(volumes.vdir(paths, name))
+            freed += state.tree_size(volumes.vdir(paths, name), links_once=True)
             volumes.delete(paths, name)
             removed.append(name)
     finally:

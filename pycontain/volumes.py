@@ -671,17 +671,6 @@ def cmd_rm(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     return code
 
 
-def _tree_size(path: str) -> int:
-    total = 0
-    for dirpath, dirnames, filenames in os.walk(path):
-        for n in filenames + dirnames:
-            try:
-                total += os.lstat(f"{dirpath}/{n}").st_blocks * 512
-            except OSError:
-                pass
-    return total
-
-
 def cmd_prune(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain.clifmt import size
 
@@ -705,7 +694,7 @@ def cmd_prune(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
                 continue
             if not _matches(paths, vol, filters, used):
                 continue
-            reclaimed += _tree_size(vdir(paths, name))
+            reclaimed += state.tree_size(vdir(paths, name), links_once=True)
             delete(paths, name)
             removed.append(name)
     finally:

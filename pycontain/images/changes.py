@@ -366,7 +366,7 @@ def layer_from_dir(store: Store, upper: str, move: bool, budget: Budget | None =
 def _write_tar(stream: _LayerStream, upper: str, exclude: frozenset[str], copy: _Copy | None,
                budget: Budget, tarfile: Any) -> int:
     """The tar entries of upper into stream (and copy); returns the layer's size as the store counts it
-    (every non-directory's st_size, as Store._tree_size does)."""
+    (every non-directory's st_size, as state.tree_size counts it)."""
     links: dict[tuple[int, int], str] = {}
     size = 0
     for e in _scan(upper, exclude):

@@ -23,7 +23,7 @@ from pycontain import faults, jsonfast
 from pycontain.errors import ImageError, ImageNotFound, PycontainError, UsageError
 from pycontain.images import reference
 from pycontain.safefile import create_new, replace_file
-from pycontain.state import Paths, atomic_write_json, read_json, rmtree
+from pycontain.state import Paths, atomic_write_json, read_json, rmtree, tree_size
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -394,7 +394,7 @@ class Store:
             os.rename(tmp_blob, self.blob_path(blob_digest))
             if new_blob:
                 budget.added_blobs.append(blob_digest)
-            size = _tree_size(tmp_dir)
+            size = tree_size(tmp_dir)
             final = f"{self.layers}/{diff_id[7:]}"
             if os.path.exists(final):
                 rmtree(tmp_dir)  # another import unpacked the same layer first
@@ -878,17 +878,6 @@ class _HashingReader:
 
     def readable(self) -> bool:
         return True
-
-
-def _tree_size(path: str) -> int:
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def _pid_alive(pid: str) -> bool:
