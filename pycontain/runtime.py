@@ -392,7 +392,7 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool, attach_fd: in
             from pycontain.oci import external
 
             pid, master_fd = external.supervise(rec, cfg.runtime, pipes, undo)
-            reaper = _Reaper(pid)
+            reaper = Reaper(pid)
             undo.callback(reaper.kill_and_reap)
             _forward_signals(pid, undo)
             cg = cgroups.for_container(rec.id)
@@ -429,7 +429,7 @@ def _supervise(rec: Record, report_fd: int | None, detached: bool, attach_fd: in
             faults.phase("run.cgroup")
             child = executor.spawn(plan)
             pid = child.pid
-            reaper = _Reaper(pid)
+            reaper = Reaper(pid)
             undo.callback(reaper.kill_and_reap)
             undo.callback(child.close)
             faults.phase("run.clone")
@@ -522,7 +522,7 @@ def _let_go_of_caller(report_fd: int) -> None:
     os.close(report_fd)
 
 
-class _Reaper:
+class Reaper:
     """Waits for the child exactly once; on an error path, kills it first."""
 
     def __init__(self, pid: int) -> None:
@@ -563,7 +563,7 @@ def _forward_signals(pid: int, undo: _Undo) -> None:
         undo.callback(_signal.signal, signum, _signal.signal(signum, forward))
 
 
-def _wait(master_fd: int | None, reaper: _Reaper, attached_stdin: bool, pipes: stdio.Pipes | None,
+def _wait(master_fd: int | None, reaper: Reaper, attached_stdin: bool, pipes: stdio.Pipes | None,
           log: Any, server: Any = None, foreground: bool = True) -> int:
     """Relay the container's output (and the caller's input) until its process exits; its exit code.
 
@@ -650,7 +650,7 @@ def exec_(paths: Paths, ref: str, argv: list[str], env: list[str], workdir: str 
         namespaces.enter_pid_namespace(pid)
         faults.phase("exec.join")
         child = namespaces.spawn(0, enter, proc)
-        reaper = _Reaper(child.pid)
+        reaper = Reaper(child.pid)
         undo.callback(reaper.kill_and_reap)
         undo.callback(child.close)
         _forward_signals(child.pid, undo)

@@ -590,7 +590,8 @@ class Builder:
         pipes = None
         plan = None
         cg = None
-        pid = None
+        child = None
+        reaper = None
         try:
             net = network.prepare(self.paths, cid, f"build-{cid[:12]}", hostname, cfg)
             etc_files = dns.write_files(f"{step}/etc", hostname)
@@ -604,6 +605,7 @@ class Builder:
             cg = executor.make_cgroup(plan)
             child = executor.spawn(plan)
             pid = child.pid
+            reaper = runtime.Reaper(pid)
             pipes.close_child_ends()
             if net:
                 network.attach(self.paths, net, pid)
@@ -612,22 +614,15 @@ class Builder:
             sink = _Sink(self.progress)
             pipes.relay(pid, None, sink, sink)
             self.progress.end_output()
-            _, status = os.waitpid(pid, 0)
-            pid = None
-            code = namespaces.exit_code(status)
+            code = namespaces.exit_code(reaper.wait())
         except BaseException:
             self.progress.end_output()
             raise
         finally:
-            if pid is not None:
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-                try:
-                    os.waitpid(pid, 0)
-                except ChildProcessError:
-                    pass
+            if reaper is not None:
+                reaper.kill_and_reap()  # nothing, once it was waited for
+            if child is not None:
+                child.close()
             if pipes is not None:
                 pipes.close()
             if cg is not None:
