@@ -232,6 +232,42 @@ def wait_exit(pid: int, timeout: float = SETTLE_TIMEOUT) -> int:
     raise AssertionError(f"process {pid} did not exit")
 
 
+class Terminal:
+    """A command on a pty of its own, as a user at a terminal runs it: type, expect, wait, close."""
+
+    def __init__(self, argv: list[str]) -> None:
+        import pty
+
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            try:
+                os.execv(argv[0], argv)
+            finally:
+                os._exit(127)
+        self.seen = b""
+
+    def type(self, text: str | bytes) -> None:
+        os.write(self.fd, text.encode() if isinstance(text, str) else text)
+
+    def expect(self, text: str | bytes) -> bytes:
+        self.seen = read_until(self.fd, text.encode() if isinstance(text, str) else text)
+        return self.seen
+
+    def wait(self) -> int:
+        code = wait_exit(self.pid)
+        self.pid = 0
+        return code
+
+    def close(self) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, 9)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
 def in_terminal(argv: list[str], expect: str) -> tuple[bytes, int]:
     """Run argv on a terminal of its own (a pty, as for -t): what it printed up to `expect`, and its
     exit code. Descriptors this process holds without close-on-exec are inherited."""

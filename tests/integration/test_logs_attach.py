@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import signal
 import subprocess
 import time
@@ -16,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Pycontain, alive, read_until, wait_exit, wait_for
+from support import Pycontain, Terminal, alive, wait_for
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
@@ -36,36 +35,6 @@ def monitor_pid(pc: Pycontain, ref: str) -> int:
     pid = pc.inspect(ref)["State"]["Pid"]
     with open(f"/proc/{pid}/status") as f:
         return int(next(line for line in f if line.startswith("PPid:")).split()[1])
-
-
-class Terminal:
-    def __init__(self, argv: list[str]) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            try:
-                os.execv(argv[0], argv)
-            finally:
-                os._exit(127)
-
-    def type(self, data: bytes) -> None:
-        os.write(self.fd, data)
-
-    def expect(self, text: bytes) -> bytes:
-        return read_until(self.fd, text)
-
-    def wait(self) -> int:
-        code = wait_exit(self.pid)
-        self.pid = 0
-        return code
-
-    def close(self) -> None:
-        if self.pid:
-            try:
-                os.kill(self.pid, 9)
-            except ProcessLookupError:
-                pass
-            os.waitpid(self.pid, 0)
-        os.close(self.fd)
 
 
 @pytest.fixture

@@ -6,50 +6,16 @@ Every read has a deadline (a hang guard) so a stuck terminal fails the test inst
 
 from __future__ import annotations
 
-import os
-import pty
 import time
 from collections.abc import Iterator
 
 import pytest
-from support import SETTLE_TIMEOUT, Pycontain, read_until, wait_exit
+from support import Pycontain, SETTLE_TIMEOUT, Terminal
 
 pytestmark = pytest.mark.usefixtures("no_leaks")
 
 
 PROMPT = "/ # "  # busybox ash's prompt for root in /
-
-
-class Terminal:
-    def __init__(self, argv: list[str]) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            try:
-                os.execv(argv[0], argv)
-            finally:
-                os._exit(127)
-        self.seen = b""
-
-    def type(self, text: str) -> None:
-        os.write(self.fd, text.encode())
-
-    def expect(self, text: str) -> bytes:
-        self.seen = read_until(self.fd, text.encode())
-        return self.seen
-
-    def wait(self) -> int:
-        code = wait_exit(self.pid)
-        self.pid = 0
-        return code
-
-    def close(self) -> None:
-        if self.pid:
-            try:
-                os.kill(self.pid, 9)
-            except ProcessLookupError:
-                pass
-            os.waitpid(self.pid, 0)
-        os.close(self.fd)
 
 
 @pytest.fixture
