@@ -48,14 +48,6 @@ def assert_leak_free(leak_snapshot: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.fixture
-def ns() -> Iterator[NetNs]:
-    """A network namespace of the test's own: the "host" of every bridge, veth and nft rule it causes."""
-    n = NetNs()
-    yield n
-    n.close()
-
-
-@pytest.fixture
 def npc(tmp_path: Path, ns: NetNs, busybox_tarball: Path, monkeypatch: pytest.MonkeyPatch,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetPycontain]:
     """pycontain inside the test's namespace with busybox imported. leakcheck runs inside that namespace

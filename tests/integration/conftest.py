@@ -143,3 +143,13 @@ def no_leaks(pc: Pycontain, assert_leak_free: Callable[[], None]) -> Iterator[No
     yield
     pc.remove_all()
     assert_leak_free()
+
+
+@pytest.fixture
+def ns() -> Iterator[Any]:
+    """A network namespace of the test's own: the "host" of every bridge, veth and nft rule it causes."""
+    from netns_support import NetNs
+
+    n = NetNs()
+    yield n
+    n.close()

@@ -25,13 +25,6 @@ HANDLE = re.compile(r"# handle (\d+)$")
 
 
 @pytest.fixture
-def ns() -> Iterator[NetNs]:
-    n = NetNs()
-    yield n
-    n.close()
-
-
-@pytest.fixture
 def npc(tmp_path: Path, ns: NetNs, busybox_tarball: Path, monkeypatch: pytest.MonkeyPatch,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetPycontain]:
     """pycontain in the test's namespace with busybox; afterwards no container's rule, marker, veth,

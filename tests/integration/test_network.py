@@ -32,13 +32,6 @@ UDP_ECHOES = ["sh", "-c", "for p in 1001 1002 1003; do nc -u -lk -p $p -e /bin/c
 
 
 @pytest.fixture
-def ns() -> Iterator[NetNs]:
-    n = NetNs()
-    yield n
-    n.close()
-
-
-@pytest.fixture
 def npc(tmp_path: Path, ns: NetNs, busybox_tarball: Path, alpine_tarball: Path,
         monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetPycontain]:
     """pycontain in the test's namespace with busybox and alpine imported; after the test every

@@ -18,13 +18,6 @@ from netns_support import NetNs, NetPycontain, leakcheck_wrapper, network_leftov
 from support import assert_pycontain_error, describe
 
 
-@pytest.fixture
-def ns() -> Iterator[NetNs]:
-    n = NetNs()
-    yield n
-    n.close()
-
-
 def _make(root: Path, ns: NetNs, busybox_tarball: Path, alpine: Path | None = None) -> NetPycontain:
     p = NetPycontain(root, ns)
     p.ok("import", "--change", 'CMD ["sh"]', busybox_tarball, "busybox")

@@ -22,13 +22,6 @@ from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, Pycontain, assert_pycontain
 
 
 @pytest.fixture
-def ns() -> Iterator[NetNs]:
-    n = NetNs()
-    yield n
-    n.close()
-
-
-@pytest.fixture
 def npc(tmp_path: Path, ns: NetNs, busybox_tarball: Path) -> Iterator[NetPycontain]:
     """pycontain inside the test's own network namespace; afterwards no veth, rule, lease or port remains."""
     p = NetPycontain(tmp_path / "root", ns)
