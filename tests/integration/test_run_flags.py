@@ -13,7 +13,7 @@ import pytest
 
 from netns_support import NetPycontain
 from support import Pycontain, assert_pycontain_error, wait_for
-from test_network import host_port, npc, ns  # noqa: F401 - the network suite's fixtures: a netns per test
+from test_network import host_port, npc  # noqa: F401 - the network suite's fixture (ns is the conftest's)
 
 # The bridge tests check for leaks inside their own namespace (the npc fixture); the others on the host.
 leak_free = pytest.mark.usefixtures("no_leaks")
