@@ -74,15 +74,26 @@ class App:
         return {name: info for name, info in self.containers().items()
                 if info["Config"]["Labels"].get("com.docker.compose.service") == service}
 
+    def teardown_by_hand(self) -> None:
+        """After a failed test: `down -v`, and whatever that leaves (or if it hangs) removed with the plain
+        commands, so one failure does not leave a running stack behind."""
+        try:
+            self.compose("down", "-v", "-t", "1")
+        except subprocess.TimeoutExpired:
+            pass
+        self.pc.remove_all()
+        self.pc("network", "rm", *NETWORKS.values())
+        self.pc("volume", "rm", VOLUME)
+
     def address(self, name: str, network: str) -> str:
         info = self.pc.inspect(name)
         return str(info["NetworkSettings"]["Networks"][NETWORKS[network]]["IPAddress"])
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """The stack built and started (`compose build`, `compose up -d`); afterwards `down -v` (if the tests
-    did not get that far) and the leak checks: no veth, nft rule, lease, port, process or mount remains."""
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The module's namespace and root with alpine imported; afterwards `down -v` (if the tests did not get
+    that far) and the leak checks: no veth, nft rule, lease, port, process or mount remains."""
     tmp = tmp_path_factory.mktemp("composeapp")
     ns = NetNs()
     with pytest.MonkeyPatch.context() as mp:
@@ -94,13 +105,11 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
         stack = App(pc, ns)
         try:
             pc.ok("import", ALPINE_TARBALL, "alpine")
-            stack.compose_ok("build")
-            stack.compose_ok("up", "-d", timeout=support.COMMAND_TIMEOUT * 2)
             yield stack
         finally:
             try:
                 if not stack.down:
-                    stack.compose("down", "-v", "-t", "1")
+                    stack.teardown_by_hand()
                 pc.remove_all()
                 assert network_leftovers(pc) == []
                 # What may remain is a network the stack did not make (the default bridge a build's RUN
@@ -116,12 +125,21 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
                 ns.close()
 
 
+@pytest.fixture(scope="module")
+def app(host: App) -> App:
+    """The stack built (`compose build`) and started (`compose up -d`), once for the module."""
+    host.compose_ok("build", timeout=support.COMMAND_TIMEOUT * 2)
+    host.compose_ok("up", "-d", timeout=support.COMMAND_TIMEOUT * 2)
+    return host
+
+
 # ---------------------------------------------------------------- the model
 
-def test_config_is_stable_and_complete(app: App) -> None:
+def test_config_is_stable_and_complete(host: App) -> None:
     """`compose config` twice gives the same text: every service, network and volume, in long forms."""
     import yaml
 
+    app = host
     first = app.compose_ok("config").stdout
     assert app.compose_ok("config").stdout == first
     model = yaml.safe_load(first)
