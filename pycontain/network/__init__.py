@@ -78,6 +78,11 @@ def detach(paths: Paths, net: dict[str, Any] | None, cid: str) -> None:
         from pycontain.network import bridged
 
         bridged.detach(paths, net, cid)
+        if os.path.exists(f"{paths.record(cid)}/networks.json"):  # the resolvers of `network connect`'s too
+            from pycontain.network import connect
+
+            for extra in connect.extras(paths, cid).values():
+                connect.unregister(paths, extra)
         if not _connected(paths, cid, False):
             return  # detached already (the supervisor at exit, then rm): one disconnect event per run
         event(paths, "disconnect", net)

@@ -8,9 +8,10 @@
     release  (rm)       the address lease, the host ports, its line in the network's hosts file
     gc                  leases, ports, rules and veths of containers that no longer exist
 
-On a user network (`network create`), every member's /etc/hosts is one shared file, rewritten in
-place under the network's lock whenever a member joins or leaves, so containers reach each other by
-name without a DNS server. The default network, like Docker's default bridge, does not do that.
+On a user network (`network create`), members find each other by name through the network's embedded
+DNS resolver (resolver.py) at 127.0.0.11, as with Docker: their resolv.conf names it, and their
+/etc/hosts holds only themselves (a shared hosts file answered a service name with one address and
+kept stopped containers). The default network, like Docker's default bridge, resolves no names.
 
 Links, addresses and routes go through rtnl.py, a small rtnetlink client on the standard library
 (pyroute2's import alone cost 120-270 ms per start, see rtnl.py); nft runs as a child process (nat.py).
@@ -38,37 +39,27 @@ if TYPE_CHECKING:
 
 def prepare(paths: Paths, cid: str, name: str, hostname: str, cfg: ContainerConfig) -> dict[str, Any]:
     net = ipam.load_or_create_default(paths, cfg.network)
-    shared = shared_hosts(net)
-    # --add-host lines: a member of a user network with some gets a hosts file of its own, the shared
-    # one's content plus its lines, rewritten with the shared one (write_shared_hosts); they are kept
-    # in its lease, with host-gateway already resolved.
-    own_lines = dns.extra_hosts(cfg.add_hosts, net["gateway"]) if cfg.add_hosts else ""
-    address = ipam.allocate(paths, net, cid, name, hostname,
-                            on_change=(lambda leases: write_shared_hosts(paths, net, leases)) if shared else None,
-                            address=cfg.ip, aliases=list(cfg.network_aliases), extra_hosts=own_lines)
+    resolves = names_resolved(net)
+    address = ipam.allocate(paths, net, cid, name, hostname, address=cfg.ip, aliases=list(cfg.network_aliases))
     try:
         ports = ipam.reserve_ports(paths, cid, [p.to_json() for p in cfg.ports]) if cfg.ports else []
         etc = f"{paths.storage_dir(cid)}/etc"
         resolv = f"{etc}/resolv.conf.bridge"
         with open(resolv, "w") as f:
-            f.write(dns.custom_resolv(dns.bridge_resolv_conf(), cfg))
-        if shared and not own_lines:
-            hosts = f"{ipam.net_dir(paths, net['name'])}/hosts"
-        elif shared:
-            hosts = f"{etc}/hosts.bridge"  # written by write_shared_hosts under the network's lock
-        else:
-            hosts = f"{etc}/hosts.bridge"
-            with open(hosts, "w") as f:
-                f.write(dns.hosts_text([(address, [hostname, name])]) + own_lines)
+            f.write(dns.custom_resolv(dns.embedded_resolv_conf() if resolves else dns.bridge_resolv_conf(), cfg))
+        hosts = f"{etc}/hosts.bridge"
+        with open(hosts, "w") as f:
+            f.write(dns.hosts_text([(address, [hostname, name])])
+                    + (dns.extra_hosts(cfg.add_hosts, net["gateway"]) if cfg.add_hosts else ""))
     except BaseException:
-        release(paths, {"network": net["name"], "shared_hosts": shared}, cid)
+        release(paths, {"network": net["name"]}, cid)
         raise
     explain.say(f"IPAM: {address}/{net['prefixlen']} on network {net['name']} ({net['subnet']}) "
                 f"leased to {cid[:12]}")
     out = {
         "id": cid, "network": net["name"], "network_id": net["id"], "bridge": net["bridge"],
         "subnet": net["subnet"], "gateway": net["gateway"], "address": address, "prefixlen": net["prefixlen"],
-        "mac": cfg.mac_address or _mac(address), "veth": veth.host_name(cid), "ports": ports, "shared_hosts": shared,
+        "mac": cfg.mac_address or _mac(address), "veth": veth.host_name(cid), "ports": ports, "dns": resolves,
         "etc_files": {"/etc/hosts": hosts, "/etc/resolv.conf": resolv},
     }
     if cfg.ip:
@@ -98,6 +89,11 @@ def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
         ipr.close()
     veth.configure_inside(pid, net["address"], int(net["prefixlen"]), net["gateway"])
     faults.phase("net.addr")
+    if names_resolved(info):
+        from pycontain.network import resolver
+
+        resolver.register(paths, info["name"], net["id"], pid)  # before the container runs: its first lookup works
+        faults.phase("net.dns")
     ports = net.get("ports") or []
     if ports:
         if any(not p.get("host_ip") or p["host_ip"].startswith("127.") for p in ports):
@@ -108,21 +104,18 @@ def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
 
 
 def detach(paths: Paths, net: dict[str, Any], cid: str) -> None:
-    """The per-run objects: only the DNAT rules need it (eth0 and its peer die with the netns)."""
+    """The per-run objects: the DNAT rules, and the resolver's sockets in the container's netns (eth0
+    and its peer die with the netns, once nothing holds it)."""
     if net.get("ports"):
         nat.remove_ports(cid, paths.record(cid))
+    if names_resolved({"name": net["network"]}):
+        from pycontain.network import resolver
+
+        resolver.unregister(paths, net["network"], cid)
 
 
 def release(paths: Paths, net: dict[str, Any], cid: str) -> None:
-    name = net["network"]
-    on_change = None
-    if net.get("shared_hosts"):
-        try:
-            info = ipam.load(paths, name)
-            on_change = lambda leases: write_shared_hosts(paths, info, leases)  # noqa: E731
-        except ipam.NetworkNotFound:
-            return
-    ipam.release(paths, name, {cid}, on_change=on_change)
+    ipam.release(paths, net["network"], {cid})
     if net.get("ports"):
         ipam.release_ports(paths, {cid})
 
@@ -138,13 +131,10 @@ def gc(paths: Paths, live_ids: set[str]) -> list[str]:
 
     done = ipam.repair(paths)
     for name in ipam.names(paths):
-        info = ipam.load(paths, name)
         gone = {lease["id"] for lease in ipam.leases(paths, name).values()
                 if lease["id"] not in live_ids and not running(lease["id"])}
         if gone:
-            on_change = (lambda leases, info=info: write_shared_hosts(paths, info, leases)) \
-                if shared_hosts(info) else None
-            for addr in ipam.release(paths, name, gone, on_change=on_change):
+            for addr in ipam.release(paths, name, gone):
                 done.append(f"released address {addr} on network {name}")
     stale_ports = {cid for cid in ipam.port_owners(paths).values() if cid not in live_ids and not running(cid)}
     for key in ipam.release_ports(paths, stale_ports):
@@ -154,6 +144,9 @@ def gc(paths: Paths, live_ids: set[str]) -> list[str]:
     if os.path.exists(f"{ipam.root(paths)}"):
         done += [f"removed {what} of container {cid[:12]}"
                  for cid, what in nat.gc(lambda cid: _ours(paths, cid) and not running(cid))]
+    from pycontain.network import resolver
+
+    done += resolver.gc(paths)  # before the veths: a dead container's netns goes once nothing holds it
     done += _gc_veths(paths)
     return done
 
@@ -208,7 +201,7 @@ def _gc_veths(paths: Paths) -> list[str]:
 def endpoint(net: dict[str, Any] | None, mode: str = "") -> dict[str, Any]:
     """One entry of NetworkSettings.Networks, as Docker shows it (empty values for none and host)."""
     net = net or {}
-    shared = bool(net.get("shared_hosts"))
+    shared = bool(net.get("dns") or net.get("shared_hosts"))  # shared_hosts: a record of an older pycontain
     aliases = list(net.get("aliases") or [])
     return {
         "IPAMConfig": {"IPv4Address": net["requested_ip"]} if net.get("requested_ip") else None,
@@ -218,7 +211,7 @@ def endpoint(net: dict[str, Any] | None, mode: str = "") -> dict[str, Any]:
         "Gateway": net.get("gateway", ""), "IPAddress": net.get("address", ""),
         "IPPrefixLen": int(net.get("prefixlen") or 0), "IPv6Gateway": "", "GlobalIPv6Address": "",
         "GlobalIPv6PrefixLen": 0, "DriverOpts": None,
-        # Names other members resolve it by: on a user network (shared hosts file) its name, short id
+        # Names other members resolve it by: on a user network (its DNS resolver) its name, short id
         # and aliases; Docker's default bridge has no name resolution, nor does pycontain's.
         "DNSNames": [n for n in (net.get("name", ""), net.get("id", "")[:12], *aliases) if n] if shared else None,
     }
@@ -270,16 +263,7 @@ def _mac(address: str) -> str:
     return ipam.mac_of(address)
 
 
-def shared_hosts(net: dict[str, Any]) -> bool:
+def names_resolved(net: dict[str, Any]) -> bool:
+    """Whether members of the network find each other by name (its resolver): user networks only."""
     return bool(net["name"] != ipam.DEFAULT_NETWORK)
 
-
-def write_shared_hosts(paths: Paths, net: dict[str, Any], leases: dict[str, dict[str, str]]) -> None:
-    """Every member by container name and hostname; called under the network's lock."""
-    entries = [(addr, [lease.get("name", ""), lease.get("hostname", ""), *lease.get("aliases", ())])
-               for addr, lease in sorted(leases.items(), key=lambda kv: ipam.ip_to_int(kv[0]))]
-    text = dns.hosts_text(entries)
-    dns.rewrite_in_place(f"{ipam.net_dir(paths, net['name'])}/hosts", text)
-    for lease in leases.values():  # members with --add-host lines: their own copy, with those lines
-        if lease.get("extra_hosts") and os.path.isdir(f"{paths.storage_dir(lease['id'])}/etc"):
-            dns.rewrite_in_place(f"{paths.storage_dir(lease['id'])}/etc/hosts.bridge", text + lease["extra_hosts"])

@@ -16,6 +16,10 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "network prune": ([(("-f", "--force"), "force", "flag", "", "do not ask")], "",
                       "remove every network no container uses (not the default one)"),
     "network": ([(("--subnet",), "subnet", "value", "CIDR", "network create: the subnet (default: a free one)"),
+                 (("--internal",), "internal", "flag", "",
+                  "network create: its containers reach only each other (no route out, no DNS forwarding)"),
+                 (("--label",), "label", "multi", "K=V", "network create: a label (network ls --filter label=K=V)"),
+                 (("--filter",), "filter", "multi", "KEY=VALUE", "network ls: label=K[=V], name=, id=, driver="),
                  (("-f", "--format"), "format", "value", "TEMPLATE",
                   "network ls/inspect: a Go template (ls: .ID .Name .Driver .Scope .Subnet .Containers)"),
                  (("-q", "--quiet"), "quiet", "flag", "", "network ls: only the network ids"),
@@ -28,9 +32,11 @@ COMMANDS: dict[str, tuple[list[Any], str, str]] = {
 }
 
 # Options that belong to one network subcommand only.
-_ONLY = {"subnet": ("create",), "format": ("ls", "list", "inspect"), "quiet": ("ls", "list"),
+_ONLY = {"subnet": ("create",), "internal": ("create",), "label": ("create",), "filter": ("ls", "list"),
+         "format": ("ls", "list", "inspect"), "quiet": ("ls", "list"),
          "no_trunc": ("ls", "list"), "ip": ("connect",), "alias": ("connect",), "force": ("disconnect",)}
-USAGE = ("usage: pycontain network create [--subnet CIDR] NAME | ls [-q] [--format T] | inspect [--format T] NAME... "
+USAGE = ("usage: pycontain network create [--subnet CIDR] [--internal] [--label K=V] NAME | ls [-q] [--filter F] "
+         "[--format T] | inspect [--format T] NAME... "
          "| rm NAME... | connect [--ip A] [--alias N] NET CONTAINER | disconnect [--force] NET CONTAINER")
 
 
@@ -44,8 +50,15 @@ def cmd_network(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             raise UsageError(f"{flag} belongs to `pycontain network {actions[0]}`")
     if action == "create":
         if len(names) != 1:
-            raise UsageError("usage: pycontain network create [--subnet CIDR] NAME")
-        net = ipam.create(paths, _valid_name(names[0]), opts["subnet"])
+            raise UsageError("usage: pycontain network create [--subnet CIDR] [--internal] [--label K=V] NAME")
+        labels = {}
+        for item in opts.get("label") or ():
+            key, _, value = item.partition("=")
+            if not key:
+                raise UsageError(f"invalid --label {item!r}: expected KEY=VALUE")
+            labels[key] = value
+        net = ipam.create(paths, _valid_name(names[0]), opts["subnet"], internal=bool(opts.get("internal")),
+                          labels=labels)
         print(net["id"])
         return 0
     if action in ("ls", "list"):
@@ -60,7 +73,7 @@ def cmd_network(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
             try:
                 if ipam.canonical(name) == ipam.DEFAULT_NETWORK:
                     raise UsageError(f"{name} is the default network and cannot be removed")
-                _remove(paths, name)
+                remove(paths, name)
                 print(name)
             except Exception as e:
                 from pycontain.errors import PycontainError
@@ -88,14 +101,23 @@ def cmd_network(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
 
 def _ls(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
     if names:
-        raise UsageError("usage: pycontain network ls [-q] [--no-trunc] [--format TEMPLATE]")
+        raise UsageError("usage: pycontain network ls [-q] [--no-trunc] [--filter KEY=VALUE] [--format TEMPLATE]")
+    from pycontain.clifmt import parse_filters
+
+    filters = parse_filters(list(opts.get("filter") or ()), ("label", "name", "id", "driver", "type", "scope"),
+                            "network ls")
     rows = []
     for name in ipam.names(paths):
         try:
             n = ipam.load(paths, name)
+            labels = {str(k): str(v) for k, v in (n.get("labels") or {}).items()}
+            if not _matches(filters, n, labels):
+                continue
             rows.append({"ID": n["id"] if opts.get("no_trunc") else n["id"][:12], "Name": ipam.display(n["name"]),
-                         "Driver": "bridge", "Scope": "local", "IPv6": "false", "Internal": "false",
-                         "Labels": "", "CreatedAt": n.get("created", ""), "Subnet": n["subnet"],
+                         "Driver": "bridge", "Scope": "local", "IPv6": "false",
+                         "Internal": "true" if n.get("internal") else "false",
+                         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+                         "CreatedAt": n.get("created", ""), "Subnet": n["subnet"],
                          "Containers": str(len(ipam.leases(paths, name)))})
         except ipam.DamagedNetwork as e:  # named on stderr; the others are listed
             print(f"pycontain: network {name}: {e}", file=sys.stderr)
@@ -117,6 +139,28 @@ def _ls(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
 
     table(["NETWORK ID", "NAME", "DRIVER", "SCOPE"], [[r["ID"], r["Name"], r["Driver"], r["Scope"]] for r in rows])
     return 0
+
+
+def _matches(filters: dict[str, list[str]], net: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Docker's network ls filters: each key given must match (any of its values); label=K or K=V,
+    name= a substring, id= a prefix, driver=bridge, type=custom|builtin, scope=local."""
+    for key, values in filters.items():
+        if key == "label":
+            ok = all(k in labels and (not eq or labels[k] == v)
+                     for k, eq, v in (item.partition("=") for item in values))
+        elif key == "name":
+            ok = any(v in ipam.display(net["name"]) for v in values)
+        elif key == "id":
+            ok = any(net["id"].startswith(v) for v in values)
+        elif key == "driver":
+            ok = "bridge" in values
+        elif key == "scope":
+            ok = "local" in values
+        else:
+            ok = ("builtin" if net["name"] == ipam.DEFAULT_NETWORK else "custom") in values
+        if not ok:
+            return False
+    return True
 
 
 def _inspect(paths: Any, opts: dict[str, Any], names: list[str]) -> int:
@@ -173,7 +217,7 @@ def network_view(paths: Any, name: str) -> dict[str, Any]:
                                 "IPv6Address": ""}
     default = net["name"] == ipam.DEFAULT_NETWORK
     options = {"com.docker.network.bridge.name": net["bridge"],
-               "com.docker.network.bridge.enable_ip_masquerade": "true",
+               "com.docker.network.bridge.enable_ip_masquerade": "false" if net.get("internal") else "true",
                # pycontain's own key for the bridge's name (older scripts and tests read it)
                "bridge": net["bridge"]}
     if default:
@@ -183,8 +227,8 @@ def network_view(paths: Any, name: str) -> dict[str, Any]:
         "Scope": "local", "Driver": "bridge", "EnableIPv6": False,
         "IPAM": {"Driver": "default", "Options": None,
                  "Config": [{"Subnet": net["subnet"], "Gateway": net["gateway"]}]},
-        "Internal": False, "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""}, "ConfigOnly": False,
-        "Containers": members, "Options": options, "Labels": dict(net.get("labels") or {}),
+        "Internal": bool(net.get("internal")), "Attachable": False, "Ingress": False, "ConfigFrom": {"Network": ""},
+        "ConfigOnly": False, "Containers": members, "Options": options, "Labels": dict(net.get("labels") or {}),
     }
 
 
@@ -205,16 +249,20 @@ def _pseudo_members(paths: Any, mode: str) -> dict[str, Any]:
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
-def _remove(paths: Any, name: str) -> None:
-    from pycontain.network import nat
+def remove(paths: Any, name: str) -> None:
+    """`network rm NAME`: the network, its bridge, its nft chains and its DNS resolver (stopped, waited for)."""
+    from pycontain.network import nat, resolver
 
-    net = ipam.remove(paths, ipam.canonical(name))  # refuses while any container holds a lease on it
+    net = ipam.remove(paths, ipam.canonical(name), resolver.stop)  # refuses while any container holds a lease
     from pycontain.network import bridge
     from pycontain.network.rtnl import Rtnl
 
     with Rtnl() as ipr:
         bridge.delete(ipr, net["bridge"])
     nat.remove_network(net)
+
+
+_remove = remove  # the name compose's engine calls it by
 
 
 def _valid_name(name: str) -> str:
@@ -242,7 +290,7 @@ def prune(paths: Any) -> list[str]:
     import os
 
     from pycontain.errors import PycontainError
-    from pycontain.network import ipam
+    from pycontain.network import ipam, resolver
 
     if not os.path.isdir(ipam.root(paths)):
         return []
@@ -253,7 +301,7 @@ def prune(paths: Any) -> list[str]:
         try:
             if ipam.leases(paths, name):
                 continue
-            net = ipam.remove(paths, name)  # refuses (and we skip it) if a container joined meanwhile
+            net = ipam.remove(paths, name, resolver.stop)  # refuses (and we skip it) if a container joined meanwhile
         except PycontainError:
             continue
         from pycontain.network import bridge, nat

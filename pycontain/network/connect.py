@@ -80,15 +80,11 @@ def connect(paths: Paths, rec: Record, name: str, ip: str | None = None, aliases
         n = next(i for i in range(1, 10) if i not in used) if len(used) < 9 else 0
         if not n:
             raise UsageError(f"container {rec.name} is on 10 networks already: pycontain's limit")
-        shared = bridged.shared_hosts(net)
-        hostname = rec.resolved.hostname
-        address = ipam.allocate(paths, net, rec.id, rec.name, hostname,
-                                on_change=(lambda leases: bridged.write_shared_hosts(paths, net, leases))
-                                if shared else None, address=ip, aliases=aliases)
+        address = ipam.allocate(paths, net, rec.id, rec.name, rec.resolved.hostname, address=ip, aliases=aliases)
         extra = {"id": rec.id, "network": net["name"], "network_id": net["id"], "bridge": net["bridge"],
                  "subnet": net["subnet"], "gateway": net["gateway"], "address": address,
                  "prefixlen": net["prefixlen"], "mac": ipam.mac_of(address), "veth": host_name(rec.id, n),
-                 "ifname": f"eth{n}", "shared_hosts": shared, "aliases": list(aliases or []),
+                 "ifname": f"eth{n}", "dns": bridged.names_resolved(net), "aliases": list(aliases or []),
                  "requested_ip": ip or ""}
         try:
             pid = _running_pid(rec)
@@ -124,6 +120,7 @@ def disconnect(paths: Paths, rec: Record, name: str, force: bool = False) -> Non
 
             with Rtnl() as ipr:
                 veth.delete(ipr, extra["veth"])  # its peer inside goes with it
+            unregister(paths, extra)
         _release_one(paths, extra)
         _save(paths, rec.id, current)
     if running:
@@ -161,6 +158,23 @@ def _attach_one(paths: Paths, extra: dict[str, Any], pid: int) -> None:
         veth.create(ipr, extra["id"], pid, index, extra["mac"], name=extra["veth"], peer=extra["ifname"])
     veth.configure_inside(pid, extra["address"], int(extra["prefixlen"]), extra["gateway"], ifname=extra["ifname"],
                           default_route=False)
+    from pycontain.network import bridged
+
+    if bridged.names_resolved(info):
+        # Its names are served on this network; 127.0.0.11 in its netns belongs to its first network's
+        # resolver, which answers for this one too (or to this one, if the first network has none).
+        from pycontain.network import resolver
+
+        resolver.register(paths, info["name"], extra["id"], pid)
+
+
+def unregister(paths: Paths, extra: dict[str, Any]) -> None:
+    from pycontain.network import bridged
+
+    if bridged.names_resolved({"name": extra["network"]}):
+        from pycontain.network import resolver
+
+        resolver.unregister(paths, extra["network"], extra["id"])
 
 
 def _release_one(paths: Paths, extra: dict[str, Any]) -> None:

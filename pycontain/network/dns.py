@@ -73,6 +73,35 @@ def bridge_resolv_conf(host_resolv: str = "/etc/resolv.conf") -> str:
     return text + "".join(f"nameserver {ns}\n" for ns in FALLBACK_NAMESERVERS)
 
 
+def embedded_resolv_conf(host_resolv: str = "/etc/resolv.conf") -> str:
+    """resolv.conf for a container on a user network, as Docker writes it: the network's resolver
+    (resolver.py, which forwards what it does not know to the host's servers), the host's search
+    domains and options, and ndots:0 unless the host sets ndots (a name with no dot is tried as it is
+    first: a container or service name)."""
+    from pycontain.network.resolver import ADDRESS
+
+    try:
+        with open(host_resolv) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    out = [f"nameserver {ADDRESS}"]
+    search = ""
+    options: list[str] = []
+    for ln in lines:
+        words = ln.split()
+        if words[:1] in (["search"], ["domain"]) and len(words) > 1:
+            search = "search " + " ".join(words[1:])  # the last of them counts (resolv.conf(5))
+        elif words[:1] == ["options"]:
+            options += words[1:]
+    if search:
+        out.append(search)
+    if not any(o.startswith("ndots:") for o in options):
+        options.insert(0, "ndots:0")
+    out.append("options " + " ".join(dict.fromkeys(options)))
+    return "\n".join(out) + "\n"
+
+
 def custom_resolv(text: str, cfg: Any) -> str:
     """resolv.conf with --dns (the name servers), --dns-search (the search line; "." none) and
     --dns-option (the options line) replacing the host's, as Docker writes it."""

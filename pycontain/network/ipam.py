@@ -2,10 +2,11 @@
 
     {state}/networks/lock                 global lock: creating/removing networks, host port table
     {state}/networks/ports.json           "tcp/8080" -> container id (a host port is published once)
-    {state}/networks/NAME/network.json    name, subnet, gateway, bridge (written once)
-    {state}/networks/NAME/lock            this network's lock: its leases and its hosts file
-    {state}/networks/NAME/leases.json     {"last": "10.88.0.7", "leases": {"10.88.0.2": {id, name, hostname}}}
-    {state}/networks/NAME/hosts           user networks: every member's name and address (see dns.py)
+    {state}/networks/NAME/network.json    name, subnet, gateway, bridge, internal, labels (written once)
+    {state}/networks/NAME/lock            this network's lock: its leases
+    {state}/networks/NAME/leases.json     {"last": "10.88.0.7", "leases": {"10.88.0.2": {id, name, hostname,
+                                          aliases}}} (read by the network's DNS resolver too)
+    {state}/networks/NAME/resolver.*     user networks: the DNS resolver's pid file, socket... (resolver.py)
 
 Every read-modify-write happens under an exclusive flock and ends in an atomic rename, so N parallel
 `run`s never hand out one address twice. Addresses are handed out round-robin after the last one
@@ -24,6 +25,7 @@ from pycontain.errors import PycontainError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from pycontain.state import Paths
@@ -232,6 +234,7 @@ def _repair_network(paths: Paths, name: str, members: list[tuple[str, str, str, 
         if not members:
             from pycontain.network import nat
 
+            # Its DNS resolver, if any, ends by itself (network.json no longer reads), or at gc's next step.
             nat.remove_network({"name": name})
             state.rmtree(d)
             return [f"removed network {name}: its network.json was damaged and no container uses it"]
@@ -253,15 +256,18 @@ def _repair_network(paths: Paths, name: str, members: list[tuple[str, str, str, 
     return done
 
 
-def create(paths: Paths, name: str, subnet: str | None = None) -> dict[str, Any]:
-    """Record a network: a subnet that overlaps no host route and no other network, its gateway (.1)."""
+def create(paths: Paths, name: str, subnet: str | None = None, internal: bool = False,
+           labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """Record a network: a subnet that overlaps no host route and no other network, its gateway (.1).
+    internal: its containers reach only each other (no route out, nat.setup_network); labels: K -> V."""
     with global_lock(paths):
         if os.path.exists(f"{net_dir(paths, name)}/network.json"):
             raise UsageError(f"network {name} already exists")
-        return _create_locked(paths, name, subnet)
+        return _create_locked(paths, name, subnet, internal, labels)
 
 
-def _create_locked(paths: Paths, name: str, subnet: str | None) -> dict[str, Any]:
+def _create_locked(paths: Paths, name: str, subnet: str | None, internal: bool = False,
+                   labels: dict[str, str] | None = None) -> dict[str, Any]:
     taken = host_routes()
     for other in names(paths):
         taken.append(parse_cidr(load(paths, other)["subnet"]))
@@ -288,6 +294,10 @@ def _create_locked(paths: Paths, name: str, subnet: str | None) -> dict[str, Any
         # IFNAMSIZ is 16 with the NUL: at most 15 characters.
         "bridge": DEFAULT_BRIDGE if name == DEFAULT_NETWORK else f"pcbr{net_id[:11]}",
     }
+    if internal:
+        net["internal"] = True
+    if labels:
+        net["labels"] = {str(k): str(v) for k, v in labels.items()}
     os.makedirs(net_dir(paths, name), 0o700, exist_ok=True)
     state.atomic_write_json(f"{net_dir(paths, name)}/network.json", net, durable=False)
     events.emit(paths, "network", "create", net_id, {"name": display(name), "type": "bridge"})
@@ -320,8 +330,10 @@ def load_or_create_default(paths: Paths, name: str) -> dict[str, Any]:
         return _create_locked(paths, name, None)
 
 
-def remove(paths: Paths, name: str) -> dict[str, Any]:
-    """Forget a network with no members; returns what it was (the caller deletes its bridge and rules)."""
+def remove(paths: Paths, name: str, before_delete: Callable[[str], object] | None = None) -> dict[str, Any]:
+    """Forget a network with no members; returns what it was (the caller deletes its bridge and rules).
+    before_delete(its directory): under the network's lock, once it is known to have no member (the
+    caller stops its DNS resolver there)."""
     with global_lock(paths):
         net = load(paths, name)
         with network_lock(paths, name):
@@ -330,6 +342,8 @@ def remove(paths: Paths, name: str) -> dict[str, Any]:
                 who = ", ".join(sorted(u["name"] for u in users.values()))
                 raise NetworkInUse(f"network {name} is in use by {len(users)} container(s) ({who}); "
                                    "remove them first")
+            if before_delete is not None:
+                before_delete(net_dir(paths, name))
             state.rmtree(net_dir(paths, name))
     events.emit(paths, "network", "destroy", str(net.get("id", "")), {"name": display(name), "type": "bridge"})
     return net
@@ -358,7 +372,7 @@ def allocate(paths: Paths, net: dict[str, Any], cid: str, name: str, hostname: s
              on_change: Any = None, address: str | None = None, aliases: list[str] | None = None,
              extra_hosts: str = "") -> str:
     """Lease the next free address in net's subnet to cid (or `address`, --ip, if it is free);
-    on_change(leases) runs under the same lock. aliases: more names for the shared hosts file."""
+    on_change(leases) runs under the same lock. aliases: more names it answers to (its network's DNS)."""
     base, prefix = parse_cidr(net["subnet"])
     first, last = base + 2, base + (1 << (32 - prefix)) - 2  # .0 network, .1 gateway, last broadcast
     shown = display(net["name"])
@@ -387,7 +401,7 @@ def allocate(paths: Paths, net: dict[str, Any], cid: str, name: str, hostname: s
         used[addr] = {"id": cid, "name": name, "hostname": hostname}
         if aliases:
             used[addr]["aliases"] = list(aliases)
-        if extra_hosts:  # --add-host lines of its own hosts file (bridged.write_shared_hosts)
+        if extra_hosts:  # kept for callers of an older pycontain; a member's --add-host lines are in its own hosts file
             used[addr]["extra_hosts"] = extra_hosts
         if address is None:  # round-robin goes on from the last address it chose itself
             data["last"] = addr

@@ -10,7 +10,8 @@ half a rule set, and no other table is read or written. The table holds:
                                                subnet; masquerade DNAT'd traffic that came from
                                                127.0.0.0/8 or from the subnet itself (hairpin)
     N-fwd       filter, hook forward           per network: into the bridge only replies, DNAT'd
-                                               (published) traffic and the network's own traffic
+                                               (published) traffic and the network's own traffic;
+                                               an --internal network: nothing out of the bridge either
     N-in        filter, hook input             per network: the host is reachable from the bridge
                                                only at the gateway address
 
@@ -165,9 +166,11 @@ def setup_network(net: dict[str, Any]) -> None:
     cmds = [*_port_chains(), _chain(post, "nat", "postrouting", 100), _chain(fwd, "filter", "forward", 0),
             _chain(inp, "filter", "input", 0)]
     cmds += [{"flush": {"chain": {"family": FAMILY, "table": TABLE, "name": c}}} for c in (post, fwd, inp)]
+    internal = bool(net.get("internal"))
     cmds += [
-        # Outbound: the subnet leaves through the host's address.
-        _rule(post, [from_subnet, _match(_meta("oifname"), br, "!="), {"masquerade": None}], tag),
+        # Outbound: the subnet leaves through the host's address (an --internal network never leaves).
+        *([] if internal else [_rule(post, [from_subnet, _match(_meta("oifname"), br, "!="), {"masquerade": None}],
+                                     tag)]),
         # 127.0.0.1:HOSTPORT -> container: the source must become the gateway, or the reply would be
         # addressed to the container's own loopback.
         _rule(post, [oif_br, _match(_payload("ip", "saddr"), _prefix("127.0.0.0/8")), {"masquerade": None}], tag),
@@ -179,6 +182,8 @@ def setup_network(net: dict[str, Any]) -> None:
         _rule(fwd, [oif_br, iif_br, ACCEPT], tag),
         # Anything else into this bridge (another network, the outside) was not asked for.
         _rule(fwd, [oif_br, DROP], tag),
+        # --internal: nothing from the bridge is forwarded anywhere else either.
+        *([_rule(fwd, [iif_br, DROP], tag)] if internal else []),
         # The host itself is reachable from the bridge only at its gateway address: not at the
         # host's other addresses, nor other networks' gateways.
         # New connections only: replies to a published port reached through 127.0.0.1 arrive from
@@ -187,7 +192,9 @@ def setup_network(net: dict[str, Any]) -> None:
                     _match(_payload("ip", "daddr"), gw, "!="), DROP], tag),
     ]
     run(cmds)
-    explain.say(f"nft: table ip {TABLE}, chains {post}/{fwd}/{inp}: masquerade {subnet}, isolate bridge {br}")
+    explain.say(f"nft: table ip {TABLE}, chains {post}/{fwd}/{inp}: "
+                + (f"internal {subnet}, nothing in or out of" if internal else f"masquerade {subnet}, isolate")
+                + f" bridge {br}")
 
 
 def remove_network(net: dict[str, Any]) -> None:

@@ -33,6 +33,10 @@ from support import ALPINE_TARBALL, COMMAND_TIMEOUT, PYCONTAIN, Pycontain  # noq
 
 REPO = Path(__file__).resolve().parents[2]
 
+# A user network's DNS resolver forwards unknown names to the host's name servers: tests send traffic
+# only to 127.0.0.0/8 and their own namespaces, so none unless a test starts a fake one on 127.0.0.1.
+os.environ.setdefault("PYCONTAIN_DNS_UPSTREAM", "none")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Never skip: a suite that quietly skips everything when it is not root proves nothing.

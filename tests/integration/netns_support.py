@@ -76,6 +76,12 @@ class NetPycontain(Pycontain):
     def argv(self, *args: str | os.PathLike[str]) -> list[str]:
         return self.ns.argv(*super().argv(*args))
 
+    def remove_all(self) -> None:
+        """The containers, then the networks they used: a user network's DNS resolver is a process that
+        lives as long as its network (pycontain's resolver.py)."""
+        super().remove_all()
+        self("network", "prune", "-f")
+
     def net_of(self, ref: str) -> dict[str, Any]:
         """The network part of a container's record (what prepare() returned)."""
         cid = self.container_id(ref)

@@ -139,7 +139,7 @@ def test_network_connect_adds_a_second_interface_and_disconnect_removes_it(npc: 
     assert npc.ok("exec", "app", "ip", "route").stdout.count("default") == 1  # still via eth0
     assert "1 packets received" in npc.ok("exec", "app", "ping", "-c", "1", "-W", "3",
                                           npc.net_of("peer")["address"]).stdout
-    # A member of `back` reaches it by name and alias (the network's shared hosts file).
+    # A member of `back` reaches it by name and alias (the network's DNS resolver).
     assert "1 packets received" in npc.ok("exec", "peer", "ping", "-c", "1", "-W", "3", "db").stdout
     info = json.loads(npc.ok("inspect", "app").stdout)[0]
     nets = info["NetworkSettings"]["Networks"]
