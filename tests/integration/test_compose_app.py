@@ -4,7 +4,7 @@ One stack for the whole module (building and starting it is most of the time): t
 file order against it, from `compose config` and `up` to `down -v`, which must leave nothing behind.
 
     web      :18090 -> 80 on front-tier and back-tier; answers by asking `backend` by name
-    backend  back-tier only, a health check (web depends on it with service_healthy)
+    backend  back-tier only (an internal network), a health check (web depends on it with service_healthy)
     worker   deploy.replicas: 2 on back-tier, appends to the named volume `data`
     init     one-shot (service_completed_successfully), writes a marker into `data`
     results  front-tier only, serves what the workers wrote
@@ -147,6 +147,8 @@ def test_config_is_stable_and_complete(host: App) -> None:
     assert sorted(model["services"]) == sorted(SERVICES)
     assert {key: body["name"] for key, body in model["networks"].items()} == NETWORKS
     assert {key: body["name"] for key, body in model["volumes"].items()} == {"data": VOLUME}
+    assert model["networks"]["back-tier"].get("internal") is True
+    assert not model["networks"]["front-tier"].get("internal")
     web, worker = model["services"]["web"], model["services"]["worker"]
     # Ports, depends_on and volumes come out in their long forms whichever way the file wrote them.
     assert [{k: str(v) for k, v in p.items() if k in ("target", "published", "protocol")}
@@ -196,6 +198,8 @@ def test_up_made_the_projects_networks_and_volume(app: App) -> None:
     assert set(NETWORKS.values()) <= set(networks), networks
     volumes = app.pc.ok("volume", "ls", "-q").stdout.split()
     assert VOLUME in volumes, volumes
+    [back_tier] = json.loads(app.pc.ok("network", "inspect", NETWORKS["back-tier"]).stdout)
+    assert back_tier["Internal"] is True
     web = app.pc.inspect(f"{PROJECT}-web-1")
     assert set(web["NetworkSettings"]["Networks"]) == set(NETWORKS.values())
     backend = app.pc.inspect(f"{PROJECT}-backend-1")
@@ -205,7 +209,7 @@ def test_up_made_the_projects_networks_and_volume(app: App) -> None:
 def test_http_on_the_published_port_goes_through_web_to_backend(app: App) -> None:
     reply = http_get(app.ns, "127.0.0.1", 18090)
     assert reply.startswith("HTTP/1.0 200"), reply
-    body = reply.split("\r\n\r\n", 1)[1]
+    body = reply.split("\n\n", 1)[1]  # (the reply comes back as text: its CRLFs are newlines)
     assert re.fullmatch(r"web \S+ -> backend \S+ answers GET /\n", body), body
 
 
