@@ -233,6 +233,9 @@ def test_front_tier_cannot_reach_a_back_tier_only_address(app: App) -> None:
                                                   url).stdout
     res = app.compose("exec", "-T", "results", "wget", "-q", "-T", "2", "-O", "-", url)
     assert res.returncode != 0 and "answers" not in res.stdout, describe(res)
+    # Nor does its resolver give it the name: backend shares no network with it.
+    res = app.compose("exec", "-T", "results", "nslookup", "-type=a", "backend")
+    assert backend not in res.stdout and res.returncode != 0, describe(res)
 
 
 # ---------------------------------------------------------------- up again, scale
