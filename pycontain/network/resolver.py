@@ -305,6 +305,7 @@ def gc(paths: Paths) -> list[str]:
 
             if not select.select([pidfd], [], [], STOP_TIMEOUT)[0]:
                 os.kill(pid, 9)
+                select.select([pidfd], [], [], STOP_TIMEOUT)  # gone when gc says so
         finally:
             os.close(pidfd)
         done.append(f"stopped the orphan DNS resolver {pid} of network {ipam.display(os.path.basename(netdir))}")
@@ -601,6 +602,10 @@ class _Server:
         self.running = True
         _signal.signal(_signal.SIGTERM, self._terminate)
         _signal.signal(_signal.SIGINT, self._terminate)
+        # A signal wakes the loop at once (`network rm` waits for this process to end).
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.set_wakeup_fd(wake_w)
+        self.sel.register(wake_r, selectors.EVENT_READ, lambda fd: os.read(fd, 512))
         self._write_members()
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         path = f"{netdir}/{SOCK}"
