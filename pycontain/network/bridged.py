@@ -93,7 +93,6 @@ def attach(paths: Paths, net: dict[str, Any], pid: int) -> None:
         from pycontain.network import resolver
 
         resolver.register(paths, info["name"], net["id"], pid)  # before the container runs: its first lookup works
-        faults.phase("net.dns")
     ports = net.get("ports") or []
     if ports:
         if any(not p.get("host_ip") or p["host_ip"].startswith("127.") for p in ports):
