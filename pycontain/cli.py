@@ -195,6 +195,7 @@ PLUGINS = {
                          "system events"),
     "pycontain.lifecycle": ("restart", "pause", "unpause", "rename", "container prune"),
     "pycontain.completion": ("completion",),
+    "pycontain.compose.commands": ("compose",),
 }
 # Docker's management-command spellings (`image build`, `container diff`): the second word picks the
 # command. A "group sub" key of COMMANDS is its own command; ALIASES maps the rest onto a top-level one.
@@ -215,7 +216,7 @@ ALIASES = {
 # Commands that read no state, so any user may run them (`source <(pycontain completion bash)`).
 NO_ROOT = {"completion"}
 # Commands whose options end at their first positional argument (the rest belongs to the container).
-STOP_AT_POSITIONAL = {"run", "create", "exec"}
+STOP_AT_POSITIONAL = {"run", "create", "exec", "compose", "compose exec", "compose run"}
 
 
 def parse_options(spec: list[Any], args: list[str], command: str) -> tuple[dict[str, Any], list[str]]:
@@ -306,7 +307,7 @@ def usage(command: str | None = None) -> str:
 
 # ---------------------------------------------------------------- commands
 
-def _config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
+def config_from(opts: dict[str, Any], positionals: list[str]) -> Any:
     from pycontain import config as c
     from pycontain import oci as ocispec
 
@@ -485,7 +486,7 @@ def _limits_from(opts: dict[str, Any], base: Any = None) -> Any:
 def cmd_run(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
-    cfg = _config_from(opts, pos)
+    cfg = config_from(opts, pos)
     if cfg.tty and cfg.interactive and not cfg.detach and not os.isatty(0):
         # Only -i needs our stdin to be a terminal: -t alone gives the container one for its output.
         raise UsageError("the input device is not a TTY: drop -t, or run pycontain from a terminal")
@@ -499,7 +500,7 @@ def cmd_create(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     opts["detach"] = True
-    rec, lock_fd = runtime.create(paths, _config_from(opts, pos), starting=False)
+    rec, lock_fd = runtime.create(paths, config_from(opts, pos), starting=False)
     os.close(lock_fd)
     print(rec.id)
     return 0

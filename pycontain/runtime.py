@@ -231,10 +231,13 @@ def image_for(store: Store, ref: str, policy: str) -> Any:
 
 # ---------------------------------------------------------------- run / start
 
-def run(paths: Paths, cfg: ContainerConfig) -> int:
-    """Foreground: create, supervise until exit, return the container's exit code."""
+def run(paths: Paths, cfg: ContainerConfig, before_start: Any = None) -> int:
+    """Foreground: create, supervise until exit, return the container's exit code. before_start(rec):
+    a step between create and start (compose joins a service's other networks there)."""
     rec, lock_fd = create(paths, cfg)
     try:
+        if before_start is not None:
+            before_start(rec)
         return supervise(rec)
     finally:
         if cfg.remove:
@@ -242,10 +245,17 @@ def run(paths: Paths, cfg: ContainerConfig) -> int:
         os.close(lock_fd)
 
 
-def run_detached(paths: Paths, cfg: ContainerConfig) -> Record:
+def run_detached(paths: Paths, cfg: ContainerConfig, before_start: Any = None) -> Record:
     """-d: create, hand the container to a monitor, return once its command runs."""
     rec, lock_fd = create(paths, cfg)
     try:
+        if before_start is not None:
+            try:
+                before_start(rec)
+            except BaseException:
+                os.close(lock_fd)
+                remove(paths, rec.id, force=True, volumes=True)
+                raise
         start_detached(rec, lock_fd)
     except PycontainError:
         if cfg.remove:

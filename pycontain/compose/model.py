@@ -948,8 +948,9 @@ class Project:
     """A loaded project: its name, directory, files and the merged, normalised model."""
 
     def __init__(self, name: str, directory: Path, files: list[Path], services: dict[str, Any],
-                 networks: dict[str, Any], volumes: dict[str, Any]) -> None:
+                 networks: dict[str, Any], volumes: dict[str, Any], env: dict[str, str] | None = None) -> None:
         self.name = name
+        self.env = dict(env or {})  # the interpolation variables (.env, then the environment)
         self.directory = directory
         self.files = files
         self.services = services
@@ -993,7 +994,7 @@ def load_texts(texts: list[tuple[str, str]], directory: Path, env: dict[str, str
             merged["name"] = one["name"]
     pname = project_name(directory, project, env, merged.get("name"))
     services, networks, volumes = _resolve(merged, origin, pname)
-    return Project(pname, directory, [Path(n) for _, n in texts], services, networks, volumes)
+    return Project(pname, directory, [Path(n) for _, n in texts], services, networks, volumes, env)
 
 
 def _resolve(merged: dict[str, Any], origin: dict[str, _Source],
