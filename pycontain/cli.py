@@ -827,7 +827,10 @@ def _status_text(status: Status, st: ContainerState, now: float | None = None) -
 
     # "paused" and "restarting" are spelled out: the pause and restart-policy code may add them to Status
     if status == Status.RUNNING:
-        return f"Up {ago(st.started_at or '', now)}"
+        # With a health check, its state after it, as Docker shows it: (healthy), (health: starting)
+        health = (st.health or {}).get("status")
+        suffix = {"healthy": " (healthy)", "unhealthy": " (unhealthy)", "starting": " (health: starting)"}
+        return f"Up {ago(st.started_at or '', now)}{suffix.get(health or '', '')}"
     if status == "paused":
         return f"Up {ago(st.started_at or '', now)} (Paused)"
     if status == Status.EXITED:

@@ -565,7 +565,7 @@ def _print_logs(recs: list[Record], opts: dict[str, Any], services: list[str]) -
     prefixes: dict[str, bytes] = {}
     for rec in recs:
         service = engine.labels_of(rec).get(engine.SERVICE, "")
-        text = f"{rec.name:<{width}} | "
+        text = f"{rec.name:<{width + 1}} | "  # as Compose pads it: one space more than the longest name
         if colour:
             code = COLOURS[services.index(service) % len(COLOURS)] if service in services else "0"
             text = f"\x1b[{code}m{text}\x1b[0m"
