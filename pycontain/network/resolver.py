@@ -433,11 +433,11 @@ def answer(data: bytes, lookup: Callable[[str], list[str] | None], ptr: Callable
     """The reply to one query: bytes; FORWARD when the name is not ours; None to drop it (not a query).
     lookup(name) -> addresses or None; ptr(address) -> a member's name or None; limit: the UDP size
     (replies over it are truncated, TC set)."""
-    from dnslib import QTYPE, RCODE, RR, A, DNSError, DNSRecord, PTR  # type: ignore[import-untyped, unused-ignore]
+    from dnslib import QTYPE, RCODE, RR, A, DNSRecord, PTR  # type: ignore[import-untyped, unused-ignore]
 
     try:
         q = DNSRecord.parse(data)
-    except (DNSError, ValueError, IndexError, KeyError, UnicodeError):
+    except Exception:  # noqa: BLE001 - DNSError mostly; whatever garbage makes dnslib raise is a FORMERR
         return _formerr(data)
     if q.header.qr or q.header.opcode != 0:
         return None if q.header.qr else _rcode(q, RCODE.NOTIMP)
@@ -677,8 +677,8 @@ class _Server:
             for key, _ in self.sel.select(max(0.0, wake - now)):
                 try:
                     key.data(key.fileobj)
-                except OSError:
-                    pass  # one peer's trouble (gone, refused) is never the resolver's
+                except Exception:  # noqa: BLE001 - one peer's trouble (gone, refused, garbage) is never the network's
+                    pass
             now = time.monotonic()
             while self.timers and self.timers[0][0] <= now:
                 heapq.heappop(self.timers)[2]()
@@ -1090,6 +1090,7 @@ class _Forward:
 def main(argv: list[str]) -> int:
     # Whatever the CLI left open (it is a container's monitor: its pipes, its record's lock) is not ours.
     os.closerange(4, os.sysconf("SC_OPEN_MAX"))
+    os.chdir("/")  # nor its working directory (a mount it would keep busy)
     if len(argv) != 1:
         os.write(3, b"error usage: python -m pycontain.network.resolver NETWORK_DIR")
         return 2
