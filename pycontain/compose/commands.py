@@ -149,7 +149,7 @@ def cmd_compose(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
 
         print(f"pycontain compose version {__version__}")
         return 0
-    project = _load(opts)
+    project = _load(paths, opts, sub)
     handler = globals()[f"_{sub}"]
     return int(handler(paths, project, opts, sub_opts, rest))
 
@@ -165,10 +165,20 @@ def _help(sub: str) -> None:
     print("\n".join(lines))
 
 
-def _load(opts: dict[str, Any]) -> model.Project:
+# Commands that work on a project's containers without its file, given -p NAME (as Compose's do).
+BY_LABELS = {"down", "ps", "logs", "stop", "start", "restart", "kill", "rm", "top", "port", "images", "pause",
+             "unpause"}
+
+
+def _load(paths: Paths, opts: dict[str, Any], sub: str) -> model.Project:
     directory = opts["project_directory"] or "."
     files = list(opts["file"]) or [f for f in os.environ.get("COMPOSE_FILE", "").split(os.pathsep) if f] or None
-    project = model.load(directory, files, opts["project_name"], list(opts["env_file"]) or None)
+    try:
+        project = model.load(directory, files, opts["project_name"], list(opts["env_file"]) or None)
+    except ComposeError as e:
+        if files or not opts["project_name"] or sub not in BY_LABELS or not str(e).startswith("no compose file"):
+            raise
+        return engine.from_labels(paths, opts["project_name"])
     if opts["project_directory"]:
         from pathlib import Path
 

@@ -105,6 +105,30 @@ def projects(paths: Paths) -> dict[str, list[Record]]:
     return out
 
 
+def from_labels(paths: Paths, name: str) -> model.Project:
+    """A project whose file is not at hand (`compose -p NAME down`), as its labels describe it: the
+    services its containers belong to, the networks and volumes made for it."""
+    from pathlib import Path
+
+    from pycontain import volumes
+    from pycontain.network import ipam
+
+    services: dict[str, Any] = {}
+    for rec in containers(paths, name, oneoff=None):
+        services.setdefault(labels_of(rec).get(SERVICE, ""), {})
+    networks: dict[str, Any] = {}
+    for net in ipam.names(paths):
+        labels = ipam.load(paths, net).get("labels") or {}
+        if labels.get(PROJECT) == name:
+            networks[str(labels.get(NETWORK) or net)] = {"name": net}
+    vols: dict[str, Any] = {}
+    for vol in volumes.names(paths):
+        labels = (volumes.read(paths, vol) or {}).get("labels") or {}
+        if labels.get(PROJECT) == name:
+            vols[str(labels.get(VOLUME) or vol)] = {"name": vol}
+    return model.Project(name, Path("."), [], services, networks, vols)
+
+
 def active(project: model.Project, profiles: list[str], named: list[str] | None = None) -> list[str]:
     """Services in force: those without profiles, those with an enabled profile, and any named on the
     command line (naming a service enables it, as in Compose)."""
@@ -363,10 +387,7 @@ def ensure_resources(paths: Paths, project: model.Project, services: list[str]) 
         labels = {**{k: "" if v is None else str(v) for k, v in (body.get("labels") or {}).items()},
                   PROJECT: project.name, NETWORK: key}
         try:
-            try:  # TEMP until ipam.create takes these
-                ipam.create(paths, name, subnet, internal=bool(body.get("internal")), labels=labels)
-            except TypeError:
-                ipam.create(paths, name, subnet)
+            ipam.create(paths, name, subnet, internal=bool(body.get("internal")), labels=labels)
         except UsageError as e:
             if "already exists" not in str(e):  # made by a concurrent `up` meanwhile: fine
                 raise

@@ -118,8 +118,10 @@ def test_up_names_labels_idempotent_scale_down(cpc: NetPycontain, tmp_path: Path
     # --force-recreate recreates even an unchanged one.
     ok(cpc, f, "up", "-d", "--force-recreate", "--scale", "worker=1")
     assert ids(cpc, f)["t-worker-1"] != after["t-worker-1"]
-    # down: the containers and the project's network go.
-    ok(cpc, f, "down")
+    # down by the project's name alone (no file at hand): the containers and the project's network go.
+    (tmp_path / "elsewhere").mkdir()
+    res = cpc("compose", "--project-directory", tmp_path / "elsewhere", "-p", "t", "down")
+    assert res.returncode == 0, res.stderr
     assert ids(cpc, f) == {}
     assert "t_default" not in cpc.ok("network", "ls").stdout
 
