@@ -313,3 +313,39 @@ def test_config_is_stable_and_complete(cpc: NetPycontain, tmp_path: Path) -> Non
     assert data["services"]["worker"]["deploy"]["replicas"] == 2
     assert data["services"]["worker"]["depends_on"] == {"db": {"condition": "service_started", "required": True}}
     assert os.path.exists(f)
+
+
+def test_killed_up_then_down_leaves_nothing(cpc: NetPycontain, tmp_path: Path) -> None:
+    """SIGKILL of `compose up` while it waits on a dependency, and a monitor killed while it attaches a
+    container to the project's network: `compose down` (and `gc`) leave nothing behind (the fixture checks)."""
+    f = project(tmp_path, f"""
+name: t
+services:
+  a:
+    image: busybox
+    command: ["sh", "-c", "{LOOP}"]
+    healthcheck: {{test: ["CMD", "false"], interval: 100ms, retries: 100000}}
+  b:
+    image: busybox
+    command: ["sh", "-c", "{LOOP}"]
+    depends_on:
+      a: {{condition: service_healthy}}
+""")
+    proc = subprocess.Popen(cpc.argv("compose", "-f", f, "up", "-d"), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while "t-a-1" not in ok(cpc, f, "ps").stdout:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=SETTLE_TIMEOUT)
+    assert proc.returncode == -signal.SIGKILL
+    res = ok(cpc, f, "down")
+    assert "t-a-1  Removed" in res.stderr and ids(cpc, f) == {}
+    killed = subprocess.run(cpc.argv("compose", "-f", f, "up", "-d", "a"), capture_output=True, text=True,
+                            timeout=SETTLE_TIMEOUT * 3, env={**os.environ, "PYCONTAIN_FAULT": "net.veth"})
+    assert killed.returncode == 125 and "Traceback" not in killed.stderr, killed.stderr
+    ok(cpc, f, "down")
+    cpc.ok("gc")
