@@ -642,13 +642,13 @@ def cmd_ps(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         found = found[:last]
     now = time.time()
     trunc = not opts["no_trunc"]
-    rows = [_ps_row(rec, st, status, now, trunc) for rec, st, status in found]
+    rows = [ps_row(rec, st, status, now, trunc) for rec, st, status in found]
     default = PS_TABLE + ("\\t{{.Size}}" if opts["size"] else "")
     listing(fmt, rows, PS_HEADERS, default, opts["quiet"])
     return 0
 
 
-def _ps_state(status: str) -> str:
+def ps_state(status: str) -> str:
     """Docker's State word for a status (pycontain's brief `starting` is Docker's `created`)."""
     from pycontain.state import Status
 
@@ -701,7 +701,7 @@ def _ps_match(key: str, v: str, rec: Any, st: ContainerState, status: str, ances
               search: Any) -> bool:
     """One `--filter key=v` against one container (before/since are applied by the caller)."""
     if key == "status":
-        return v == _ps_state(status)
+        return v == ps_state(status)
     if key == "name":
         return bool(search(v, rec.name))
     if key == "id":
@@ -755,7 +755,7 @@ def _ellipsis(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def _ps_row(rec: Any, st: ContainerState, status: Status, now: float, trunc: bool) -> dict[str, Any]:
+def ps_row(rec: Any, st: ContainerState, status: Status, now: float, trunc: bool) -> dict[str, Any]:
     """One container as Docker's `ps` placeholders; the costly ones are methods, computed only if used."""
     from pycontain.clifmt import ago, created_at
 
@@ -792,7 +792,7 @@ def _ps_row(rec: Any, st: ContainerState, status: Status, now: float, trunc: boo
         "Ports": ports,
         "RunningFor": ago(rec.created, now) + " ago",
         "Size": lambda: _ps_size(rec),
-        "State": _ps_state(status),
+        "State": ps_state(status),
         "Status": _status_text(status, st, now),
         "Label": label,
     }

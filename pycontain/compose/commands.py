@@ -25,6 +25,7 @@ GLOBAL = [
     (("--env-file",), "env_file", MULTI, "FILE", "variables for interpolation (default: .env)"),
     (("--profile",), "profile", MULTI, "NAME", "enable the services of a profile"),
     (("--project-directory",), "project_directory", VALUE, "DIR", "the project's directory (default: the file's)"),
+    (("-h", "--help"), "help", FLAG, "", "this help"),
 ]
 TIMEOUT = (("-t", "--timeout"), "timeout", VALUE, "SECONDS", "seconds to wait for a stop before SIGKILL")
 FORMAT = (("--format",), "format", VALUE, "FORMAT", "table, json, or a Go template")
@@ -131,6 +132,14 @@ NO_FILE = {"ls", "version"}
 
 
 def cmd_compose(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
+    if opts.get("help") or pos[:1] == ["help"]:
+        if len(pos) > 1 and pos[1] in SUB:
+            _help(pos[1])
+        else:
+            from pycontain import cli
+
+            print(cli.usage("compose"))
+        return 0
     if not pos:
         raise UsageError("usage: pycontain compose [-f FILE] [-p NAME] COMMAND [ARGS...] "
                          "(see `pycontain compose --help`)")
@@ -270,7 +279,7 @@ def _converge(paths: Paths, project: model.Project, service: str, image: str, wa
     by_number: dict[int, Record] = {}
     extra: list[Record] = []
     for rec in existing:
-        n = engine._number(rec)
+        n = engine.number(rec)
         if 1 <= n <= want and n not in by_number:
             by_number[n] = rec
         else:
@@ -413,7 +422,7 @@ def _remove_images(paths: Paths, project: model.Project, which: str) -> None:
             continue
         opts, pos = cli.parse_options(commands.COMMANDS["rmi"][0], [ref], "rmi")
         try:
-            with engine._stdout_to_stderr(False):
+            with engine.stdout_to_stderr(False):
                 commands.cmd_rmi(paths, opts, pos)
             engine.say(f"Image {ref}  Removed")
         except PycontainError as e:
@@ -448,16 +457,19 @@ def _ps(paths: Paths, project: model.Project, g: dict[str, Any], opts: dict[str,
             status = rec.status(st)
         except (OSError, ValueError):
             continue
-        if statuses and cli._ps_state(status) not in statuses:
+        if statuses and cli.ps_state(status) not in statuses:
             continue
         if not (opts["all"] or statuses) and not status.can_exec():
             continue
-        row = cli._ps_row(rec, st, status, now, trunc=True)
-        row["Name"] = rec.name
-        row["Service"] = engine.labels_of(rec).get(engine.SERVICE, "")
-        row["Project"] = project.name
-        row["ID"] = rec.id if opts["quiet"] else row["ID"]
-        row["Command"] = '"' + " ".join(rec.resolved.argv)[:20] + '"'
+        row = cli.ps_row(rec, st, status, now, trunc=True)
+        ports = (rec.network or {}).get("ports") or []
+        row.update({
+            "Name": rec.name, "Service": engine.labels_of(rec).get(engine.SERVICE, ""), "Project": project.name,
+            "ID": rec.id if opts["quiet"] else row["ID"], "ExitCode": st.exit_code or 0,
+            "Health": (st.health or {}).get("status", "") if status.can_exec() else "",
+            "Publishers": [{"URL": p.get("host_ip") or "0.0.0.0", "TargetPort": p["container_port"],
+                            "PublishedPort": p["host_port"], "Protocol": p["protocol"]} for p in ports],
+        })
         rows.append(row)
     fmt = opts["format"]
     listing(fmt, rows, PS_HEADERS, PS_TABLE, opts["quiet"])
@@ -468,22 +480,18 @@ def _images(paths: Paths, project: model.Project, g: dict[str, Any], opts: dict[
     from pycontain.clifmt import listing, size
     from pycontain.images.store import Store
 
-    store = Store(paths)
+    sizes = {config["id"]: nbytes for _, _, config, nbytes in Store(paths).images()}
     rows = []
     for rec in engine.containers(paths, project.name, named or None, oneoff=None):
         ref = rec.image
         repo, _, tag = ref.rpartition(":") if ":" in ref.rsplit("/", 1)[-1] else (ref, "", "latest")
-        try:
-            img = store.resolve(rec.image_id)
-            total = sum(os.path.getsize(p) for p in getattr(img, "blobs", []) if os.path.exists(p))
-        except (PycontainError, OSError):
-            total = 0
+        total = sizes.get(rec.image_id)
         rows.append({"ContainerName": rec.name, "Repository": repo, "Tag": tag,
                      "ID": rec.image_id.removeprefix("sha256:")[:12], "Size": size(total) if total else ""})
     headers = {"ContainerName": "CONTAINER", "Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID",
                "Size": "SIZE"}
-    listing(opts["format"], rows, headers, "table {{.ContainerName}}\\t{{.Repository}}\\t{{.Tag}}\\t{{.ID}}",
-            opts["quiet"])
+    listing(opts["format"], rows, headers,
+            "table {{.ContainerName}}\\t{{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.Size}}", opts["quiet"])
     return 0
 
 
@@ -558,7 +566,7 @@ def _logs(paths: Paths, project: model.Project, g: dict[str, Any], opts: dict[st
         raise UsageError(f"invalid --tail {opts['tail']!r}: expected a number of lines")
     recs = engine.containers(paths, project.name, named or None, oneoff=None)
     if opts["index"] is not None:
-        recs = [r for r in recs if str(engine._number(r)) == opts["index"]]
+        recs = [r for r in recs if str(engine.number(r)) == opts["index"]]
     _print_logs(recs, opts, list(project.services))
     return 0
 
@@ -571,11 +579,13 @@ def _print_logs(recs: list[Record], opts: dict[str, Any], services: list[str]) -
     from pycontain import logs
 
     colour = sys.stdout.isatty() and not opts.get("no_color") and not os.environ.get("NO_COLOR")
-    width = max((len(r.name) for r in recs), default=0)
+    # Compose names a container in its logs without the project: "web-1", or its container_name.
+    shown = {r.id: r.name.removeprefix(engine.labels_of(r).get(engine.PROJECT, "\0") + "-") for r in recs}
+    width = max((len(n) for n in shown.values()), default=0)
     prefixes: dict[str, bytes] = {}
     for rec in recs:
         service = engine.labels_of(rec).get(engine.SERVICE, "")
-        text = f"{rec.name:<{width + 1}} | "  # as Compose pads it: one space more than the longest name
+        text = f"{shown[rec.id]:<{width + 1}} | "  # as Compose pads it: one space more than the longest name
         if colour:
             code = COLOURS[services.index(service) % len(COLOURS)] if service in services else "0"
             text = f"\x1b[{code}m{text}\x1b[0m"
@@ -644,7 +654,7 @@ def _replica(paths: Paths, project: model.Project, service: str, index: str | No
     if not n.isdigit():
         raise UsageError(f"invalid --index {index!r}")
     for rec in engine.containers(paths, project.name, [service]):
-        if str(engine._number(rec)) == n:
+        if str(engine.number(rec)) == n:
             return rec
     raise ComposeError(f"service {service} has no container {n} (is the project up?)")
 

@@ -83,11 +83,11 @@ def containers(paths: Paths, project: str, services: Iterable[str] | None = None
         except (OSError, ValueError):
             continue  # removed meanwhile, or damaged: not one of ours to act on
         out.append(rec)
-    out.sort(key=lambda r: (labels_of(r).get(SERVICE, ""), _number(r), r.name))
+    out.sort(key=lambda r: (labels_of(r).get(SERVICE, ""), number(r), r.name))
     return out
 
 
-def _number(rec: Record) -> int:
+def number(rec: Record) -> int:
     n = labels_of(rec).get(NUMBER, "")
     return int(n) if n.isdigit() else 0
 
@@ -166,8 +166,7 @@ def replicas(project: model.Project, service: str, scale: dict[str, int]) -> int
     if service in scale:
         return scale[service]
     svc = project.services[service]
-    n = int((svc.get("deploy") or {}).get("replicas", 1))
-    return n
+    return int((svc.get("deploy") or {}).get("replicas", svc.get("scale", 1)))
 
 
 # --------------------------------------------------------------------------------------- service -> create
@@ -234,6 +233,13 @@ def _port(p: dict[str, Any]) -> str:
     return f"{host}:{p['target']}/{p['protocol']}" if host else f"{p['target']}/{p['protocol']}"
 
 
+def _namespace_of(project: model.Project, mode: str) -> str:
+    """network_mode/ipc/pid "service:NAME" is that service's first container; the rest as given."""
+    if mode.startswith("service:"):
+        return "container:" + container_name(project, mode.removeprefix("service:"), 1)
+    return mode
+
+
 def networks_of(project: model.Project, svc: dict[str, Any]) -> list[tuple[str, list[str], str | None]]:
     """(network's real name, aliases, ipv4_address) of each network the service joins, the first being
     its eth0: by name, as Compose orders them when no priority is given."""
@@ -261,6 +267,18 @@ def create_args(project: model.Project, service: str, name: str, labels: dict[st
         argv += ["--expose", e]
     for m in svc.get("volumes") or []:
         argv += _mount(project, m)
+    mode = svc.get("network_mode")
+    if mode is not None:
+        argv += ["--network", _namespace_of(project, mode) if mode != "bridge" else "bridge"]
+    for key in ("ipc", "pid", "uts"):
+        if svc.get(key) is not None:
+            argv += [f"--{key}", _namespace_of(project, svc[key])]
+    for ref in svc.get("volumes_from") or []:
+        if ref.startswith("container:"):
+            argv += ["--volumes-from", ref.removeprefix("container:")]
+        else:
+            other, _, how = ref.partition(":")
+            argv += ["--volumes-from", container_name(project, other, 1) + (f":{how}" if how else "")]
     nets = networks_of(project, svc)
     if nets:
         net, aliases, ip = nets[0]
@@ -274,12 +292,21 @@ def create_args(project: model.Project, service: str, name: str, labels: dict[st
     for key, flag in simple.items():
         if svc.get(key) is not None:
             argv += [flag, str(svc[key])]
-    for key, flag in {"read_only": "--read-only", "init": "--init", "tty": "--tty",
-                      "stdin_open": "--interactive"}.items():
+    simple = {"mac_address": "--mac-address", "platform": "--platform", "runtime": "--runtime",
+              "cpuset": "--cpuset-cpus", "mem_limit": "--memory", "memswap_limit": "--memory-swap",
+              "mem_reservation": "--memory-reservation", "shm_size": "--shm-size", "pids_limit": "--pids-limit",
+              "cpu_shares": "--cpu-shares", "cpus": "--cpus", "mem_swappiness": "--memory-swappiness",
+              "cpu_period": "--cpu-period", "cpu_quota": "--cpu-quota"}
+    for key, flag in simple.items():
+        if svc.get(key) is not None:
+            argv += [flag, str(svc[key])]
+    for key, flag in {"read_only": "--read-only", "init": "--init", "tty": "--tty", "stdin_open": "--interactive",
+                      "privileged": "--privileged", "oom_kill_disable": "--oom-kill-disable"}.items():
         if svc.get(key):
             argv.append(flag)
     for key, flag in {"cap_add": "--cap-add", "cap_drop": "--cap-drop", "security_opt": "--security-opt",
-                      "dns": "--dns"}.items():
+                      "dns": "--dns", "tmpfs": "--tmpfs", "dns_search": "--dns-search", "dns_opt": "--dns-option",
+                      "devices": "--device", "group_add": "--group-add"}.items():
         for value in svc.get(key) or []:
             argv += [flag, value]
     for item in svc.get("extra_hosts") or []:
@@ -294,6 +321,11 @@ def create_args(project: model.Project, service: str, name: str, labels: dict[st
 
         ns = parse_duration(svc["stop_grace_period"], "stop_grace_period")
         argv += ["--stop-timeout", str(-(-ns // 1_000_000_000))]
+    logging = svc.get("logging") or {}
+    if logging.get("driver"):
+        argv += ["--log-driver", "json-file" if logging["driver"] == "local" else logging["driver"]]
+    for key, value in (logging.get("options") or {}).items():
+        argv += ["--log-opt", f"{key}={value}"]
     limits = ((svc.get("deploy") or {}).get("resources") or {}).get("limits") or {}
     if "cpus" in limits:
         argv += ["--cpus", str(limits["cpus"])]
@@ -425,7 +457,7 @@ def remove_networks(paths: Paths, project: model.Project) -> None:
         if (info.get("labels") or {}).get(PROJECT, project.name) != project.name:
             continue  # another project's network of that name: not ours to remove
         try:
-            commands._remove(paths, name)  # the bridge, its rules and its resolver too
+            commands.remove(paths, name)  # the bridge, its rules and its resolver too
         except PycontainError as e:
             say(f"Network {name}  Error: {e}")
             continue
@@ -498,14 +530,14 @@ def build_service(paths: Paths, project: model.Project, service: str, no_cache: 
         argv.append("-q")
     say(f"Service {service}  Building")
     opts, pos = cli.parse_options(commands.COMMANDS["build"][0], [*argv, context], "build")
-    with _stdout_to_stderr(quiet):
+    with stdout_to_stderr(quiet):
         code = commands.cmd_build(paths, opts, pos)
     if code:
         raise PycontainError(f"service {service}: build failed")
     say(f"Service {service}  Built")
 
 
-class _stdout_to_stderr:
+class stdout_to_stderr:
     """The builder's progress goes to stderr during `up --build`, as Compose's does (stdout stays clean)."""
 
     def __init__(self, keep: bool) -> None:
@@ -530,7 +562,7 @@ def pull_image(paths: Paths, ref: str) -> None:
     from pycontain.images import commands
 
     opts, pos = cli.parse_options(commands.COMMANDS["pull"][0], ["-q", ref], "pull")
-    with _stdout_to_stderr(False):
+    with stdout_to_stderr(False):
         code = commands.cmd_pull(paths, opts, pos)
     if code:
         raise PycontainError(f"pulling {ref} failed")
@@ -546,14 +578,17 @@ def ensure_images(paths: Paths, project: model.Project, services: list[str], bui
         svc = project.services[service]
         ref = image_name(project, service)
         found = image_id(paths, ref)
+        own = svc.get("pull_policy")
+        if own == "build" and build is not False:
+            build = True
         if "build" in svc and (build or (found is None and build is not False)):
             build_service(paths, project, service)
             found = image_id(paths, ref)
-        elif found is None or pull == "always":
+        elif found is None or (policy or own) == "always" or (pull == "always" and own is None):
             if "build" in svc and found is None:
                 raise ComposeError(f"service {service}: image {ref} is not built (run `compose build`, or drop "
                                    "--no-build)")
-            if pull == "never":
+            if pull == "never" or own == "never":
                 raise ComposeError(f"service {service}: image {ref} is not here and pulling is off "
                                    "(PYCONTAIN_PULL=never)")
             say(f"Service {service}  Pulling")

@@ -23,13 +23,9 @@ OVERRIDE_NAMES = ("compose.override.yaml", "compose.override.yml",
 # Service keys Compose defines that pycontain does not implement yet: refused by name, never ignored.
 UNSUPPORTED_SERVICE_KEYS = frozenset({
     "annotations", "attach", "blkio_config", "cgroup", "cgroup_parent", "configs", "cpu_count", "cpu_percent",
-    "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus", "cpuset",
-    "credential_spec", "develop", "device_cgroup_rules", "devices", "dns_opt", "dns_search", "domainname",
-    "external_links", "gpus", "group_add", "ipc", "isolation", "links", "logging", "mac_address", "mem_limit",
-    "mem_reservation", "mem_swappiness", "memswap_limit", "network_mode", "oom_kill_disable", "oom_score_adj",
-    "pid", "pids_limit", "platform", "post_start", "pre_stop", "privileged", "provider", "pull_policy",
-    "runtime", "scale", "secrets", "shm_size", "storage_opt", "tmpfs", "userns_mode", "uts", "volumes_from",
-    "extends", "models", "use_api_socket",
+    "cpu_rt_period", "cpu_rt_runtime", "credential_spec", "develop", "device_cgroup_rules", "domainname",
+    "external_links", "gpus", "isolation", "links", "oom_score_adj", "post_start", "pre_stop", "provider",
+    "secrets", "storage_opt", "userns_mode", "extends", "models", "use_api_socket",
 })
 UNSUPPORTED_TOP_KEYS = frozenset({"secrets", "configs", "include", "models"})
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
@@ -451,10 +447,20 @@ SERVICE_KEYS = frozenset({
     "networks", "depends_on", "healthcheck", "restart", "deploy", "user", "working_dir", "hostname", "labels",
     "read_only", "cap_add", "cap_drop", "security_opt", "init", "tty", "stdin_open", "stop_signal",
     "stop_grace_period", "extra_hosts", "dns", "sysctls", "ulimits", "profiles", "container_name",
+    # Beyond the list: keys that map onto a `create` flag one to one.
+    "tmpfs", "dns_search", "dns_opt", "devices", "group_add", "mac_address", "privileged", "oom_kill_disable",
+    "mem_limit", "memswap_limit", "mem_reservation", "shm_size", "pids_limit", "cpu_shares", "cpus", "cpuset",
+    "mem_swappiness", "cpu_period", "cpu_quota", "platform", "runtime", "ipc", "pid", "uts", "network_mode",
+    "logging", "pull_policy", "scale", "volumes_from",
 })
-_STRINGS = ("image", "user", "working_dir", "hostname", "stop_signal", "container_name")
-_BOOLS = ("read_only", "init", "tty", "stdin_open")
+_STRINGS = ("image", "user", "working_dir", "hostname", "stop_signal", "container_name", "mac_address", "platform",
+            "runtime", "cpuset", "ipc", "pid", "uts", "network_mode")
+_BOOLS = ("read_only", "init", "tty", "stdin_open", "privileged", "oom_kill_disable")
 _LISTS = ("cap_add", "cap_drop", "security_opt", "profiles")
+_SINGLE_OR_LISTS = ("dns", "tmpfs", "dns_search", "dns_opt", "devices", "group_add", "volumes_from")
+_SIZES = ("mem_limit", "memswap_limit", "mem_reservation", "shm_size")
+_INTS = {"pids_limit": -1, "cpu_shares": 0, "mem_swappiness": 0, "cpu_period": 0, "cpu_quota": -1, "scale": 0}
+PULL_POLICIES = ("always", "never", "missing", "build", "if_not_present")
 
 
 def _service(c: _Check, v: Any, path: Path_) -> dict[str, Any]:
@@ -472,8 +478,35 @@ def _service(c: _Check, v: Any, path: Path_) -> dict[str, Any]:
             out[k] = c.boolean(x, p)
         elif k in _LISTS:
             out[k] = c.strings(x, p)
-        elif k == "dns":
+        elif k in _SINGLE_OR_LISTS:
             out[k] = c.strings(x, p, single=True)
+        elif k in _SIZES:
+            out[k] = c.bytes_(x, p) if not (k == "memswap_limit" and str(x).strip() == "-1") else -1
+        elif k in _INTS:
+            out[k] = c.integer(x, p, _INTS[k])
+            if k == "mem_swappiness" and out[k] > 100:
+                raise c.fail(p, "must be between 0 and 100")
+        elif k == "cpus":
+            try:
+                out[k] = float(c.string(x, p))
+            except ValueError:
+                raise c.fail(p, f"must be a number, not {x!r}") from None
+            if out[k] < 0:
+                raise c.fail(p, "must not be negative")
+        elif k == "pull_policy":
+            out[k] = c.string(x, p)
+            if out[k] not in PULL_POLICIES:
+                raise c.fail(p, f"must be one of {', '.join(PULL_POLICIES)}")
+        elif k == "logging":
+            lg = c.keys(x, p, {"driver", "options"})
+            out[k] = {}
+            if "driver" in lg:
+                out[k]["driver"] = c.string(lg["driver"], (*p, "driver"))
+                if out[k]["driver"] not in ("json-file", "local", "none"):
+                    raise c.fail((*p, "driver"), f"logging driver '{out[k]['driver']}' is not supported "
+                                                 "(json-file, none)")
+            if "options" in lg:
+                out[k]["options"] = c.dict_or_list(lg["options"], (*p, "options"))
         elif k in ("command", "entrypoint"):
             out[k] = c.command(x, p)
         elif k == "environment":
@@ -1015,7 +1048,22 @@ def _resolve(merged: dict[str, Any], origin: dict[str, _Source],
                 raise src.fail((*path, "depends_on", dep), f"depends on undefined service '{dep}'")
             if dep == name:
                 raise src.fail((*path, "depends_on", dep), "a service cannot depend on itself")
-        if "networks" not in svc:
+        mode = svc.get("network_mode")
+        if mode is not None:
+            if "networks" in svc:
+                raise src.fail((*path, "network_mode"), "network_mode and networks cannot both be set")
+            if not (mode in ("none", "host", "bridge") or mode.startswith(("service:", "container:"))):
+                raise src.fail((*path, "network_mode"), f"invalid network_mode {mode!r} (none, host, bridge, "
+                                                        "service:NAME, container:NAME)")
+        refs = [(k, svc[k]) for k in ("network_mode", "ipc", "pid") if str(svc.get(k, "")).startswith("service:")]
+        refs += [("volumes_from", v) for v in svc.get("volumes_from", []) if not v.startswith("container:")]
+        for key, ref in refs:
+            other = ref.removeprefix("service:").split(":")[0]
+            if other not in services or other == name:
+                raise src.fail((*path, key), f"refers to undefined service '{other}'")
+            # Compose starts the service whose namespaces or volumes this one uses first.
+            svc.setdefault("depends_on", {}).setdefault(other, {"condition": "service_started", "required": True})
+        if "networks" not in svc and mode is None:
             svc["networks"] = {"default": None}
         for net in svc["networks"]:
             if net == "default" and net not in networks:

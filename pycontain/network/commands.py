@@ -262,7 +262,6 @@ def remove(paths: Any, name: str) -> None:
     nat.remove_network(net)
 
 
-_remove = remove  # the name compose's engine calls it by
 
 
 def _valid_name(name: str) -> str:

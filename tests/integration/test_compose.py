@@ -209,7 +209,7 @@ services:
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while "hello" not in (out := ok(cpc, f, "logs").stdout) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert out == "t-talker-1  | hello from talker\n"
+    assert out == "talker-1  | hello from talker\n"
     assert ok(cpc, f, "logs", "--no-log-prefix").stdout == "hello from talker\n"
     assert ok(cpc, f, "exec", "-T", "talker", "hostname").stdout == "talker\n"
     assert compose(cpc, f, "exec", "-T", "talker", "sh", "-c", "exit 7").returncode == 7
@@ -282,7 +282,7 @@ services:
             proc.kill()
             proc.wait()
     assert proc.returncode == 130, err
-    assert "t-a-1  | started" in out and "t-a-1  | bye" in out
+    assert "a-1  | started" in out and "a-1  | bye" in out
     assert ok(cpc, f, "ps", "-q").stdout == ""
     ok(cpc, f, "down")
 
