@@ -191,18 +191,53 @@ def setup_network(net: dict[str, Any]) -> None:
         _rule(inp, [iif_br, _match({"ct": {"key": "state"}}, "new", op="in"), LOCAL_DADDR,
                     _match(_payload("ip", "daddr"), gw, "!="), DROP], tag),
     ]
-    run(cmds)
+    with _table_lock():
+        run(cmds)
     explain.say(f"nft: table ip {TABLE}, chains {post}/{fwd}/{inp}: "
                 + (f"internal {subnet}, nothing in or out of" if internal else f"masquerade {subnet}, isolate")
                 + f" bridge {br}")
 
 
 def remove_network(net: dict[str, Any]) -> None:
-    present = _chains()
-    cmds = [{"delete": {"chain": {"family": FAMILY, "table": TABLE, "name": c}}}
-            for c in network_chains(net) if c in present]
-    if cmds:
-        run(cmds)
+    """Delete one network's chains; with the last network gone, the table too (its two port chains are
+    then empty: a container with published ports is always on a network)."""
+    with _table_lock():
+        objects = _objects(("chain", "rule", "counter"))
+        present = {c["name"] for c in objects["chain"]}
+        mine = [c for c in network_chains(net) if c in present]
+        cmds = [{"delete": {"chain": {"family": FAMILY, "table": TABLE, "name": c}}} for c in mine]
+        if cmds:
+            run(cmds)
+        left = present - set(mine)
+        if left and left <= PORT_CHAINS and not objects["counter"] \
+                and not any(r.get("chain") in PORT_CHAINS for r in objects["rule"]):
+            try:
+                # Deleting a chain that holds a rule fails, and with it the whole transaction: a rule added
+                # meanwhile keeps the table. setup_network takes the lock, so no network's chains can appear.
+                run([*({"delete": {"chain": {"family": FAMILY, "table": TABLE, "name": c}}} for c in sorted(left)),
+                     {"delete": {"table": {"family": FAMILY, "name": TABLE}}}])
+            except NftError:
+                pass
+
+
+PORT_CHAINS = frozenset({"prerouting", "output"})
+
+
+class _table_lock:
+    """Serialises making a network's chains with deleting the emptied table, across every pycontain on
+    this machine (state roots share the table of their network namespace). A POSIX lock: a child forked
+    meanwhile does not inherit it."""
+
+    PATH = "/run/pycontain-nft.lock"
+
+    def __enter__(self) -> None:
+        import fcntl
+
+        self.fd = os.open(self.PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        fcntl.lockf(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def _chains() -> set[str]:

@@ -35,8 +35,7 @@ def cpc(tmp_path: Path, ns: NetNs, busybox_tarball: Path, monkeypatch: pytest.Mo
     yield p
     p.remove_all()
     assert network_leftovers(p) == []
-    found = [line for line in support.leaks_since(snapshot, tmp_path_factory.getbasetemp())
-             if not line.startswith("leaked nft: ")]  # TODO
+    found = support.leaks_since(snapshot, tmp_path_factory.getbasetemp())
     assert not found, "left behind:\n" + "\n".join(found)
 
 
