@@ -116,6 +116,8 @@ RUN_OPTIONS = [
     (("--platform",), "platform", VALUE, "PLATFORM", "the image's platform: only this host's (linux/amd64)"),
     (("--log-driver",), "log_driver", VALUE, "DRIVER", "json-file (default) or none"),
     (("--explain",), "explain", FLAG, "", "narrate each kernel step as it happens"),
+    (("--emit-shell",), "emit_shell", FLAG, "",
+     "print a bash script that builds the same container with standard tools (unshare, mount, ip, nft ...)"),
 ]
 # The flags above whose parsing _rare_options does: checked one dict lookup each on the common path.
 RARE_RUN_FLAGS = ("ip", "network_alias", "mac_address", "dns", "dns_search", "dns_option", "add_host", "expose",
@@ -132,7 +134,7 @@ EXEC_OPTIONS = [
 ]
 COMMANDS: dict[str, tuple[list[Any], str, str]] = {
     "run": (RUN_OPTIONS, "IMAGE [COMMAND [ARG...]]", "create and start a container"),
-    "create": ([o for o in RUN_OPTIONS if o[1] not in ("detach", "rm")] + [RUN_OPTIONS[3]],
+    "create": ([o for o in RUN_OPTIONS if o[1] not in ("detach", "rm", "emit_shell")] + [RUN_OPTIONS[3]],
                "IMAGE [COMMAND [ARG...]]", "create a container without starting it"),
     "start": ([(("-a", "--attach"), "attach", FLAG, "", "attach to its output (and exit with its exit code)"),
                (("-i", "--interactive"), "interactive", FLAG, "", "attach its stdin too"),
@@ -196,6 +198,8 @@ PLUGINS = {
     "pycontain.lifecycle": ("restart", "pause", "unpause", "rename", "container prune"),
     "pycontain.completion": ("completion",),
     "pycontain.compose.commands": ("compose",),
+    "pycontain.doctor": ("doctor",),
+    "pycontain.verify": ("verify",),
 }
 # Docker's management-command spellings (`image build`, `container diff`): the second word picks the
 # command. A "group sub" key of COMMANDS is its own command; ALIASES maps the rest onto a top-level one.
@@ -487,6 +491,10 @@ def cmd_run(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
     from pycontain import runtime
 
     cfg = config_from(opts, pos)
+    if opts.get("emit_shell"):
+        from pycontain import emitshell
+
+        return emitshell.cmd_emit(paths, cfg)
     if cfg.tty and cfg.interactive and not cfg.detach and not os.isatty(0):
         # Only -i needs our stdin to be a terminal: -t alone gives the container one for its output.
         raise UsageError("the input device is not a TTY: drop -t, or run pycontain from a terminal")
