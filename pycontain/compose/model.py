@@ -1065,7 +1065,7 @@ def _resolve(merged: dict[str, Any], origin: dict[str, _Source],
             svc.setdefault("depends_on", {}).setdefault(other, {"condition": "service_started", "required": True})
         if "networks" not in svc and mode is None:
             svc["networks"] = {"default": None}
-        for net in svc["networks"]:
+        for net in svc.get("networks", {}):
             if net == "default" and net not in networks:
                 uses_default = True
             elif net not in networks:

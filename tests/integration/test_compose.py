@@ -348,3 +348,39 @@ services:
     assert killed.returncode == 125 and "Traceback" not in killed.stderr, killed.stderr
     ok(cpc, f, "down")
     cpc.ok("gc")
+
+
+def test_keys_beyond_the_basics(cpc: NetPycontain, tmp_path: Path) -> None:
+    """network_mode/ipc service:NAME (that service's container, started first), volumes_from, tmpfs, limits,
+    logging, privileged off by default."""
+    f = project(tmp_path, f"""
+name: t
+services:
+  side:
+    image: busybox
+    command: ["sh", "-c", "{LOOP}"]
+    network_mode: service:main
+    ipc: service:main
+    volumes_from: [main:ro]
+    tmpfs: [/scratch]
+    pids_limit: 64
+    mem_limit: 32m
+    logging: {{driver: none}}
+  main:
+    image: busybox
+    command: ["sh", "-c", "{LOOP}"]
+    hostname: mainhost
+    ipc: shareable
+    volumes: ["/shared"]
+""")
+    ok(cpc, f, "up", "-d")
+    side, main = inspect(cpc, "t-side-1"), inspect(cpc, "t-main-1")
+    assert side["HostConfig"]["NetworkMode"] == f"container:{main['Id']}"  # type: ignore[index]
+    assert side["HostConfig"]["PidsLimit"] == 64 and side["HostConfig"]["Memory"] == 32 << 20  # type: ignore[index]
+    assert side["HostConfig"]["LogConfig"]["Type"] == "none"  # type: ignore[index]
+    assert cpc.ok("exec", "t-side-1", "hostname").stdout == "mainhost\n"
+    mounts = cpc.ok("exec", "t-side-1", "cat", "/proc/self/mounts").stdout
+    assert " /scratch tmpfs " in mounts and " /shared " in mounts
+    res = cpc("exec", "t-side-1", "touch", "/shared/x")
+    assert res.returncode == 1 and "Read-only" in res.stderr, res.stderr
+    ok(cpc, f, "down", "-v")
