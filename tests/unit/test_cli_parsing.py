@@ -40,18 +40,18 @@ def test_unknown_or_incomplete_flags_are_usage_errors(args):
 def test_config_from_flags_is_validated():
     opts, pos = parse_run("--pids-limit", "0", "img")
     with pytest.raises(UsageError, match="pids-limit"):
-        cli._config_from(opts, pos)
+        cli.config_from(opts, pos)
     opts, pos = parse_run("--name", "bad name", "img")
     with pytest.raises(UsageError, match="name"):
-        cli._config_from(opts, pos)
+        cli.config_from(opts, pos)
     opts, pos = parse_run("-w", "relative", "img")
     with pytest.raises(UsageError, match="absolute"):
-        cli._config_from(opts, pos)
+        cli.config_from(opts, pos)
 
 
 def test_config_from_flags_builds_a_frozen_config():
     opts, pos = parse_run("--rm", "-u", "nobody", "-h", "box", "--pids-limit", "-1", "img", "echo", "hi")
-    cfg = cli._config_from(opts, pos)
+    cfg = cli.config_from(opts, pos)
     assert cfg.image == "img" and cfg.command == ("echo", "hi")
     assert cfg.remove and cfg.user == "nobody" and cfg.hostname == "box"
     assert cfg.limits.pids is None

@@ -40,7 +40,7 @@ def _checked(command: str, args: list[str]) -> None:
     if command in ("run", "create"):
         opts.setdefault("detach", False)
         opts.setdefault("rm", False)
-        cli._config_from(opts, pos)
+        cli.config_from(opts, pos)
 
 
 @fuzz(1500)
@@ -67,7 +67,7 @@ def test_main_with_every_handler_stubbed(argv: list[str]) -> None:
     count("cli: _main with stubbed handlers")
     handlers = {name: _stub for name in cli.HANDLERS}
     for name in ("run", "create"):
-        handlers[name] = lambda paths, opts, pos: (cli._config_from(opts, pos), 0)[1]
+        handlers[name] = lambda paths, opts, pos: (cli.config_from(opts, pos), 0)[1]
     fake_paths = classmethod(lambda cls, root: cls("/nonexistent-fuzz/run", "/nonexistent-fuzz/storage"))
     out = io.StringIO()
     try:

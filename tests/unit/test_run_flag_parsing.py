@@ -23,7 +23,7 @@ def _network_none(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def config(*args: str) -> c.ContainerConfig:
     opts, pos = cli.parse_options(cli.RUN_OPTIONS, [*args, "img", "true"], "run")
-    return cli._config_from(opts, pos)  # type: ignore[no-any-return]
+    return cli.config_from(opts, pos)  # type: ignore[no-any-return]
 
 
 def test_no_rare_flag_leaves_every_new_field_at_its_default() -> None:

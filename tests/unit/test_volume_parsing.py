@@ -147,7 +147,7 @@ def test_run_path_does_not_import_volumes() -> None:
     import sys
 
     code = ("import sys; from pycontain import cli, config, runtime, oci; "
-            "cli._config_from({**{d: ([] if k == cli.MULTI else (False if k == cli.FLAG else None)) "
+            "cli.config_from({**{d: ([] if k == cli.MULTI else (False if k == cli.FLAG else None)) "
             "for _, d, k, _, _ in cli.RUN_OPTIONS}, 'volume': ['/tmp:/x']}, ['img']); "
             "print('pycontain.volumes' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
