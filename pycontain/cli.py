@@ -298,14 +298,17 @@ def usage(command: str | None = None) -> str:
                   "", "Run `pycontain COMMAND --help` for a command's options."]
         return "\n".join(lines)
     spec, args, desc = COMMANDS[command]
+    return command_usage(command, spec, args, desc) + (f"\n\n{HELP[command]}" if command in HELP else "")
+
+
+def command_usage(command: str, spec: list[Any], args: str, desc: str) -> str:
+    """One command's --help: usage line, description, its options (compose's subcommands use it too)."""
     lines = [f"Usage: pycontain {command} [OPTIONS] {args}".rstrip(), "", desc[:1].upper() + desc[1:] + ".", ""]
     if spec:
         lines.append("Options:")
         for names, _, _, metavar, text in spec:
             flag = ", ".join(names) + (f" {metavar}" if metavar else "")
             lines.append(f"  {flag:<28} {text}")
-    if command in HELP:
-        lines += ["", HELP[command]]
     return "\n".join(lines)
 
 

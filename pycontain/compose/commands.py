@@ -164,14 +164,9 @@ def cmd_compose(paths: Paths, opts: dict[str, Any], pos: list[str]) -> int:
 
 
 def _help(sub: str) -> None:
-    spec, metavar, desc = SUB[sub]
-    lines = [f"Usage: pycontain compose {sub} [OPTIONS] {metavar}".rstrip(), "", desc[:1].upper() + desc[1:] + ".", ""]
-    if spec:
-        lines.append("Options:")
-        for names, _, _, mv, text in spec:
-            flag = ", ".join(names) + (f" {mv}" if mv else "")
-            lines.append(f"  {flag:<28} {text}")
-    print("\n".join(lines))
+    from pycontain import cli
+
+    print(cli.command_usage(f"compose {sub}", *SUB[sub]))
 
 
 # Commands that work on a project's containers without its file, given -p NAME (as Compose's do).
