@@ -551,7 +551,11 @@ def check_images(paths: Paths) -> Check:
             except UsageError:
                 continue
     shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
-    return Check("images", OK, f"{len(ids)} image{'s' * (len(ids) != 1)}" + (f": {shown}" if shown else ""))
+    count = f"{len(ids)} image{'s' * (len(ids) != 1)}"
+    tagged = {refs[r] for r in refs if refs[r] in ids}
+    if len(tagged) < len(ids):
+        count += f", {len(ids) - len(tagged)} untagged"
+    return Check("images", OK, count + (f"; tagged: {shown}" if shown else ""))
 
 
 # ---------------------------------------------------------------- leftovers of killed runs (read-only)
@@ -795,7 +799,7 @@ _COLOURS = {OK: "\033[32m", WARNING: "\033[33m", MISSING: "\033[31m"}
 
 def render(checks: list[Check], colour: bool = False) -> str:
     """The plain-text report: CHECK, STATUS, FOUND, FIX columns, then a one-line verdict."""
-    header = ("CHECK", "STATUS", "FOUND", "FIX")
+    header = ("CHECK", "STATUS", "FOUND", "FIX" if any(c.fix for c in checks) else "")
     name_w = max(len(header[0]), *(len(c.name) for c in checks))
     status_w = max(len(header[1]), *(len(c.status) for c in checks))
     # The FOUND column is as wide as its longest entry that has a fix beside it, so the fixes line up.
@@ -807,6 +811,7 @@ def render(checks: list[Check], colour: bool = False) -> str:
         if colour and status in _COLOURS:
             padded = f"{_COLOURS[status]}{status}\033[0m" + " " * (status_w - len(status))
         text = f"{name.ljust(name_w)}   {padded}   " + (f"{detail.ljust(detail_w)}   {fix}" if fix else detail)
+
         lines.append(text.rstrip())
     missing = [c.name for c in checks if c.status == MISSING]
     warnings = sum(c.status == WARNING for c in checks)

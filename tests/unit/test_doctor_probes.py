@@ -425,6 +425,22 @@ def test_the_table_is_aligned_and_plain_unless_asked(tmp_path: Path, paths: stat
     assert "\033[32mok\033[0m" in coloured and "\033[33mwarning\033[0m" in coloured
 
 
+def test_images_count_tagged_and_untagged(tmp_path: Path, paths: state.Paths) -> None:
+    images = Path(paths.images)
+    for n in "ab":
+        write(images / "blobs" / "sha256" / (n * 64), "{}")
+        write(images / "meta" / f"{n * 64}.json", "{}")
+    write(images / "refs.json", json.dumps({"docker.io/library/busybox:latest": "sha256:" + "a" * 64}))
+    found = by_name(doctor.run_checks(paths, fake_host(tmp_path)))["images"]
+    assert found.status == OK and found.detail == "2 images, 1 untagged; tagged: busybox:latest"
+
+
+def test_no_fix_column_when_nothing_needs_one() -> None:
+    text = doctor.render([Check("kernel", OK, "Linux 6.1", required=True)])
+    assert text.splitlines()[0] == "CHECK    STATUS   FOUND"
+    assert text.splitlines()[-1] == "pycontain run will work here"
+
+
 def test_the_verdict_names_what_is_missing(tmp_path: Path, paths: state.Paths) -> None:
     host = fake_host(tmp_path)
     host.libseccomp = raiser(OSError(0, "cannot load libseccomp"))
