@@ -15,8 +15,11 @@ from pathlib import Path
 import leaks as leaks_module
 import pytest
 import support
+from images_support import LocalRegistry
 from netns_support import NetNs, NetPycontain, leakcheck_wrapper, network_leftovers
-from support import SETTLE_TIMEOUT, assert_pycontain_error
+from support import SETTLE_TIMEOUT, Pycontain, assert_pycontain_error
+
+pytest_plugins = ("images_support",)  # the registry fixtures
 
 LOOP = "trap 'exit 0' TERM; while true; do sleep 0.2; done"
 
@@ -384,3 +387,21 @@ services:
     res = cpc("exec", "t-side-1", "touch", "/shared/x")
     assert res.returncode == 1 and "Read-only" in res.stderr, res.stderr
     ok(cpc, f, "down", "-v")
+
+
+def test_build_push_pull_through_a_registry(pc: Pycontain, fresh_registry: LocalRegistry, tmp_path: Path) -> None:
+    """build tags the service's image, push sends it to a registry on 127.0.0.1, pull brings it back."""
+    ref = f"{fresh_registry.host}/shop/app:1"
+    f = project(tmp_path, f"name: t\nservices:\n  app:\n    image: {ref}\n    build: ./app\n")
+    (tmp_path / "proj" / "app").mkdir()
+    (tmp_path / "proj" / "app" / "Dockerfile").write_text('FROM busybox\nCOPY hello /hello\nCMD ["cat", "/hello"]\n')
+    (tmp_path / "proj" / "app" / "hello").write_text("built by compose\n")
+    res = pc("compose", "-f", f, "build")
+    assert res.returncode == 0 and "Service app  Built" in res.stderr, res.stderr
+    image_id = pc.ok("image", "inspect", "--format", "{{.Id}}", ref).stdout
+    assert pc("compose", "-f", f, "push").returncode == 0
+    pc.ok("rmi", ref)
+    res = pc("compose", "-f", f, "pull")
+    assert res.returncode == 0, res.stderr
+    assert pc.ok("image", "inspect", "--format", "{{.Id}}", ref).stdout == image_id
+    assert pc.ok("run", "--rm", ref).stdout == "built by compose\n"
