@@ -309,12 +309,15 @@ def check_idmap(host: Host, paths: Paths) -> Check:
 
 
 def _v1_mounts(host: Host) -> dict[str, str]:
-    """controller -> mount point of every cgroup v1 hierarchy, from mountinfo."""
+    """controller -> mount point of every cgroup v1 hierarchy in mountinfo that can be seen (mountinfo
+    also lists a mount hidden under a later one at the same place: its cgroup.procs is not there then)."""
     out: dict[str, str] = {}
     for line in (host.read(f"{host.proc}/self/mountinfo") or "").splitlines():
         left, _, right = line.partition(" - ")
         fields, mine = right.split(), left.split()
         if len(fields) < 3 or fields[0] != "cgroup" or len(mine) < 5:
+            continue
+        if not os.path.exists(f"{mine[4]}/cgroup.procs"):
             continue
         for option in fields[2].split(","):
             out.setdefault(option, mine[4])
@@ -329,13 +332,14 @@ def _cgroup2_mount(host: Host) -> str | None:
     return None
 
 
-def _kernel_controllers(host: Host) -> dict[str, bool]:
-    """/proc/cgroups: controller -> enabled (compiled in, and not switched off with cgroup_disable=)."""
+def _kernel_controllers(host: Host) -> dict[str, tuple[int, bool]]:
+    """/proc/cgroups: controller -> (its v1 hierarchy, 0 if none; enabled, i.e. not switched off with
+    cgroup_disable=). A controller the kernel lacks is not listed."""
     out = {}
     for line in (host.read(f"{host.proc}/cgroups") or "").splitlines():
         fields = line.split()
-        if len(fields) >= 4 and not line.startswith("#"):
-            out[fields[0]] = fields[3] == "1"
+        if len(fields) >= 4 and not line.startswith("#") and fields[1].isdigit():
+            out[fields[0]] = (int(fields[1]), fields[3] == "1")
     return out
 
 
@@ -384,7 +388,7 @@ def _v1_controllers(host: Host, mounts: dict[str, str]) -> list[Check]:
             bad = MISSING if required else WARNING
             if name not in kernel:
                 out.append(Check(label, bad, f"not in this kernel ({use})", "a kernel with this controller", required))
-            elif not kernel[name]:
+            elif not kernel[name][1]:
                 out.append(Check(label, bad, f"disabled on the kernel command line ({use})",
                                  f"remove cgroup_disable={name} from the kernel command line", required))
             else:
@@ -398,6 +402,7 @@ def _v2_controllers(host: Host) -> list[Check]:
     from pycontain.cgroups import v2
 
     root = host.cgroup_root
+    kernel = _kernel_controllers(host)
     available = set((host.read(f"{root}/cgroup.controllers") or "").split())
     enabled = set((host.read(f"{root}/cgroup.subtree_control") or "").split())
     out = []
@@ -406,8 +411,18 @@ def _v2_controllers(host: Host) -> list[Check]:
         required = required or name == "pids"  # v2 writes pids.max for every container
         label = f"cgroup {name}"
         if name not in available:
+            hierarchy, on = kernel.get(name, (0, False))
+            if name not in kernel:
+                fix = f"a kernel with the {name} controller"
+            elif not on:
+                fix = f"remove cgroup_disable={name} from the kernel command line"
+            elif hierarchy:
+                fix = ("it is bound to a v1 hierarchy: unmount that, or boot with "
+                       "systemd.unified_cgroup_hierarchy=1")
+            else:
+                fix = f"enable {name} in the parent cgroups' cgroup.subtree_control"
             out.append(Check(label, MISSING if required else WARNING, f"not in {root}/cgroup.controllers ({use})",
-                             f"a kernel with the {name} controller, not disabled by cgroup_disable=", required))
+                             fix, required))
         elif name in enabled:
             out.append(Check(label, OK, f"enabled in {root}/cgroup.subtree_control ({use})", required=required))
         else:

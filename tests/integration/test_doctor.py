@@ -126,6 +126,21 @@ def test_exit_1_when_the_config_file_is_broken(pc: Pycontain, tmp_path: Path) ->
     assert code == 1 and found["status"] == "missing" and "sometimes" in str(found["detail"]), found
 
 
+def test_exit_1_when_no_cgroup_hierarchy_can_be_seen(pc: Pycontain) -> None:
+    # In a private mount namespace of its own (gone with the command), an empty tmpfs hides every cgroup
+    # hierarchy under /sys/fs/cgroup, as on a host that never mounted them; the host itself is untouched.
+    script = 'mount -t tmpfs doctor-test /sys/fs/cgroup && exec "$@"'
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                          *pc.argv("doctor", "--format", "json")], capture_output=True, text=True,
+                         timeout=COMMAND_TIMEOUT, stdin=subprocess.DEVNULL)
+    assert res.returncode == 1, describe(res)
+    doc = json.loads(res.stdout)
+    found = checks_of(doc)["cgroups"]
+    assert doc["ok"] is False and found["status"] == "missing" and found["required"] is True, found
+    assert "no v1 hierarchy" in str(found["detail"]) and "mount -t cgroup2" in str(found["fix"]), found
+    assert "doctor-test" not in Path("/proc/self/mountinfo").read_text(), "the tmpfs reached the host"
+
+
 def test_colour_only_on_a_terminal(pc: Pycontain) -> None:
     master, slave = pty.openpty()
     try:

@@ -70,7 +70,7 @@ def fake_host(tmp: Path, *, release: str = "6.1.0-13-amd64", cgroup: int = 1, co
     if cgroup == 1:
         write(proc / "self" / "mountinfo", V1_MOUNTINFO.format(root=root))
         for c in ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "unified"):
-            (root / c).mkdir()
+            write(root / c / "cgroup.procs", "")
     else:
         write(proc / "self" / "mountinfo", f"30 23 0:26 / {root} rw - cgroup2 cgroup2 rw\n")
         write(root / "cgroup.controllers", "cpuset cpu io memory hugetlb pids rdma misc\n")
@@ -131,9 +131,13 @@ def test_cgroup_v2_controllers_and_the_bpf_device_filter(tmp_path: Path, paths: 
     assert found["cgroup cpuset"].status == WARNING
     host.bpf_device = raiser(OSError(errno.EPERM, "bpf(BPF_PROG_LOAD): Operation not permitted"))
     (Path(host.cgroup_root) / "cgroup.controllers").write_text("cpu memory\n")
+    cgroups = Path(host.proc) / "cgroups"
+    cgroups.write_text(cgroups.read_text().replace("pids\t11\t1\t1", "pids\t0\t1\t0"))
     checks = doctor.run_checks(paths, host)
     found = by_name(checks)
     assert found["cgroup devices"].status == MISSING and "CONFIG_CGROUP_BPF" in found["cgroup devices"].fix
+    assert found["cgroup pids"].fix == "remove cgroup_disable=pids from the kernel command line"
+    assert "bound to a v1 hierarchy" in found["cgroup cpuset"].fix  # a hybrid host's controllers are v1's
     assert found["cgroup pids"].status == MISSING and found["cgroup pids"].required
     assert not doctor.runnable(checks)
 
@@ -240,6 +244,9 @@ def test_cgroup_v1_controllers_missing_for_different_reasons(tmp_path: Path, pat
     assert found["cgroup memory"].status == MISSING and "cgroup_disable=memory" in found["cgroup memory"].fix
     assert found["cgroup freezer"].status == WARNING and "not in this kernel" in found["cgroup freezer"].detail
     assert not doctor.runnable(checks)
+    os.unlink(Path(host.cgroup_root) / "pids" / "cgroup.procs")  # hidden under another mount
+    found = by_name(doctor.run_checks(paths, host))
+    assert found["cgroup pids"].status == MISSING and "not mounted" in found["cgroup pids"].detail
     mountinfo.write_text("")
     found = by_name(doctor.run_checks(paths, host))
     assert found["cgroups"].status == MISSING and "cgroup pids" not in found
