@@ -176,6 +176,14 @@ def _dotted(v: tuple[int, ...]) -> str:
     return ".".join(map(str, v))
 
 
+def check_root() -> Check:
+    uid = os.geteuid()
+    if uid != 0:
+        return Check("root", MISSING, f"running as uid {uid}: containers need root's capabilities",
+                     "sudo pycontain doctor (and sudo for every pycontain command)", True)
+    return Check("root", OK, "running as uid 0", required=True)
+
+
 def check_kernel(host: Host) -> Check:
     version = _version(host.release)
     detail = f"Linux {host.release} ({host.machine})"
@@ -354,8 +362,9 @@ def check_cgroups(host: Host) -> list[Check]:
     if not os.path.isdir(root):
         return [Check("cgroups", MISSING, f"{root} does not exist", f"mount -t cgroup2 none {root}", True)]
     if version == 2:
-        if not os.access(root, os.W_OK):
-            return [Check("cgroups", MISSING, f"v2 at {root}, read-only", f"mount -o remount,rw {root}", True)]
+        why = _unwritable(root)
+        if why:
+            return [Check("cgroups", MISSING, f"v2 at {root}, {why}", _writable_fix(root, why), True)]
         checks = [Check("cgroups", OK, f"v2 (unified) at {root}", required=True)]
         checks += _v2_controllers(host)
         return checks
@@ -370,6 +379,22 @@ def check_cgroups(host: Host) -> list[Check]:
     return checks
 
 
+def _unwritable(path: str) -> str | None:
+    """Why pycontain could not make a cgroup in `path`, or None if it can."""
+    if os.access(path, os.W_OK):
+        return None
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return "read-only"
+    except OSError:
+        pass
+    return f"not writable by uid {os.geteuid()}"
+
+
+def _writable_fix(path: str, why: str) -> str:
+    return f"mount -o remount,rw {path}" if why == "read-only" else "run pycontain as root"
+
+
 def _v1_controllers(host: Host, mounts: dict[str, str]) -> list[Check]:
     from pycontain.cgroups import v1
 
@@ -379,9 +404,10 @@ def _v1_controllers(host: Host, mounts: dict[str, str]) -> list[Check]:
         use, required = CONTROLLER_USE.get(name, ("", False))
         label = f"cgroup {name}"
         point = mounts.get(name)
-        if point and not os.access(point, os.W_OK):
-            out.append(Check(label, MISSING if required else WARNING, f"{point} is read-only ({use})",
-                             f"mount -o remount,rw {point}", required))
+        why = _unwritable(point) if point else None
+        if point and why:
+            out.append(Check(label, MISSING if required else WARNING, f"{point} is {why} ({use})",
+                             _writable_fix(point, why), required))
         elif point:
             out.append(Check(label, OK, f"mounted at {point} ({use})", required=required))
         else:
@@ -767,6 +793,7 @@ def check_leftovers(paths: Paths, host: Host) -> Check:
 def probes(paths: Paths, host: Host) -> list[tuple[str, Callable[[], Check | list[Check]], bool]]:
     """(name, probe, required) in report order. `required` is the default for a probe that breaks."""
     return [
+        ("root", check_root, True),
         ("kernel", lambda: check_kernel(host), True),
         ("namespaces", lambda: check_namespaces(host), True),
         ("config", lambda: check_config(host), True),

@@ -481,3 +481,24 @@ def test_the_command_exits_1_when_run_would_fail(tmp_path: Path, paths: state.Pa
     host.openat2 = raiser(OSError(errno.ENOSYS, "nope"))
     assert doctor.cmd_doctor(paths, {"format": None}, []) == 1
     assert "pycontain run will not work here: missing kernel" in capsys.readouterr().out
+
+
+def test_not_root_is_missing(tmp_path: Path, paths: state.Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = fake_host(tmp_path)
+    assert by_name(doctor.run_checks(paths, host))["root"].status == OK
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    checks = doctor.run_checks(paths, host)
+    found = by_name(checks)["root"]
+    assert found.status == MISSING and "uid 1000" in found.detail and found.fix.startswith("sudo pycontain doctor")
+    assert not doctor.runnable(checks)
+
+
+def test_a_read_only_cgroup_hierarchy(tmp_path: Path, paths: state.Paths, monkeypatch: pytest.MonkeyPatch) -> None:
+    host = fake_host(tmp_path)
+    pids = f"{host.cgroup_root}/pids"
+    monkeypatch.setattr(doctor, "_unwritable", lambda path: "read-only" if path == pids else None)
+    checks = doctor.run_checks(paths, host)
+    found = by_name(checks)["cgroup pids"]
+    assert found.status == MISSING and found.detail.startswith(f"{pids} is read-only")
+    assert found.fix == f"mount -o remount,rw {pids}" and not doctor.runnable(checks)
+    assert doctor._writable_fix(pids, "not writable by uid 1000") == "run pycontain as root"
