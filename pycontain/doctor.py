@@ -119,19 +119,14 @@ def probe_openat2() -> None:
 
 
 def probe_idmap(directory: str) -> None:
-    """An idmapped, read-only, detached bind mount of `directory`, as userns.idmapped_layers makes one per
-    image layer, closed at once: a detached mount goes with its last descriptor, so nothing is left."""
-    from pycontain import syscalls
+    """What `--userns=auto` does to each image layer (userns.idmapped_layers: a read-only, idmapped,
+    detached bind mount), done to `directory` and closed at once: a detached mount goes with its last
+    descriptor, so nothing is left. The mapping is one id (container root -> nobody): any will do."""
+    from pycontain import userns
 
-    ns = syscalls.userns_fd("0 65534 1\n", "0 65534 1\n")
-    try:
-        tree = syscalls.open_tree(syscalls.AT_FDCWD, directory, syscalls.OPEN_TREE_CLONE | os.O_CLOEXEC, directory)
-        try:
-            syscalls.mount_setattr_idmap(tree, ns, directory, syscalls.MOUNT_ATTR_RDONLY)
-        finally:
-            os.close(tree)
-    finally:
-        os.close(ns)
+    mapping = [{"containerID": 0, "hostID": 65534, "size": 1}]
+    for _, fd in userns.idmapped_layers([directory], mapping, mapping):
+        os.close(fd)
 
 
 def probe_bpf_device() -> None:
@@ -600,10 +595,6 @@ def check_images(paths: Paths) -> Check:
 
 
 # ---------------------------------------------------------------- leftovers of killed runs (read-only)
-
-def _is_hex_id(name: str) -> bool:
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
-
 
 def _listdir(path: str) -> list[str]:
     try:
