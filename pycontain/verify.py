@@ -192,7 +192,7 @@ def sections(text: str) -> dict[str, str]:
 
 def _section(found: dict[str, str], name: str, error: str) -> str:
     if name not in found:
-        raise Missing(f"the container printed no {name!r} section" + (f" ({error})" if error else ""))
+        raise Missing(f"not observed: {error}" if error else f"the container printed no {name!r} section")
     return found[name]
 
 
@@ -242,6 +242,20 @@ def _ns_text(o: Observed, kind: str) -> str:
     return f"{o.ctr_ns.get(kind, '?')} vs host {o.host_ns.get(kind, '?').partition(':')[2]}"
 
 
+def attempts(text: str) -> list[tuple[str, int | None]]:
+    """Commands the script ran as `CMD 2>&1; echo "exit=$?"`: (their output, exit code) in order."""
+    out: list[tuple[str, int | None]] = []
+    lines: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("exit="):
+            code = line[5:]
+            out.append(("\n".join(lines).strip(), int(code) if code.isdigit() else None))
+            lines = []
+        else:
+            lines.append(line)
+    return out
+
+
 def _row(claim: str, how: str, problems: list[str]) -> Row:
     return Row(claim, how, "FAILED: " + "; ".join(problems) if problems else "ok")
 
@@ -273,7 +287,8 @@ def check_pid(o: Observed) -> Row:
         problems.append(f"from the host, its PID 1's NSpid is {' '.join(nspid) or 'missing'}")
     problems += [p for p in [_ns_differs(o, "pid")] if p]
     comms = ", ".join(sorted({c for _, c, _ in procs}))
-    how = (f"in: /proc lists {len(procs)} process(es) ({comms}), all under PID 1, which runs the command; "
+    how = (f"in: /proc lists {len(procs)} process{'es' if len(procs) != 1 else ''} ({comms}), all under PID 1, "
+           "which runs the command; "
            f"out: NSpid {' '.join(nspid)}, pid ns {_ns_text(o, 'pid')}")
     return _row("PID namespace", how, problems)
 
@@ -304,7 +319,13 @@ def check_uts(o: Observed) -> Row:
     if inside == after:
         problems.append(f"the container and the host share the hostname {inside!r}")
     problems += [p for p in [_ns_differs(o, "uts")] if p]
-    how = (f"in: hostname {inside!r} (set by pycontain inside the container); out: the host's stays "
+    tries = attempts(o.ns["write"]) if "write" in o.ns else []
+    if len(tries) < 2:
+        problems.append("`hostname` inside was not tried (the UTS namespace is the host's)")
+    elif tries[1][1] == 0:
+        problems.append(f"`hostname verify` inside succeeded ({tries[1][0][:60]!r})")
+    how = (f"in: hostname {inside!r} (set by pycontain in the container's namespace), `hostname verify` "
+           f"refused ({tries[1][0].rpartition(': ')[2] if len(tries) > 1 else '?'}); out: the host's stays "
            f"{after!r}; uts ns {_ns_text(o, 'uts')}")
     return _row("UTS namespace", how, problems)
 
@@ -458,12 +479,10 @@ def check_seccomp(o: Observed) -> Row:
         value = status_fields(text).get("Seccomp", "unreadable")
         if value != want:
             problems.append(f"Seccomp {where} is {value}")
-    tried = _section(o.ns, "seccomp", o.ns_error).strip()
-    lines = tried.splitlines()
-    if not o.seccomp:
-        pass
-    elif "Operation not permitted" not in tried or lines[-1:] == ["exit=0"]:
-        problems.append(f"`unshare -U true` gave {' / '.join(lines)[:100]!r}, not EPERM")
+    tries = attempts(_section(o.ns, "seccomp", o.ns_error))
+    if o.seccomp and (not tries or "Operation not permitted" not in tries[0][0] or tries[0][1] == 0):
+        seen = f"{tries[0][0][:80]!r} (exit {tries[0][1]})" if tries else "nothing"
+        problems.append(f"`unshare -U true` gave {seen}, not EPERM")
     how = (f"Seccomp of PID 1 = {want} (filter mode) in and out; in: `unshare -U true` (unshare(CLONE_NEWUSER), "
            "which needs no capability) fails with EPERM")
     return _row("seccomp", how, problems)
@@ -489,7 +508,7 @@ def check_masked(o: Observed) -> Row:
             kind, numbers = stats.get(path, ("missing", ""))
             if kind != "character special file" or numbers != "1:3":
                 problems.append(f"{path} is a {kind} {numbers}".rstrip() + ", not /dev/null")
-    how = (f"in: of the {len(MASKED_PATHS)} masked paths the {len(here)} this kernel has: files are /dev/null "
+    how = (f"in: the {len(here)} of the {len(MASKED_PATHS)} masked paths this kernel has: files are /dev/null "
            "(char 1:3, stat), directories an empty read-only tmpfs (mountinfo)")
     return _row("masked paths", how, problems)
 
@@ -504,17 +523,13 @@ def check_readonly(o: Observed) -> Row:
         opts = mounts.get(path, ("",))[0]
         if "ro" not in opts.split(","):
             problems.append(f"{path} is " + (f"mounted {opts}" if opts else "not a mount of its own"))
-    write = o.ns.get("write")
-    if write is None:
+    tries = attempts(o.ns["write"]) if "write" in o.ns else []
+    if not tries:
         problems.append("the write to /proc/sys/kernel/hostname was not tried (the UTS namespace is the host's)")
-    else:
-        first = write.split("exit=")[0]
-        if "Read-only file system" not in first:
-            problems.append(f"writing /proc/sys/kernel/hostname gave {first.strip()[:80]!r}, not EROFS")
-        if "exit=0" in write.split("\n")[-1:] or write.count("exit=0"):
-            problems.append("a hostname change inside succeeded: " + " / ".join(write.splitlines())[:100])
+    elif "Read-only file system" not in tries[0][0] or tries[0][1] == 0:
+        problems.append(f"writing /proc/sys/kernel/hostname gave {tries[0][0][:80]!r} (exit {tries[0][1]}), not EROFS")
     how = (f"in: {', '.join(here)} and /sys are read-only mounts (mountinfo); writing /proc/sys/kernel/hostname "
-           "fails with EROFS, `hostname` with EPERM")
+           "fails with EROFS")
     return _row("read-only paths", how, problems)
 
 
@@ -686,7 +701,7 @@ def _read(probe: Probe) -> None:
     except OSError:
         data = b""
     if not data:
-        probe.error = probe.error or "its monitor went away before it exited"
+        probe.error = probe.error or f"the {probe.key} container's monitor went away before it exited"
         probe.exit = -1 if probe.exit is None else probe.exit
         return
     probe.buf += data
@@ -846,7 +861,7 @@ def observe(paths: Any, image: str, with_userns: str) -> Observed:
             try:
                 start(paths, image, probe)
             except PycontainError as e:
-                probe.error = f"it did not start: {e}"
+                probe.error = f"the {probe.key} container did not start: {e}"
                 probe.exit = getattr(e, "exit_code", 125)
         _watch(paths, probes, o, host)
         o.host_hostname = (o.host_hostname[0], os.uname().nodename)
@@ -896,7 +911,7 @@ def _watch(paths: Any, probes: list[Probe], o: Observed, host: HostObjects) -> N
         left = deadline - time.monotonic()
         if left <= 0:
             for p in live:
-                p.error = f"no answer within {TIMEOUT:g} s"
+                p.error = f"the {p.key} container did not answer within {TIMEOUT:g} s"
             return
         try:
             ready, _, _ = select.select([p.sock for p in live], [], [], left)
@@ -981,10 +996,17 @@ def cmd_verify(paths: Any, opts: dict[str, Any], pos: list[str]) -> int:
         Store(paths).resolve(pos[0])  # an unknown image: its one line (exit 125) before anything starts
     image = pos[0] if pos else default_image(paths)
     started = time.monotonic()
-    rows = decide(observe(paths, image, userns_skip_reason()))
+    o = observe(paths, image, userns_skip_reason())
+    rows = decide(o)
     bad = failed(rows)
     skipped = sum(r.result.startswith("skipped") for r in rows)
     print(table(rows, shutil.get_terminal_size((120, 24)).columns))
+    # What went wrong with the containers themselves, once, when it may explain a failure.
+    o_errors = dict.fromkeys(e for e in (o.ns_error, o.limits_error, o.userns_error) if e and bad)
+    for e in o_errors:
+        print(f"\n{e}")
+    if any("did not start" in e for e in o_errors):
+        print("verify runs busybox applets in the image: sh, cat, ls, stat, unshare, hostname, sleep, dd")
     print(f"\n{len(rows)} claims on {image}: {len(rows) - len(bad) - skipped} ok"
           + (f", {skipped} skipped" if skipped else "") + (f", {len(bad)} FAILED" if bad else "")
           + f" ({time.monotonic() - started:.2f} s)")
