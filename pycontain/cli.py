@@ -217,8 +217,9 @@ ALIASES = {
     "container update": "update", "container export": "export", "container attach": "attach",
     "volume list": "volume ls", "volume remove": "volume rm",
 }
-# Commands that read no state, so any user may run them (`source <(pycontain completion bash)`).
-NO_ROOT = {"completion"}
+# Commands any user may run: completion reads no state (`source <(pycontain completion bash)`); doctor says
+# itself what a non-root user lacks.
+NO_ROOT = {"completion", "doctor"}
 # Commands whose options end at their first positional argument (the rest belongs to the container).
 STOP_AT_POSITIONAL = {"run", "create", "exec", "compose", "compose exec", "compose run"}
 
