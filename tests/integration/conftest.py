@@ -1,7 +1,9 @@
 """Fixtures for the integration suite: real kernel, the real `pycontain` command, one state root per test.
 
 Every test drives the installed `pycontain` command (never the package's functions), as a user would,
-with `--root` inside the test's own tmp_path, so tests never share state or touch a real store.
+with `--root` inside the test's own tmp_path, so tests never share state or touch a real store. The
+generic parts are the package's: the command wrapper is pycontain.pytest_plugin.Command (support.Pycontain)
+and the leak checker pycontain.leakcheck (leaks.py); what remains here are this suite's thin wrappers.
 
     pc               pycontain with this test's root, the busybox image already imported as `busybox`
     no_leaks         leakcheck snapshot before the test, diff after it (once its containers are removed)
@@ -9,6 +11,9 @@ with `--root` inside the test's own tmp_path, so tests never share state or touc
     busybox_tarball  rootfs/build.py's image, built once per session
     evil_tarball     busybox plus a symlink /evil -> / (built once per session)
     alpine_tarball   the shared Alpine minirootfs, read where it is
+
+A test that needs the Alpine tarball (this fixture, the registries filled from it, or ALPINE_TARBALL in
+its code) and cannot find it fails in one line saying what is missing and where it is expected.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ import pytest
 pytest.register_assert_rewrite("leaks", "support", "oci_support", "engines", "images_support", "netns_support")
 
 import leaks  # noqa: E402
-from support import ALPINE_TARBALL, COMMAND_TIMEOUT, PYCONTAIN, Pycontain  # noqa: E402
+from support import ALPINE_TARBALL, ALPINE_WHAT, COMMAND_TIMEOUT, PYCONTAIN, Pycontain  # noqa: E402
+
+from pycontain.pytest_plugin import require_testdata  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -77,8 +84,41 @@ def evil_tarball(busybox_tarball: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def alpine_tarball() -> Path:
-    assert ALPINE_TARBALL.is_file(), f"{ALPINE_TARBALL} is missing"
-    return ALPINE_TARBALL
+    return require_testdata(ALPINE_TARBALL, ALPINE_WHAT)
+
+
+# What marks a test as needing the Alpine tarball: these fixtures (the registries are filled from it), or
+# these names in the code of the test or of one of its fixtures.
+ALPINE_FIXTURES = {"alpine_tarball", "registry", "htpasswd_registry", "token_registry"}
+ALPINE_NAMES = {"ALPINE_TARBALL", "push_tarball"}
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if ALPINE_TARBALL.is_file():
+        return  # the usual case costs one stat per test
+    if _needs_alpine(item):
+        require_testdata(ALPINE_TARBALL, ALPINE_WHAT)
+
+
+def _needs_alpine(item: pytest.Item) -> bool:
+    if ALPINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    functions = [getattr(item, "function", None)]
+    info = getattr(item, "_fixtureinfo", None)
+    for defs in (info.name2fixturedefs.values() if info is not None else ()):
+        functions += [d.func for d in defs]
+    return any(ALPINE_NAMES & _code_names(getattr(f, "__code__", None)) for f in functions)
+
+
+def _code_names(code: Any) -> set[str]:
+    """The global and attribute names a function's code (nested functions included) refers to."""
+    if code is None:
+        return set()
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if hasattr(const, "co_names"):
+            names |= _code_names(const)
+    return names
 
 
 # ---------------------------------------------------------------- pycontain and leak checks

@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from support import COMMAND_TIMEOUT, LEAKCHECK, SETTLE_TIMEOUT, Pycontain
+from leaks import DEFAULT_LEAKCHECK
+from support import COMMAND_TIMEOUT, SETTLE_TIMEOUT, Pycontain
 
 HEX_ID = re.compile(r"[0-9a-f]{64}")
 VETH = re.compile(r"^pc[0-9a-f]{12}$")
@@ -143,10 +144,10 @@ def udp_echo(ns: NetNs, host: str, port: int, text: str) -> str:
 
 
 def leakcheck_wrapper(tmp_path: Path, ns: NetNs) -> str:
-    """support's leak checks run LEAKCHECK; this one runs it inside the test's namespace (links and
-    nft rules are per network namespace; mounts, cgroups and processes are the host's anyway)."""
+    """A command for leaks.LEAKCHECK: pycontain.leakcheck's command line run inside the test's namespace
+    (links and nft rules are per network namespace; mounts, cgroups and processes are the host's anyway)."""
     wrapper = tmp_path / "leakcheck-in-netns"
-    wrapper.write_text(f"#!/bin/sh\nexec nsenter --net={ns.path} -- {LEAKCHECK} \"$@\"\n")
+    wrapper.write_text(f"#!/bin/sh\nexec nsenter --net={ns.path} -- {DEFAULT_LEAKCHECK} \"$@\"\n")
     wrapper.chmod(0o755)
     return str(wrapper)
 

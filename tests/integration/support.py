@@ -5,7 +5,6 @@ Fixtures live in conftest.py; this module holds the plain functions and classes 
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
@@ -16,14 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-# Leak checking lives in leaks.py; these names are kept here for the modules that import them from support.
+# Leak checking lives in leaks.py (on pycontain.leakcheck); these names are kept for the modules that
+# import them from here.
 from leaks import LEAKCHECK, leaks_since  # noqa: F401
 from leaks import snapshot as leakcheck_snapshot  # noqa: F401
+from pycontain.pytest_plugin import Command, describe  # noqa: F401 - describe is support's public name too
 
 PYCONTAIN = shutil.which("pycontain") or "/usr/local/bin/pycontain"
-# shared/ lies beside the repository, here and in CI's fresh clone.
+# shared/ lies beside the repository, here and in CI's fresh clone: test data that is not committed (the
+# Alpine minirootfs). A test that needs it and cannot find it fails in one line (conftest.py).
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 ALPINE_TARBALL = SHARED / "images" / "alpine-minirootfs-3.20.3-x86_64.tar.gz"
+ALPINE_WHAT = "the Alpine minirootfs tarball (from alpinelinux.org, kept beside the repository)"
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 # A hang guard, not a timing assertion: a command that has not finished in this long is stuck.
@@ -34,90 +37,15 @@ SETTLE_TIMEOUT = 20
 
 # ---------------------------------------------------------------- running pycontain
 
-def describe(res: subprocess.CompletedProcess[str]) -> str:
-    args = res.args if isinstance(res.args, list) else [res.args]
-    return (f"`{' '.join(map(str, args))}` exited {res.returncode}\n"
-            f"--- stdout\n{res.stdout}--- stderr\n{res.stderr}")
+class Pycontain(Command):
+    """`pycontain --root ROOT ...` for one test. Calls return subprocess.CompletedProcess (text).
 
-
-class Pycontain:
-    """`pycontain --root ROOT ...` for one test. Calls return subprocess.CompletedProcess (text)."""
+    The plugin's Command (pycontain.pytest_plugin) with the installed launcher: argv, __call__, ok (its
+    failure, CommandFailed, is an AssertionError carrying describe()), popen, inspect, status,
+    wait_until_running, wait_for_log, remove_all."""
 
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.popens: list[subprocess.Popen[str]] = []
-
-    def argv(self, *args: str | os.PathLike[str]) -> list[str]:
-        return [PYCONTAIN, "--root", str(self.root), *map(str, args)]
-
-    def __call__(self, *args: str | os.PathLike[str], input: str | None = None,
-                 timeout: float = COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        if input is None:
-            return subprocess.run(self.argv(*args), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                  timeout=timeout)
-        return subprocess.run(self.argv(*args), input=input, capture_output=True, text=True, timeout=timeout)
-
-    def ok(self, *args: str | os.PathLike[str], **kw: Any) -> subprocess.CompletedProcess[str]:
-        """Run and insist on exit 0; the failure message carries everything needed to see why."""
-        res = self(*args, **kw)
-        assert res.returncode == 0, describe(res)
-        return res
-
-    def popen(self, *args: str | os.PathLike[str], **kw: Any) -> subprocess.Popen[str]:
-        """Start pycontain in the background; it is killed (if still running) when the test ends."""
-        p: subprocess.Popen[str] = subprocess.Popen(
-            self.argv(*args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, **kw)
-        self.popens.append(p)
-        return p
-
-    def inspect(self, ref: str) -> dict[str, Any]:
-        res = self.ok("inspect", ref)
-        data = json.loads(res.stdout)
-        assert isinstance(data, list) and len(data) == 1, res.stdout
-        return dict(data[0])
-
-    def status(self, ref: str) -> str:
-        return str(self.inspect(ref)["State"]["Status"])
-
-    def wait_until_running(self, ref: str) -> dict[str, Any]:
-        """Poll `inspect` until the container runs (a hang guard: nothing asserts how long it took)."""
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        last = None
-        while time.monotonic() < deadline:
-            last = self("inspect", ref)
-            if last.returncode == 0:
-                info = json.loads(last.stdout)[0]
-                if info["State"]["Status"] == "running":
-                    return dict(info)
-            time.sleep(0.05)
-        raise AssertionError(f"container {ref} never reached running; last inspect: "
-                             + (describe(last) if last else "none"))
-
-    def wait_for_log(self, ref: str, text: str) -> str:
-        deadline = time.monotonic() + SETTLE_TIMEOUT
-        out = ""
-        while time.monotonic() < deadline:
-            out = self.ok("logs", ref).stdout
-            if text in out:
-                return out
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} never appeared in the logs of {ref}; logs so far: {out!r}")
-
-    def remove_all(self) -> None:
-        """Kill whatever this test started and remove every container in its root.
-
-        No `gc` here: gc looks at host-wide objects, so only the tests that need it (after killing
-        pycontain itself) call it.
-        """
-        for p in self.popens:
-            if p.poll() is None:
-                p.kill()
-            p.communicate(timeout=COMMAND_TIMEOUT)
-        self.popens.clear()
-        ids = self("ps", "-a", "-q").stdout.split()
-        if ids:
-            self("rm", "-f", *ids)
+        super().__init__(root, PYCONTAIN)
 
 
 def assert_pycontain_error(res: subprocess.CompletedProcess[str], code: int = 125,

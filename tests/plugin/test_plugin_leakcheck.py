@@ -1,0 +1,58 @@
+"""--pycontain-leakcheck fails a test that leaves a host object behind, and only that test."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+from plugin_support import Inner
+
+LEAKS_A_MOUNT = '''
+import subprocess
+
+
+def test_clean_before(tmp_path):
+    pass
+
+
+def test_leaks_a_mount(tmp_path):
+    (tmp_path / "m").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "plugin-leak", str(tmp_path / "m")], check=True)
+
+
+def test_clean_after(tmp_path):
+    pass
+'''
+
+
+def unmount_leftovers(source: str) -> None:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f if line.split(" - ", 1)[1].split()[:2] == ["tmpfs", source]]
+    for point in reversed(points):
+        subprocess.run(["umount", point], check=True)
+
+
+def test_a_leaked_mount_fails_that_test(inner: Callable[..., Inner]) -> None:
+    try:
+        run = inner(LEAKS_A_MOUNT, "--pycontain-leakcheck")
+    finally:
+        unmount_leftovers("plugin-leak")
+    assert run.outcomes == {"passed": 3, "error": 1}, run.output
+    assert "ERROR at teardown of test_leaks_a_mount" in run.output, run.output
+    assert "leaked mount: " in run.output and " tmpfs plugin-leak" in run.output, run.output
+
+
+def test_without_the_option_nothing_is_checked(inner: Callable[..., Inner]) -> None:
+    try:
+        run = inner(LEAKS_A_MOUNT)
+    finally:
+        unmount_leftovers("plugin-leak")
+    assert run.outcomes == {"passed": 3}, run.output
+
+
+def test_the_ini_setting_turns_it_on(inner: Callable[..., Inner]) -> None:
+    try:
+        run = inner(LEAKS_A_MOUNT, "-o", "pycontain_leakcheck=true")
+    finally:
+        unmount_leftovers("plugin-leak")
+    assert run.outcomes == {"passed": 3, "error": 1}, run.output
