@@ -621,7 +621,7 @@ def table(rows: list[Row], width: int = 120) -> str:
 
     claim_w = max(len("CLAIM"), *(len(r.claim) for r in rows))
     result_w = max(24, min(40, width // 4))
-    how_w = max(30, width - claim_w - result_w - 4)
+    how_w = min(max(30, width - claim_w - result_w - 4), max(len(r.how) for r in rows))
     out = [f"{'CLAIM':<{claim_w}}  {'HOW IT WAS CHECKED':<{how_w}}  RESULT"]
     for r in rows:
         how = textwrap.wrap(r.how, how_w) or [""]
@@ -829,8 +829,38 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM or SIGHUP: cleaned up and reported like Ctrl-C."""
 
 
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(signal.Signals(signum).name)
+
+
+class Deferred:
+    """A step that makes something only its own end can undo (a record and the lock fd `create`
+    returns before `start_detached` hands it to the monitor; a mount before it is noted): Ctrl-C,
+    SIGTERM and SIGHUP wait until the step is done, then interrupt as usual. An exception cut into
+    such a step would leave this process holding the container's lock, and `rm -f` waiting on it.
+
+    Python-level handlers, not a blocked signal mask: a monitor forked meanwhile would pass the mask
+    on to the container it execs (a handler is reset by execve).
+    """
+
+    def __enter__(self) -> Deferred:
+        self.pending: int | None = None
+        self.saved: dict[int, Any] = {s: signal.signal(s, self._note) for s in STOPS}
+        return self
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.pending = self.pending or signum
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self.saved.items():
+            signal.signal(s, handler)
+        if self.pending is not None and exc[0] is None:
+            handler = self.saved[self.pending]
+            if callable(handler):
+                handler(self.pending, None)  # raises KeyboardInterrupt (or Interrupted)
 
 
 def observe(paths: Any, image: str, with_userns: str) -> Observed:
@@ -854,12 +884,13 @@ def observe(paths: Any, image: str, with_userns: str) -> Observed:
     if not with_userns:
         probes.append(Probe("userns", f"verify-{token}-userns", ["--userns", "auto"], userns_script()))
     o.argv = ns.argv
-    handlers = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGHUP)}
+    handlers = {s: signal.signal(s, _interrupt) for s in STOPS if s != signal.SIGINT}
     try:
         o.host_hostname = (os.uname().nodename, "")
         for probe in probes:
             try:
-                start(paths, image, probe)
+                with Deferred():
+                    start(paths, image, probe)
             except PycontainError as e:
                 probe.error = f"the {probe.key} container did not start: {e}"
                 probe.exit = getattr(e, "exit_code", 125)
@@ -871,13 +902,13 @@ def observe(paths: Any, image: str, with_userns: str) -> Observed:
         if limits.rec is not None and limits.exit is not None and not limits.error:
             from pycontain import runtime
 
-            runtime.wait(paths, limits.rec.id)  # its monitor has written the final state
-            st = limits.rec.read_state()
+            with Deferred():  # wait's lock fd is closed before an interrupt
+                runtime.wait(paths, limits.rec.id)  # its monitor has written the final state
+                st = limits.rec.read_state()
             o.limits_exit, o.limits_oom = st.exit_code, st.oom_killed
     finally:
         # Removal must not be cut short by a second Ctrl-C: the signals wait until it is done.
-        blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
         try:
             for probe in probes:
                 if probe.sock >= 0:
@@ -922,7 +953,9 @@ def _watch(paths: Any, probes: list[Probe], o: Observed, host: HostObjects) -> N
             if not p.ready and f"\n{MARK}ready\n" in "\n" + p.out.decode(errors="replace"):
                 p.ready = True
                 pid = runtime.live_pid(p.rec)
-                _send(p, answer(p, pid, o, host))
+                with Deferred():  # the host objects are noted as soon as they exist
+                    line = answer(p, pid, o, host)
+                _send(p, line)
             if p.exit is not None:
                 live.remove(p)
 
