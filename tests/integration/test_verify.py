@@ -1,6 +1,6 @@
 """`pycontain verify`: on this host every isolation claim holds, and verify leaves nothing behind, even
 when it is interrupted. That it can fail is shown here with an image it cannot run its probes in, and
-claim by claim with failing observations in tests/unit/test_verify.py."""
+claim by claim with failing observations in tests/unit/test_verify_checks.py."""
 
 from __future__ import annotations
 
