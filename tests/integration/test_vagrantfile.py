@@ -56,3 +56,14 @@ def test_the_vm_is_debian_12_provisioned_with_the_readmes_commands() -> None:
     for command in ("sudo scripts/install", "sudo scripts/test"):
         assert command in readme, f"the README no longer says `{command}`"
         assert command in text, f"the Vagrantfile's provisioning does not run `{command}`"
+
+
+def test_provisioning_checks_the_host_and_proves_isolation_before_the_suite() -> None:
+    # doctor and verify fail fast, with the fix named, on a box that cannot run containers; the suite
+    # would fail test after test instead.
+    lines = [line.strip() for line in VAGRANTFILE.read_text().splitlines()]
+    order = [next((i for i, line in enumerate(lines) if line.startswith(command)), -1)
+             for command in ("sudo scripts/install", "sudo pycontain doctor", "sudo pycontain verify",
+                             "sudo PYCONTAIN_SKIP_VM=1 scripts/test")]
+    assert -1 not in order and order == sorted(order), order
+    assert "set -eu" in lines  # a failing check stops the provisioning
