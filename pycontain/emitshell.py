@@ -381,6 +381,9 @@ class Script:
             "set -euo pipefail",
             "unset BASH_ENV ENV CDPATH  # nothing of the caller's shell setup runs in the steps below",
             "umask 022",
+            "# The script's own id: its cgroup, veth and nft table are named after it, so two runs never meet.",
+            "ID=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \\n')",
+            "SHORT=${ID:0:12}",
             "",
             "# ---------------------------------------------------------------- what `run` was asked for",
             f"IMAGE={word(p.image.ref)}",
@@ -547,12 +550,19 @@ class Script:
         rules = list(res.get("devices") or []) + DEFAULT_DEVICE_RULES
         v1.append("# linux.resources.devices, then the nodes every container needs: which device nodes it may "
                   "open or make")
-        for rule in rules:
+        written: dict[str, bool] = {}
+        last = None
+        for rule in rules:  # as cgroups/v1.py writes them: a repeat with no other verdict between changes nothing
             kind = rule.get("type") or "a"
             entry = "a" if kind == "a" else f"{kind} {_num(rule.get('major'))}:{_num(rule.get('minor'))} " \
                                             f"{rule.get('access') or 'rwm'}"
-            verdict = "allow" if rule.get("allow") else "deny"
-            v1.append(f"echo {shlex.quote(entry)} > \"$(v1_dir devices)/devices.{verdict}\"")
+            allow = bool(rule.get("allow"))
+            if written.get(entry) is allow and last is allow:
+                continue
+            if allow is not last:
+                written = {}
+            written[entry], last = allow, allow
+            v1.append(f"echo {shlex.quote(entry)} > \"$(v1_dir devices)/devices.{'allow' if allow else 'deny'}\"")
         v2.append("# (device rules: a BPF program on v2, which no standard tool loads: see the header)")
         out = ["if [ -e /sys/fs/cgroup/cgroup.controllers ]; then  # cgroup v2: one unified tree",
                "  CG_VERSION=2"]
@@ -711,9 +721,6 @@ for layer in "${LAYERS[@]}"; do
   [ -d "$layer" ] || die "layer $layer of $IMAGE is gone from pycontain's store (was the image removed?)"
 done
 
-# The script's own id: its cgroup, veth and nft table are named after it, so two runs never meet.
-ID=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
-SHORT=${ID:0:12}
 CG_NAME=pycontain-sh-$ID
 CG_DIRS=()
 WORK= UNSHARE_PID= CONTAINER_PID= VETH= NFT_TABLE= LEASED= LOCK_FD= GO_FD= PIN_DIR=
@@ -748,7 +755,8 @@ v1_dir() {  # the container's directory in the hierarchy of controller $1
 
 cleanup() {
   local code=$? d i
-  trap '' INT TERM HUP  # finish cleaning up whatever else arrives
+  trap '' INT TERM HUP PIPE  # finish cleaning up whatever else arrives
+  trap - ERR
   set +e
   if [ -n "$UNSHARE_PID" ] && kill -0 "$UNSHARE_PID" 2>/dev/null; then
     kill -KILL "$UNSHARE_PID"  # --kill-child: its PID 1 dies with it, and the whole PID namespace with that
@@ -780,6 +788,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
+trap 'exit 141' PIPE
+set -E; trap 'exit 125' ERR  # a failed step: 125, as `run` exits when it cannot make the container
 
 pycontain_ipam() {  # pycontain's own IPAM, for the one thing that is bookkeeping rather than a kernel call
   "$PYCONTAIN_PYTHON" -I -S -c 'import sys; sys.path.insert(0, sys.argv.pop(1)); from pycontain import emitshell
@@ -908,11 +918,14 @@ write_etc_files'''
 
 CLONE = r'''if [ "$NEW_NETNS" = 1 ]; then net=--net; else net=; fi
 if [ -n "${BRIDGE:-}" ]; then
+  # PID 1 waits on this FIFO for its network. Opened here for reading and writing (which never blocks),
+  # it has a writer as long as this script lives: if the script dies, PID 1 reads end-of-file and exits.
   mkfifo -m 600 "$WORK/go"
-  exec {GO_FD}<>"$WORK/go"  # read and write: opening it never blocks, even if PID 1 has died
+  exec {GO_FD}<>"$WORK/go"
 fi
 namespaces() {
-  unshare --pid --fork --kill-child --mount --propagation unchanged --uts --ipc $net \
+  if [ -n "$GO_FD" ]; then exec {GO_FD}>&-; fi  # only this script writes to the FIFO
+  exec unshare --pid --fork --kill-child --mount --propagation unchanged --uts --ipc $net \
     -- "$BASH" -c "$(stage container_init)"
 }
 if [ "$STDIN_OPEN" = 1 ]; then namespaces <&0 & else namespaces < /dev/null & fi
@@ -927,7 +940,7 @@ CONTAINER_PID=${CONTAINER_PID%% *}'''
 
 VETH = r'''[ -n "$CONTAINER_PID" ] || die "the container's PID 1 never started"
 VETH=pc$SHORT
-ip link add "$VETH" type veth peer name eth0 address "$MAC" netns "/proc/$CONTAINER_PID/ns/net"
+ip link add "$VETH" type veth peer name eth0 address "$MAC" netns "$CONTAINER_PID"
 ip link set "$VETH" master "$BRIDGE"
 ip link set "$VETH" type bridge_slave hairpin on
 ip link set "$VETH" up'''
@@ -952,21 +965,17 @@ for mapping in "${PUBLISHED_PORTS[@]}"; do
   done
   PUBLISHED+="${PUBLISHED:+, }$host_ip:$host_port/$proto -> $ADDR:$ctr_port"
 done
-nft -f - <<EOF
-table ip $NFT_TABLE {
-  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }
-  chain output { type nat hook output priority -100; policy accept; }
-  chain postrouting { type nat hook postrouting priority srcnat; policy accept;
-    oifname "$BRIDGE" ip saddr 127.0.0.0/8 ip daddr $ADDR masquerade comment "from 127.0.0.1: replies via the host"
-  }
-}
-$rules
-EOF'''
+printf '%s\n' "table ip $NFT_TABLE {" \
+  "  chain prerouting { type nat hook prerouting priority dstnat; policy accept; }" \
+  "  chain output { type nat hook output priority -100; policy accept; }" \
+  "  chain postrouting { type nat hook postrouting priority srcnat; policy accept; }" \
+  "}" \
+  "add rule ip $NFT_TABLE postrouting oifname \"$BRIDGE\" ip saddr 127.0.0.0/8 ip daddr $ADDR masquerade" \
+  "$rules" | nft -f -  # the masquerade: a reply to 127.0.0.1 must come back through the host'''
 
 INIT = r'''if [ -n "$LOCK_FD" ]; then exec {LOCK_FD}>&-; fi  # the lease's lock stays unshare's: as long as we live
 if [ -n "$GO_FD" ]; then
-  read -r _ <&"$GO_FD"  # the host side attaches eth0 meanwhile
-  exec {GO_FD}<&-
+  read -r _ < "$WORK/go" || exit 125  # the host side attaches eth0 meanwhile (end-of-file: it died)
 fi
 if [ "$CG_VERSION" = 2 ]; then
   # [explain] write 0 > $CG_DIR/cgroup.procs: the child joins its cgroup before exec
