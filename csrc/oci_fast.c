@@ -6,7 +6,7 @@
  * reference VM, then ~3 ms of imports, against 4.3 ms for a whole `runc --version`. `start` (open the
  * exec FIFO, read one byte) and `delete` (kill, rmdir the cgroup, remove the record) are a few system
  * calls each; done here they cost ~1 ms. Measured with scripts/bench --engines: create+start+delete
- * of a bundle went from 39.6 ms (1.11x runc) to the figure in the README.
+ * of a bundle went from 39.6 ms (1.11x runc) to the figure in docs/performance.md.
  *
  * It handles only the plain cases, read from the record's `fast` file that `create` writes
  * (pycontain/oci/state.py): the init's pid and start time, whether the spec has poststart or

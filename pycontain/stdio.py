@@ -13,7 +13,7 @@ container's process exits: whatever is left behind then holds pipes that lead no
 
 The relay runs until the container's process exits (a pidfd says so), then drains what the pipes
 already hold. Measured on the reference VM: three pipes and the poll loop add ~0.1 ms to `run --rm true`;
-throughput is in the README's Performance section.
+throughput is in docs/performance.md.
 """
 
 from __future__ import annotations

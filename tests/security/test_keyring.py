@@ -1,7 +1,7 @@
 """Each container gets a fresh session keyring: the caller's session keys stay on the host.
 
 The review found the container read keys from the caller's session keyring (and shares root's user
-keyring, which stays shared until user namespaces: see the README's security section).
+keyring, which stays shared until user namespaces: see docs/security.md).
 Would have caught: 3009c56 (the last commit before the fix).
 """
 
