@@ -45,8 +45,13 @@ def inner(tmp_path: Path) -> Iterator[Callable[..., Inner]]:
 
     before = leakcheck.take()
     yield run
-    # Nothing of the inner runs remains on the host (their network namespaces went with them).
-    found = leakcheck.Attribution([tmp_path]).filter(leakcheck.new_since(before))
+    # Nothing of the inner runs remains on the host (their network namespaces went with them). As the
+    # plugin's own check does: a namespaced process nothing places is another tool's on this shared machine.
+    # pycontain never names a network namespace (a /run/netns name, and its nsfs mount, come from `ip netns
+    # add`, which no inner test runs): one appearing meanwhile is another session's.
+    found = [(kind, obj) for kind, obj in leakcheck.new_since(before)
+             if kind != "netns" and not (kind == "mount" and obj.startswith(leakcheck.NETNS_DIR + "/"))]
+    found = leakcheck.Attribution([tmp_path], unplaced_containers=False).filter(found)
     assert not found, "the inner pytest runs left host objects behind:\n" + "\n".join(
         leakcheck.line(kind, obj) for kind, obj in found)
 

@@ -1,9 +1,11 @@
-"""--pycontain-leakcheck fails a test that leaves a host object behind, and only that test."""
+"""--pycontain-leakcheck fails a test that leaves a host object behind (a mount, a container's processes
+and cgroups), and only that test."""
 
 from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 from plugin_support import Inner
 
@@ -56,3 +58,43 @@ def test_the_ini_setting_turns_it_on(inner: Callable[..., Inner]) -> None:
     finally:
         unmount_leftovers("plugin-leak")
     assert run.outcomes == {"passed": 3, "error": 1}, run.output
+
+
+LEAKS_A_CONTAINER = '''
+import shutil
+import subprocess
+
+
+def test_leaks_a_container(tmp_path):
+    # Not through the fixture (which would remove it): a detached container in a root of the test's own.
+    res = subprocess.run([shutil.which("pycontain"), "--root", str(tmp_path / "own-root"), "run", "-d",
+                          "--name", "forgotten", {image!r}, "sleep", "120"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+'''
+
+
+def test_a_leaked_container_fails_that_test(inner: Callable[..., Inner], tmp_path: Path, rootfs: Path) -> None:
+    import shutil
+
+    source = LEAKS_A_CONTAINER.format(image="plugin-leak-bb")
+    # The inner test's root gets the image first, where the inner test will look for it.
+    conftest = f'''
+import shutil
+import subprocess
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _image(tmp_path):
+    subprocess.run([shutil.which("pycontain"), "--root", str(tmp_path / "own-root"), "import", {str(rootfs)!r},
+                    "plugin-leak-bb"], check=True, capture_output=True)
+'''
+    try:
+        run = inner(source, "--pycontain-leakcheck", conftest=conftest)
+    finally:
+        for root in (tmp_path / "basetemp0").glob("test_leaks_a_container*/own-root"):
+            subprocess.run([shutil.which("pycontain") or "pycontain", "--root", str(root), "rm", "-f", "forgotten"],
+                           capture_output=True, timeout=60)
+    assert run.outcomes == {"passed": 1, "error": 1}, run.output
+    assert "leaked process: " in run.output and "leaked cgroup: " in run.output, run.output
