@@ -297,7 +297,7 @@ class Script:
 
     def tools(self) -> list[str]:
         out = ["unshare", "mount", "umount", "pivot_root", "setpriv", "findmnt", "flock", "ldd", "mknod", "readlink",
-               "mktemp", "od", "seq", "xargs", "hostname"]
+               "mktemp", "od", "seq", "xargs", "hostname", "env"]
         if self.new_net:
             out.append("ip")
         if self.bridge:
@@ -626,7 +626,8 @@ class Script:
         body += comment("(seccomp(SECCOMP_SET_MODE_FILTER, ...) would come here, last before execve: not "
                         "reproduced, see the header)")
         body += step(f"execve({self.process['args'][0]}): the container's program replaces this shell as PID 1 "
-                     "(every descriptor but 0, 1 and 2 closed first: none of the host's may reach the container)")
+                     "(every descriptor but 0, 1 and 2 closed first: none of the host's may reach the container; "
+                     "env --default-signal undoes the SIGINT a background job of bash starts with ignored)")
         body += EXEC.splitlines()
         out += _indent(body)
         out += ["}"]
@@ -992,7 +993,7 @@ PIVOT = r'''if [ -e "$ROOT/etc/ld.so.preload" ] || [ -L "$ROOT/etc/ld.so.preload
   # would be the image's file, loaded into this script's privileged host tools.
   die "the image has /etc/ld.so.preload: refusing to run host tools under its root"
 fi
-keep_host_tools umount mount hostname setpriv bash
+keep_host_tools umount mount hostname setpriv env bash
 cd "$ROOT"
 pivot_root . .  # the old root now sits on top of the new one, at /
 host_tool umount -n -l .  # "." is the old root: detached, and with it every host mount
@@ -1016,6 +1017,7 @@ EXEC = r'''if [ "$NO_NEW_PRIVS" = 1 ]; then nnp=--no-new-privs; else nnp=; fi
 container_env
 exec -c "${LOADER[@]}" "$(via setpriv)" $nnp --bounding-set="-all,$CAPS" --inh-caps=-all --ambient-caps=-all \
   --reuid="$RUN_UID" --regid="$RUN_GID" --groups="$RUN_GROUPS" \
+  -- "${LOADER[@]}" "$(via env)" --default-signal \
   -- "${LOADER[@]}" "$(via bash)" -c '
     for fd in /proc/self/fd/*; do fd=${fd##*/}; if [ "$fd" -gt 2 ]; then exec {fd}<&-; fi; done
     cd -- "$1" || exit 125
