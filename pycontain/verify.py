@@ -388,7 +388,8 @@ def check_cgroup(o: Observed) -> Row:
         problems.append("from the host, not its own cgroup: " + ", ".join(foreign[:3]))
     problems += [p for p in [_ns_differs(o, "cgroup")] if p]
     where = sorted({p for _, p in used})
-    how = (f"in: /proc/self/cgroup says / in all {len(inside)} hierarchies; out: "
+    hierarchies = "its one hierarchy" if len(inside) == 1 else f"all {len(inside)} hierarchies"
+    how = (f"in: /proc/self/cgroup says / in {hierarchies}; out: "
            f"{' '.join(w[:24] + '...' if len(w) > 24 else w for w in where) or '?'} "
            f"({', '.join(c or 'v2' for c, _ in used)}); cgroup ns {_ns_text(o, 'cgroup')}")
     return _row("cgroup namespace", how, problems)
@@ -977,8 +978,7 @@ def answer(p: Probe, pid: int | None, o: Observed, host: HostObjects) -> str:
         uts_own = bool(o.ctr_ns.get("uts")) and o.ctr_ns.get("uts") != o.host_ns.get("uts")
         return "write" if uts_own else "nowrite"
     if p.key == "limits":
-        for line in _read_text(f"/proc/{pid}/cgroup").splitlines():
-            _, controllers, path = line.split(":", 2)
+        for controllers, path in _cgroup_lines(_read_text(f"/proc/{pid}/cgroup")):
             found = set(controllers.split(","))
             if "memory" in found:
                 o.limits_host["memory"] = _read_text(f"/sys/fs/cgroup/memory{path}/memory.limit_in_bytes").strip()
