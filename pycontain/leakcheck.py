@@ -311,6 +311,20 @@ class Attribution:
         return True
 
 
+def settled(found: list[tuple[str, str]], judge: Attribution, seconds: float = 2.0) -> list[tuple[str, str]]:
+    """judge.filter(found), looked at again for up to `seconds` while anything is left: an object that is
+    still being torn down (a cgroup after its last process, another tool's short-lived objects) is gone
+    then; a leak stays. Costs nothing when nothing was found."""
+    import time
+
+    found = judge.filter(found)
+    deadline = time.monotonic() + seconds
+    while found and time.monotonic() < deadline:
+        time.sleep(0.2)
+        found = judge.filter(found)
+    return found
+
+
 def still_there(kind: str, obj: str) -> bool:
     """Whether a reported object still exists (a process: the same one, not a reused pid)."""
     if kind == "cgroup":

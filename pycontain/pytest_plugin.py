@@ -170,6 +170,8 @@ class Command:
 
 # ---------------------------------------------------------------- flags
 
+# pycontain's default network (and its Docker name): made on first use, kept for the run like images.
+DEFAULT_NETWORKS = {"pycontain", "bridge"}
 # Options whose dict form joins key and value with ":" rather than "=".
 COLON_PAIRS = {"add_host"}
 
@@ -497,8 +499,9 @@ class PycontainFixture:
             res = self.cli("rm", "-f", "-v", *new)
             if res.returncode != 0:
                 problems.append(describe(res))
+        # The default network ("pycontain", made on first use) belongs to the run's root, like its images.
         made = [n for n in self.made_networks if n in networks]
-        nets = made + sorted(networks - old_networks - set(made))
+        nets = made + sorted(networks - old_networks - set(made) - DEFAULT_NETWORKS)
         if nets:
             res = self.cli("network", "rm", *nets)
             if res.returncode != 0:
@@ -693,8 +696,7 @@ class LeakCheck:
             # places is another tool's (the fixture's containers are placed by their overlays).
             judge = leakcheck.Attribution([base], record_globs=(f"{base.parent}/pytest-*/*/*/run/containers/{{cid}}",),
                                           unplaced_containers=False)
-            found = judge.filter(found)
-            found = self._without_network_infrastructure(request, found)
+            found = leakcheck.settled(self._without_network_infrastructure(request, found), judge)
         if found:
             pytest.fail("left behind (--pycontain-leakcheck):\n"
                         + "\n".join(leakcheck.line(kind, obj) for kind, obj in found), pytrace=False)

@@ -51,7 +51,7 @@ def inner(tmp_path: Path) -> Iterator[Callable[..., Inner]]:
     # add`, which no inner test runs): one appearing meanwhile is another session's.
     found = [(kind, obj) for kind, obj in leakcheck.new_since(before)
              if kind != "netns" and not (kind == "mount" and obj.startswith(leakcheck.NETNS_DIR + "/"))]
-    found = leakcheck.Attribution([tmp_path], unplaced_containers=False).filter(found)
+    found = leakcheck.settled(found, leakcheck.Attribution([tmp_path], unplaced_containers=False))
     assert not found, "the inner pytest runs left host objects behind:\n" + "\n".join(
         leakcheck.line(kind, obj) for kind, obj in found)
 

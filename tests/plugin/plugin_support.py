@@ -37,8 +37,9 @@ def summary(output: str) -> dict[str, int]:
 
 
 def root_is_empty(root: Path) -> None:
-    """No container record and no network but what pycontain keeps by design (none here)."""
+    """No container record and no network but what pycontain keeps by design (the default one)."""
     for sub in ("run/containers", "run/networks"):
         left = [n for n in os.listdir(root / sub) if not n.startswith(".")] if (root / sub).is_dir() else []
-        left = [n for n in left if n not in ("ports.json", "lock")]
+        # The default network is made on first use and kept for the run, like its images.
+        left = [n for n in left if n not in ("ports.json", "lock", "pycontain")]
         assert left == [], f"{sub}: {left}"

@@ -101,6 +101,8 @@ def test_container_network_port_exec_logs_stop(pycontain):
         assert c.logs() == "to-logs\\n"
         assert c.logs(stderr=True) == "to-err\\n"
         assert c.ip == ""  # PYCONTAIN_NETWORK=none: no network of its own
+    # The default bridge network (made on first use, in the run's namespace) stays for the run.
+    assert pycontain.run(name, ["cat", "/sys/class/net/eth0/address"], network="bridge").exit_code == 0
     # What the test keeps on purpose stays until the test ends.
     pycontain.run(name, "true", rm=False, name="kept-until-the-end")
     pycontain.volume("vol-of-a-test")
@@ -171,4 +173,42 @@ def test_busybox_from_the_default_store(pycontain):
 '''
     run = inner(source, "--pycontain-leakcheck")
     assert run.count("failed") == 0 and run.count("error") == 0, run.output
+    root_is_empty(run.root)
+
+
+README_EXAMPLE = '''
+import pytest
+
+
+@pytest.mark.pycontain_requires("overlay", "cgroup")
+def test_a_container_in_a_test(pycontain):
+    # One command to the end: its exit code and output.
+    r = pycontain.run("busybox", ["sh", "-c", "echo hello $WHO; exit 3"], env={"WHO": "pytest"}, memory="64m")
+    assert r.exit_code == 3
+    assert r.stdout == "hello pytest\\n"
+
+    # A container running in the background, on a user network, with a published port.
+    net = pycontain.network()
+    web = ["sh", "-c", "echo it-works > /index.html && exec httpd -f -p 80 -h /"]
+    with pycontain.container("busybox", web, network=net, publish=["80"]) as c:
+        assert c.exec(["cat", "/index.html"]).stdout == "it-works\\n"
+        assert c.port(80) > 0          # the host port; c.ip is its address on `net`
+        c.stop(timeout=1)      # its PID 1 (httpd) ignores SIGTERM: SIGKILL after 1 s
+        assert c.status == "exited"
+    # Nothing to clean up: containers, networks and volumes go when the test ends, pass or fail.
+'''
+
+
+def test_the_readme_example(inner: Callable[..., Inner], archive: Path) -> None:
+    """The README's example as it is written (busybox: here the built-in image's archive, tagged so)."""
+    conftest = f'''
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _busybox(pycontain):
+    pycontain.image({str(archive)!r}, name="busybox")
+'''
+    run = inner(README_EXAMPLE, "--pycontain-netns", "--pycontain-leakcheck", conftest=conftest)
+    assert run.outcomes == {"passed": 1}, run.output
     root_is_empty(run.root)
