@@ -155,7 +155,9 @@ def comment(text: str, width: int = 110) -> list[str]:
 
 
 def step(text: str) -> list[str]:
-    """A block's header: a blank line and the --explain words."""
+    """A block's header: a blank line and the --explain words (a run-time value named by its variable)."""
+    for mark, var in MARK.items():
+        text = text.replace(mark, f"${var}")
     return ["", *comment(f"[explain] {text}")]
 
 
@@ -615,8 +617,7 @@ class Script:
             body += step("mount_setattr(/, MOUNT_ATTR_RDONLY): a read-only root")
             body += ["host_tool mount -n -o remount,bind,ro /"]
         if self.spec.get("hostname"):
-            body += step(f"sethostname({self.spec['hostname']!r}): only this UTS namespace sees it".replace(
-                "'@@SHORT@@'", "'$SHORT'"))
+            body += step(f"sethostname({self.spec['hostname']!r}): only this UTS namespace sees it")
             body += ['host_tool hostname "$HOST_NAME"']
         nnp = ", PR_SET_NO_NEW_PRIVS" if self.process.get("noNewPrivileges") else ""
         caps = len(self.process["capabilities"]["bounding"])
@@ -924,20 +925,22 @@ if [ -n "${BRIDGE:-}" ]; then
   mkfifo -m 600 "$WORK/go"
   exec {GO_FD}<>"$WORK/go"
 fi
+program=$(stage container_init)  # made here: the background job below execs unshare and forks nothing else
 namespaces() {
   if [ -n "$GO_FD" ]; then exec {GO_FD}>&-; fi  # only this script writes to the FIFO
-  exec unshare --pid --fork --kill-child --mount --propagation unchanged --uts --ipc $net \
-    -- "$BASH" -c "$(stage container_init)"
+  exec unshare --pid --fork --kill-child --mount --propagation unchanged --uts --ipc $net -- "$BASH" -c "$program"
 }
 if [ "$STDIN_OPEN" = 1 ]; then namespaces <&0 & else namespaces < /dev/null & fi
 UNSHARE_PID=$!
-for i in $(seq 2000); do  # PID 1 is unshare's child, once it has forked
+while [ -n "${BRIDGE:-}" ] && [ -z "$CONTAINER_PID" ] && kill -0 "$UNSHARE_PID" 2>/dev/null; do
+  # PID 1 is unshare's child (in /proc/PID/task/PID/children once unshare has made the namespaces and forked)
   CONTAINER_PID=$(cat "/proc/$UNSHARE_PID/task/$UNSHARE_PID/children" 2>/dev/null || true)
-  [ -z "$CONTAINER_PID" ] || break
-  kill -0 "$UNSHARE_PID" 2>/dev/null || break
-  sleep 0.005
-done
-CONTAINER_PID=${CONTAINER_PID%% *}'''
+  CONTAINER_PID=${CONTAINER_PID%% *}
+  if [ -z "$CONTAINER_PID" ] || [ "$(readlink "/proc/$CONTAINER_PID/ns/pid")" = "$(readlink /proc/self/ns/pid)" ]; then
+    CONTAINER_PID=
+    sleep 0.005
+  fi
+done'''
 
 VETH = r'''[ -n "$CONTAINER_PID" ] || die "the container's PID 1 never started"
 VETH=pc$SHORT
@@ -979,7 +982,7 @@ if [ -n "$GO_FD" ]; then
   read -r _ < "$WORK/go" || exit 125  # the host side attaches eth0 meanwhile (end-of-file: it died)
 fi
 if [ "$CG_VERSION" = 2 ]; then
-  # [explain] write 0 > $CG_DIR/cgroup.procs: the child joins its cgroup before exec
+  # [explain] write 0 > /sys/fs/cgroup/$CG_NAME/cgroup.procs: the child joins its cgroup before exec
   echo 0 > "${CG_DIRS[0]}/cgroup.procs"
 else
   # [explain] write 0 > $CG_NAME/tasks in N v1 hierarchies: the child joins its cgroup before exec
