@@ -764,13 +764,14 @@ cleanup() {
     kill -KILL "$UNSHARE_PID"  # --kill-child: its PID 1 dies with it, and the whole PID namespace with that
   fi
   [ -z "$UNSHARE_PID" ] || wait "$UNSHARE_PID" 2>/dev/null
-  for d in "${CG_DIRS[@]}"; do  # anything still in the cgroup, then the cgroup itself
-    for i in $(seq 200); do
+  for d in "${CG_DIRS[@]}"; do  # anything still in the cgroup, then the cgroup itself (EBUSY while tasks exit)
+    for i in $(seq 1000); do
       [ -d "$d" ] || break
-      [ ! -s "$d/cgroup.procs" ] || xargs -r kill -KILL < "$d/cgroup.procs" 2>/dev/null
+      xargs -r kill -KILL < "$d/cgroup.procs" 2>/dev/null
       rmdir "$d" 2>/dev/null && break
       sleep 0.01
     done
+    [ ! -d "$d" ] || printf 'container.sh: cgroup %s is still busy: rmdir it by hand\n' "$d" >&2
   done
   [ -z "$NFT_TABLE" ] || nft delete table ip "$NFT_TABLE" 2>/dev/null
   if [ -n "$VETH" ]; then  # it goes with the container's network namespace, which the kernel destroys lazily
