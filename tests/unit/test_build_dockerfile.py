@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 from pycontain.build import dockerfile as df
 from pycontain.build.dockerfile import BuildError, Instruction, command_form, healthcheck, key_values, parse
 from pycontain.errors import UsageError
+from pycontain.pytest_plugin import require_testdata
 
 PARSER_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "dockerfile" / "parser"
+GOLDEN = "the Dockerfile golden files"
 
 
 def go_quote(text: str) -> str:
@@ -55,7 +57,7 @@ def render(instr: Instruction) -> str:
 
 def _golden_dirs() -> list[object]:
     if not PARSER_DATA.is_dir():
-        return [pytest.param(None, marks=pytest.mark.skip(reason=f"{PARSER_DATA} is missing"))]
+        return [pytest.param(None, marks=pytest.mark.pycontain_testdata(PARSER_DATA, GOLDEN))]
     return [pytest.param(path, id=path.name) for path in sorted(PARSER_DATA.iterdir()) if path.is_dir()]
 
 
@@ -68,8 +70,7 @@ def test_golden(directory: Path) -> None:
 
 
 def test_golden_count() -> None:
-    if not PARSER_DATA.is_dir():
-        pytest.skip(f"{PARSER_DATA} is missing")
+    require_testdata(PARSER_DATA, GOLDEN)
     assert len([p for p in PARSER_DATA.iterdir() if p.is_dir()]) == 33
 
 
@@ -78,8 +79,7 @@ def test_golden_count() -> None:
                                   "env", "escape", "escapes", "influxdb", "lk4d4-the-edge-case-generator",
                                   "mail", "multiple-volumes", "nginx", "tf2", "trailing-backslash", "znc"])
 def test_golden_builds(name: str) -> None:
-    if not PARSER_DATA.is_dir():
-        pytest.skip(f"{PARSER_DATA} is missing")
+    require_testdata(PARSER_DATA, GOLDEN)
     parse((PARSER_DATA / name / "Dockerfile").read_text(encoding="utf-8"))
 
 

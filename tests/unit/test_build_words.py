@@ -17,10 +17,15 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "doc
 ENV = {"PWD": "/home", "SHELL": "bash", "KOREAN": "한국어", "NULL": ""}
 
 
+def _missing(path: object) -> object:
+    """Fails the test in one line naming the golden file and where it was expected (pytest plugin)."""
+    return pytest.mark.pycontain_testdata(path, "the Dockerfile golden files")
+
+
 def _env_var_cases() -> list[object]:
     path = DATA / "envVarTest"
     if not path.exists():
-        return [pytest.param(None, None, marks=pytest.mark.skip(reason=f"{path} is missing"))]
+        return [pytest.param(None, None, marks=_missing(path))]
     cases: list[object] = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip() or line.startswith("#"):
@@ -35,7 +40,7 @@ def _env_var_cases() -> list[object]:
 def _words_cases() -> list[object]:
     path = DATA / "wordsTest"
     if not path.exists():
-        return [pytest.param(None, None, None, marks=pytest.mark.skip(reason=f"{path} is missing"))]
+        return [pytest.param(None, None, None, marks=_missing(path))]
     cases: list[object] = []
     env: dict[str, str] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
