@@ -44,7 +44,7 @@ else
   echo "memory $(cat /sys/fs/cgroup/memory/memory.limit_in_bytes) pids $(cat /sys/fs/cgroup/pids/pids.max)"
 fi
 sed 's/^/cgroup /' /proc/self/cgroup
-echo "processes $(ls /proc | grep -c '^[0-9]')"
+[ "$(ls -d /proc/[0-9]* | wc -l)" -lt 8 ] && echo "only a few processes"
 ls /proc/self/fd | sed 's/^/fd /' | sort
 """
 
@@ -81,6 +81,28 @@ def wait_for(what: str, check: Callable[[], object]) -> object:
             return found
         time.sleep(0.05)
     raise AssertionError(f"never happened: {what}")
+
+
+def start(script: Path, work: Path, argv: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    return subprocess.Popen([*argv, "bash", str(script)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=script_env(work))
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    """After a failed check: TERM, so that the script still removes what it made; KILL if it hangs."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def script_cgroups() -> set[Path]:
+    """The scripts' cgroups: in the v1 pids hierarchy, or in the v2 tree."""
+    root = Path("/sys/fs/cgroup")
+    return {*root.glob("pids/pycontain-sh-*"), *root.glob("pycontain-sh-*")}
 
 
 def mine(work: Path) -> list[Path]:
@@ -121,8 +143,7 @@ def test_writes_land_in_the_upper_dir_and_the_script_cleans_up_when_killed(
         pc: Pycontain, assert_leak_free: Callable[[], None], tmp_path: Path, work: Path) -> None:
     for signum, code in ((signal.SIGTERM, 143), (signal.SIGINT, 130)):
         script = emit(pc, tmp_path, "busybox", "sh", "-c", "echo data > /newfile; exec sleep 600")
-        proc = subprocess.Popen(["bash", str(script)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=script_env(work))
+        proc = start(script, work)
         try:
             upper = wait_for("the file in the upper dir", lambda: list(work.glob("pycontain-sh.*/upper/newfile")))
             assert isinstance(upper, list) and upper[0].read_text() == "data\n"
@@ -131,9 +152,7 @@ def test_writes_land_in_the_upper_dir_and_the_script_cleans_up_when_killed(
             proc.send_signal(signum)
             out, err = proc.communicate(timeout=COMMAND_TIMEOUT)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+            stop(proc)
         assert proc.returncode == code, err
         assert mine(work) == []
         assert_leak_free()
@@ -143,13 +162,14 @@ def test_limits_are_in_the_cgroup_and_enforced(pc: Pycontain, no_leaks: None, tm
     # A fork bomb stops at --pids-limit; the limits are the cgroup's files, read from the host side too.
     cmd = "sleep 1; for i in $(seq 30); do sleep 5 & done; echo all-started"
     script = emit(pc, tmp_path, "--pids-limit", "10", "--cpus", "0.5", "--memory", "32m", "busybox", "sh", "-c", cmd)
-    proc = subprocess.Popen(["bash", str(script)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=script_env(work))
+    before = script_cgroups()
+    proc = start(script, work)
     try:
-        dirs = wait_for("the script's cgroup", lambda: list(Path("/sys/fs/cgroup").glob("pids/pycontain-sh-*"))
-                        or list(Path("/sys/fs/cgroup").glob("pycontain-sh-*")))
+        dirs = wait_for("the script's cgroup", lambda: sorted(script_cgroups() - before))
         assert isinstance(dirs, list)
         name = dirs[0].name
+        # The limits are written before PID 1 joins: once a process is in, they are all there.
+        wait_for("PID 1 in the cgroup", lambda: (dirs[0] / "cgroup.procs").read_text().strip())
         if Path("/sys/fs/cgroup/cgroup.controllers").exists():
             base = Path("/sys/fs/cgroup", name)
             assert (base / "pids.max").read_text().strip() == "10"
@@ -161,9 +181,7 @@ def test_limits_are_in_the_cgroup_and_enforced(pc: Pycontain, no_leaks: None, tm
             assert Path("/sys/fs/cgroup/cpu", name, "cpu.cfs_quota_us").read_text().strip() == "50000"
         out, err = proc.communicate(timeout=COMMAND_TIMEOUT)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        stop(proc)
     # busybox sh gives up at the first fork the pids controller refuses, under `run` as here.
     assert proc.returncode == 2 and "can't fork" in err and "all-started" not in out, err
     assert mine(work) == []
@@ -242,8 +260,7 @@ def test_eth0_on_the_bridge_and_a_published_port(npc: NetPycontain, tmp_path: Pa
     serve = "mkdir /www && echo hello from $(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"
     script = emit(npc, tmp_path, "--network", "bridge", "-p", f"127.0.0.1:{port}:80", "--hostname", "web",
                   "busybox", "sh", "-c", serve)
-    proc = subprocess.Popen(npc.ns.argv("bash", str(script)), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=script_env(work))
+    proc = start(script, work, tuple(npc.ns.argv()))
     try:
         assert "hello from web" in http_get(npc.ns, "127.0.0.1", port)
         leases = json.loads((npc.root / "run" / "networks" / "pycontain" / "leases.json").read_text())["leases"]
@@ -261,9 +278,7 @@ def test_eth0_on_the_bridge_and_a_published_port(npc: NetPycontain, tmp_path: Pa
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=COMMAND_TIMEOUT)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        stop(proc)
     assert proc.returncode == 143, err
     assert mine(work) == []
     assert json.loads((npc.root / "run" / "networks" / "pycontain" / "leases.json").read_text())["leases"] == {}
