@@ -400,7 +400,6 @@ class Script:
             f"RUN_GROUPS={','.join(str(g) for g in p.groups)}",
             f"CAPS={caps or '-all'}  # the bounding set (and, for root, the effective and permitted sets)",
             f"NO_NEW_PRIVS={1 if proc.get('noNewPrivileges') else 0}",
-            f"READ_ONLY_ROOT={1 if spec['root'].get('readonly') else 0}",
             f"NEW_NETNS={1 if self.new_net else 0}",
             f"STDIN_OPEN={1 if cfg.interactive else 0}  # -i",
             array("TOOLS", self.tools()),
@@ -852,7 +851,7 @@ mount_cgroupfs() {
 stage() {
   printf '%s\n' "set -euo pipefail" "trap 'exit 125' ERR" \
     "$(declare -p ID SHORT WORK ROOT CG_NAME CG_VERSION CG_DIRS LOWERDIRS LAYERS COMMAND WORKDIR HOST_NAME \
-        RUN_UID RUN_GID RUN_GROUPS CAPS NO_NEW_PRIVS READ_ONLY_ROOT NEW_NETNS LOCK_FD GO_FD)" \
+        RUN_UID RUN_GID RUN_GROUPS CAPS NO_NEW_PRIVS NEW_NETNS LOCK_FD GO_FD)" \
     "$(declare -f die stage write_etc_files container_env in_root kind_of mount_cgroupfs container_init \
         container_setup keep_host_tools via host_tool)" \
     "$1"
