@@ -88,9 +88,9 @@ def parse_lesson(text: str, path: Path = Path("<lesson>")) -> Lesson:
     for number, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
         if fence is None:
-            m = re.match(r"^(`{3,}|~{3,})\s*(\S*)", stripped)
-            if m:
-                fence, console = m.group(1), m.group(2) == "console"
+            opening = re.match(r"^(`{3,}|~{3,})\s*(\S*)", stripped)
+            if opening:
+                fence, console = opening.group(1), opening.group(2) == "console"
                 current = None
             continue
         if stripped.startswith(fence) and stripped.strip(fence[0]) == "":
@@ -305,7 +305,7 @@ def test_lesson(path: Path, lesson_env: dict[str, Any], tmp_path: Path, monkeypa
         pc = support.Pycontain(lesson_env["root"])
     shells: list[int] = []
     try:
-        before = support.leakcheck_snapshot(tmp_path / "leakcheck-before.json")
+        before = leaks_module.snapshot(tmp_path / "leakcheck-before.json")
         pc.ok("import", "--change", 'CMD ["sh"]', lesson_env["busybox"], "busybox")
         pc.ok("import", lesson_env["alpine"], "alpine")
         started = time.monotonic()
@@ -319,7 +319,7 @@ def test_lesson(path: Path, lesson_env: dict[str, Any], tmp_path: Path, monkeypa
             pytest.fail(f"{path.name} does not remove what it made: {', '.join(left)}", pytrace=False)
         if ns is not None:
             assert network_leftovers(pc) == [], f"{path.name} leaves network objects behind"
-        leaked = [line for line in support.leaks_since(before, tmp_path_factory.getbasetemp())
+        leaked = [line for line in leaks_module.leaks_since(before, tmp_path_factory.getbasetemp())
                   # the default network's bridge and its table stay, as in Docker: they vanish with the netns
                   if not (ns is not None and (line.startswith("leaked link: pycontain0")
                                               or line.startswith("leaked nft: ")
