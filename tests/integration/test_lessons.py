@@ -11,6 +11,9 @@ A lesson whose first lines carry `<!-- lesson-test: netns -->` runs inside a net
 for it (loopback up, PYCONTAIN_NETWORK unset): the bridge, the nft table and a registry's port then live
 there and vanish with it. Every other lesson runs with PYCONTAIN_NETWORK=none, as the whole suite does.
 
+LESSONS_ALL_IN_NETNS=1 runs every lesson that way, as a reader with the default network (the bridge)
+would see it: slower (a bridge per lesson), for checking the text, not needed in CI.
+
 A lesson ends by removing what it made; the test then checks that it did (no container, volume or user
 network is left in its root) and that nothing leaked onto the host (leakcheck, run inside the
 namespace for netns lessons). Only after those checks does the test clean up by itself.
@@ -205,20 +208,27 @@ def run_lesson(lesson: Lesson, env: dict[str, str], cwd: Path, prefix: list[str]
     script.write_text(lesson_script(lesson.steps, token))
     # A session of its own: whatever the lesson leaves running in the background (it should leave
     # nothing) can be ended with its process group, by this pid only.
-    proc = subprocess.Popen([*prefix, "bash", "--noprofile", "--norc", str(script)], cwd=cwd, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    # The output goes to a file, not a pipe: a process the lesson leaves running that still holds the
+    # shell's output (a detached monitor of another session, say) must not keep the test waiting for
+    # an end of file; only the shell's own exit counts.
+    output = cwd / ".lesson.out"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen([*prefix, "bash", "--noprofile", "--norc", str(script)], cwd=cwd, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     if started is not None:
         started.append(proc.pid)
     try:
-        raw, _ = proc.communicate(timeout=LESSON_TIMEOUT)
+        proc.wait(timeout=LESSON_TIMEOUT)
         timed_out = False
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        raw, _ = proc.communicate()
+        proc.wait()
         timed_out = True
     finally:
         script.unlink(missing_ok=True)
+    raw = output.read_bytes()
+    output.unlink()
     chunks = split_output(raw.decode(errors="replace"), token)
     problems = []
     for i, step in enumerate(lesson.steps):
@@ -295,7 +305,7 @@ def test_lesson(path: Path, lesson_env: dict[str, Any], tmp_path: Path, monkeypa
     ns: NetNs | None = None
     prefix: list[str] = []
     pc: Any
-    if "netns" in lesson.directives:
+    if "netns" in lesson.directives or os.environ.get("LESSONS_ALL_IN_NETNS") == "1":
         ns = NetNs()
         monkeypatch.setattr(leaks_module, "LEAKCHECK", leakcheck_wrapper(tmp_path, ns))
         prefix = ["nsenter", f"--net={ns.path}", "--"]
