@@ -564,7 +564,13 @@ class Script:
                 written = {}
             written[entry], last = allow, allow
             v1.append(f"echo {shlex.quote(entry)} > \"$(v1_dir devices)/devices.{'allow' if allow else 'deny'}\"")
-        v2.append("# (device rules: a BPF program on v2, which no standard tool loads: see the header)")
+        from pycontain.cgroups.v2 import device_program
+
+        program = device_program(list(res.get("devices") or []) + DEFAULT_DEVICE_RULES)
+        if program is not None:  # the words `run` says on v2 (the program is the one it would load)
+            v2 += comment(f"[explain] bpf(BPF_PROG_LOAD) of a {len(program) // 8}-instruction device filter, "
+                          "BPF_PROG_ATTACH to /sys/fs/cgroup/$CG_NAME: cgroup v2 decides device access with a BPF "
+                          "program -- NOT REPRODUCED: no standard tool loads one (see the header)")
         out = ["if [ -e /sys/fs/cgroup/cgroup.controllers ]; then  # cgroup v2: one unified tree",
                "  CG_VERSION=2"]
         out += ["  " + line for line in v2]
