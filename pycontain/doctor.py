@@ -605,19 +605,9 @@ def _listdir(path: str) -> list[str]:
 
 def _held(path: str) -> bool:
     """Whether some process holds an flock on `path` (probed as Record.is_locked does: taken and let go)."""
-    import fcntl
+    from pycontain import state
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return state.flock_held(path)
 
 
 def _pid_alive(pid: str) -> bool:

@@ -164,37 +164,11 @@ def step(text: str) -> list[str]:
 # ---------------------------------------------------------------- reading the image (its /etc/passwd)
 
 def image_file(layers: list[str] | tuple[str, ...], rel: str) -> str:
-    """A small text file of the image as the overlay shows it (the topmost layer that has it; a whiteout
-    or an opaque directory above hides the lower ones). Untrusted: no link followed, a regular file of
-    at most 4 MiB."""
-    import stat
+    """A small text file of the image as the overlay shows it, as `run` reads it (oci.image_file): a
+    file that is not a regular one of at most 4 MiB counts as absent here."""
+    from pycontain import oci
 
-    from pycontain import syscalls
-
-    parent = rel.rpartition("/")[0]
-    for layer in reversed(layers):
-        try:
-            st = os.lstat(f"{layer}/{rel}")
-        except (FileNotFoundError, NotADirectoryError):
-            try:
-                if os.getxattr(f"{layer}/{parent}", "trusted.overlay.opaque", follow_symlinks=False) == b"y":
-                    return ""
-            except OSError:
-                pass
-            continue
-        if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
-            return ""  # a whiteout: this layer deleted it
-        if not stat.S_ISREG(st.st_mode) or st.st_size > 4 << 20:
-            return ""
-        root = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            fd = syscalls.openat2(root, rel, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC,
-                                  syscalls.RESOLVE_NO_SYMLINKS | syscalls.RESOLVE_BENEATH, what=f"the image's /{rel}")
-        finally:
-            os.close(root)
-        with os.fdopen(fd, "rb") as f:
-            return f.read(4 << 20).decode("utf-8", "replace")
-    return ""
+    return oci.image_file(layers, rel, strict=False)
 
 
 def home_of(layers: list[str] | tuple[str, ...], user: str, uid: int) -> str:

@@ -352,17 +352,7 @@ class Record:
 
     def is_locked(self) -> bool:
         """True while some supervisor holds this container (it is being created or is running)."""
-        try:
-            fd = os.open(self.lock_path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            return False
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)
-        return False
+        return flock_held(self.lock_path)
 
     def status(self, st: ContainerState | None = None) -> Status:
         """The status to act on: the stored one, except DEAD for a running or starting container whose
@@ -396,6 +386,22 @@ class Record:
             os.close(self.acquire(blocking=True, create=False))
         except FileNotFoundError:
             pass
+
+
+def flock_held(path: str) -> bool:
+    """Whether some process holds an flock on `path`: probed by taking it and letting go at once (no
+    such file, or one that cannot be opened: nobody holds it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
 
 
 def ensure_dirs(paths: Paths) -> None:

@@ -462,8 +462,8 @@ def join_targets(paths: Any, cfg: ContainerConfig) -> tuple[ContainerConfig, dic
 def image_ids(layers: list[str], user: str, groups: tuple[str, ...]) -> list[Any]:
     """--group-add: [uid, gid, [gids]] for `user` (name or uid[:group]) with `groups` (gids or names) added,
     looked up in the image's /etc/passwd and /etc/group as the container will see them."""
-    passwd = [line.split(":") for line in _image_file(layers, "etc/passwd").splitlines() if line and line[0] != "#"]
-    group_db = [line.split(":") for line in _image_file(layers, "etc/group").splitlines() if line and line[0] != "#"]
+    passwd = [line.split(":") for line in image_file(layers, "etc/passwd").splitlines() if line and line[0] != "#"]
+    group_db = [line.split(":") for line in image_file(layers, "etc/group").splitlines() if line and line[0] != "#"]
     name, _, group = user.partition(":")
     number = name or "0"  # no -u: root, whatever the image's first user is called
     entry = next((e for e in passwd if len(e) >= 7 and (e[2] == number if number.isdigit() else e[0] == name)), None)
@@ -488,10 +488,11 @@ def image_ids(layers: list[str], user: str, groups: tuple[str, ...]) -> list[Any
     return [uid, gid, gids]
 
 
-def _image_file(layers: list[str], rel: str) -> str:
+def image_file(layers: list[str] | tuple[str, ...], rel: str, strict: bool = True) -> str:
     """A small file of the image (etc/passwd), read from its unpacked layers, topmost first: as the
     overlay shows it (a whiteout or an opaque directory above hides the lower ones). Untrusted: no
-    symlink is followed (openat2 RESOLVE_NO_SYMLINKS), only a regular file of at most 4 MiB is read."""
+    symlink is followed (openat2 RESOLVE_NO_SYMLINKS), only a regular file of at most 4 MiB is read
+    (anything else: an error, or with strict=False as if there were no such file)."""
     import os
     import stat
 
@@ -514,6 +515,8 @@ def _image_file(layers: list[str], rel: str) -> str:
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
             return ""  # deleted by this layer
         if not stat.S_ISREG(st.st_mode) or st.st_size > 4 << 20:
+            if not strict:
+                return ""
             raise UsageError(f"--group-add: the image's /{rel} is not a regular file of at most 4 MiB")
         root = os.open(layer, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:

@@ -11,6 +11,7 @@ Traffic in these tests only goes to 127.0.0.0/8 and to addresses inside namespac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +190,23 @@ def monitor_pid(pc: NetPycontain, cid: str) -> int:
         except OSError:
             continue
     raise AssertionError(f"no process holds the lock of {cid[:12]}")
+
+
+@contextlib.contextmanager
+def leak_checked(tmp_path: Path, ns: NetNs, busybox_tarball: Path, monkeypatch: Any, own_base: Path,
+                 excuse: Any = None) -> Iterator[NetPycontain]:
+    """pycontain in the test's namespace with busybox imported; afterwards its containers are removed and
+    neither a per-container network object nor anything leakcheck sees (inside the namespace and on the
+    host) may be left, but for the lines `excuse(line)` accepts (a network's own bridge, say)."""
+    import leaks
+    from support import leakcheck_snapshot, leaks_since
+
+    monkeypatch.setattr(leaks, "LEAKCHECK", leakcheck_wrapper(tmp_path, ns))
+    snapshot = leakcheck_snapshot(tmp_path / "leakcheck-before.json")
+    p = NetPycontain(tmp_path / "root", ns)
+    p.ok("import", "--change", 'CMD ["sh"]', busybox_tarball, "busybox")
+    yield p
+    p.remove_all()
+    assert network_leftovers(p) == []
+    found = [line for line in leaks_since(snapshot, own_base) if not (excuse and excuse(p, line))]
+    assert not found, "left behind:\n" + "\n".join(found)

@@ -12,11 +12,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import leaks as leaks_module
 import pytest
-import support
 from images_support import LocalRegistry
-from netns_support import NetNs, NetPycontain, leakcheck_wrapper, network_leftovers
+from netns_support import NetNs, NetPycontain, leak_checked
 from support import SETTLE_TIMEOUT, Pycontain, assert_pycontain_error
 
 pytest_plugins = ("images_support",)  # the registry fixtures
@@ -31,15 +29,8 @@ def cpc(tmp_path: Path, ns: NetNs, busybox_tarball: Path, monkeypatch: pytest.Mo
     (compose down removes the networks too, so unlike the network tests no bridge is excused)."""
     monkeypatch.delenv("PYCONTAIN_NETWORK", raising=False)
     monkeypatch.setenv("PYCONTAIN_DNS_UPSTREAM", "none")  # nothing is forwarded off this machine
-    monkeypatch.setattr(leaks_module, "LEAKCHECK", leakcheck_wrapper(tmp_path, ns))
-    snapshot = support.leakcheck_snapshot(tmp_path / "leakcheck-before.json")
-    p = NetPycontain(tmp_path / "root", ns)
-    p.ok("import", "--change", 'CMD ["sh"]', busybox_tarball, "busybox")
-    yield p
-    p.remove_all()
-    assert network_leftovers(p) == []
-    found = support.leaks_since(snapshot, tmp_path_factory.getbasetemp())
-    assert not found, "left behind:\n" + "\n".join(found)
+    with leak_checked(tmp_path, ns, busybox_tarball, monkeypatch, tmp_path_factory.getbasetemp()) as p:
+        yield p
 
 
 def project(tmp_path: Path, text: str, name: str = "compose.yaml", **files: str) -> Path:
