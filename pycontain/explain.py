@@ -18,6 +18,18 @@ def enable(fd: int = 2) -> None:
     enabled, _fd = True, fd
 
 
+def disable() -> None:
+    """Stop narrating and let go of the narration's descriptor (a dup of the caller's stderr): a detached
+    monitor that kept it would hold `pycontain --explain run -d … 2>&1 | grep …` open until the container ends."""
+    global enabled, _fd
+    if _fd > 2:
+        try:
+            os.close(_fd)
+        except OSError:
+            pass
+    enabled, _fd = False, 2
+
+
 def say(text: str) -> None:
     if enabled:
         try:

@@ -527,7 +527,7 @@ def _let_go_of_caller(report_fd: int) -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-    explain.enabled = False
+    explain.disable()
     os.write(report_fd, b"ok")
     os.close(report_fd)
 

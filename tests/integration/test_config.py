@@ -94,3 +94,11 @@ def test_explain_narrates_the_kernel_steps_on_stderr(pc: Pycontain) -> None:
 def test_without_explain_stderr_is_quiet(pc: Pycontain) -> None:
     res = pc.ok("run", "--rm", "busybox", "echo", "out")
     assert res.stderr == ""
+
+
+def test_explain_of_a_detached_run_lets_go_of_the_callers_stderr(pc: Pycontain) -> None:
+    """The monitor of `run -d` closes the narration's copy of stderr once the container runs: a caller
+    reading stderr to its end (a pipe, `2>&1 | grep`) is not held until the container stops."""
+    res = pc("--explain", "run", "-d", "--name", "narrated", "busybox", "sleep", "60", timeout=20)
+    assert res.returncode == 0 and "[explain] clone" in res.stderr, res.stderr
+    pc.ok("rm", "-f", "narrated")
