@@ -29,6 +29,7 @@ import sys
 from typing import Any
 
 from pycontain.errors import PycontainError, UsageError
+from pycontain.mounts import DEV_LINKS, DEVICES, WHY_MOUNT  # the nodes, links and words `run` has
 
 # Values only known when the script runs (its own id, its work directory, the gateway it leased) are
 # written as these markers while the spec is built, and become "$VAR" expansions in the script.
@@ -43,21 +44,9 @@ BASH_READONLY = frozenset(("BASHOPTS", "BASH_VERSINFO", "EUID", "PPID", "SHELLOP
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DEFAULT_NETWORKS = ("bridge", "pycontain")
 
-# What `--explain` says for each step (runtime.py, mounts.py, executor.py, security.py ...): the same
-# words, so the script reads as the narration does. tests/integration/test_emit_shell.py compares them
-# with a real `--explain` run, so a change of wording there shows up here.
-WHY_MOUNT = {
-    "/proc": "a new procfs instance that shows only the container's PID namespace",
-    "/dev": "a tmpfs with only the standard device nodes: no host device is reachable",
-    "/dev/pts": "a private devpts instance (newinstance): the container's own ptys",
-    "/sys": "read-only, and it lists only the container's network devices",
-    "/dev/shm": "the container's own POSIX shared memory",
-    "/dev/mqueue": "the container's own POSIX message queues (its IPC namespace)",
-}
-DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0))
-DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-             ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"))
-
+# The script's comments use the words `--explain` says for each step (runtime.py, mounts.py, executor.py,
+# security.py ...), taken from those modules where they are data (mounts.WHY_MOUNT);
+# tests/integration/test_emit_shell.py compares them with a real `--explain` run.
 
 # ---------------------------------------------------------------- the command
 
@@ -575,9 +564,9 @@ class Script:
             body += self.mount_lines(m)
         body += step("mknod null zero full random urandom tty in /dev: no other host device exists here")
         body += ['dev=$(in_root /dev dir)']
-        for name, major, minor in DEVICES:
+        for name, (major, minor) in DEVICES.items():
             body.append(f'mknod -m 666 "$dev/{name}" c {major} {minor}')
-        for name, target in DEV_LINKS:
+        for name, target in DEV_LINKS.items():
             body.append(f'ln -s {target} "$dev/{name}"')
         body += ['in_root "$WORKDIR" dir >/dev/null  # the working directory, made if the image lacks it (as `run`)']
         for key, value in (self.linux.get("sysctl") or {}).items():

@@ -500,10 +500,11 @@ def _mount_one(root_fd: int, m: MountStep, plan: RootfsPlan | None = None) -> No
         os.close(target)
     if m.propagation:
         _propagate(root_fd, m)
-    explain.say(f"mount({m.fstype}, {m.destination}): {_WHY.get(m.destination, 'as the spec asks')}")
+    explain.say(f"mount({m.fstype}, {m.destination}): {WHY_MOUNT.get(m.destination, 'as the spec asks')}")
 
 
-_WHY = {
+# Why each of the container's own filesystems is mounted: --explain's words (emit-shell's too).
+WHY_MOUNT = {
     "/proc": "a new procfs instance that shows only the container's PID namespace",
     "/dev": "a tmpfs with only the standard device nodes: no host device is reachable",
     "/dev/pts": "a private devpts instance (newinstance): the container's own ptys",
