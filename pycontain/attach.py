@@ -28,6 +28,7 @@ import select
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
     from pycontain.state import Record
@@ -47,6 +48,18 @@ def socket_path(rec: Record) -> str:
 
 def frame(kind: int, payload: bytes) -> bytes:
     return bytes((kind,)) + len(payload).to_bytes(4, "big") + payload
+
+
+def frames(buf: bytearray) -> Iterator[tuple[int, bytes]]:
+    """The complete frames at the front of `buf`, each taken off it as it is yielded (a partial one
+    stays for the next read): the one reader of frame() for the monitor, the client and verify."""
+    while len(buf) >= 5:
+        size = int.from_bytes(buf[1:5], "big")
+        if len(buf) < 5 + size:
+            return
+        kind, payload = buf[0], bytes(buf[5:5 + size])
+        del buf[:5 + size]
+        yield kind, payload
 
 
 def _short(path: str) -> tuple[str, int]:
@@ -307,12 +320,7 @@ class Server:
             self._drop(c)
             return
         c.inbuf += data
-        while len(c.inbuf) >= 5:
-            size = int.from_bytes(c.inbuf[1:5], "big")
-            if len(c.inbuf) < 5 + size:
-                break
-            kind, payload = c.inbuf[0], bytes(c.inbuf[5:5 + size])
-            del c.inbuf[:5 + size]
+        for kind, payload in frames(c.inbuf):
             self._handle(kind, payload)
 
     def _handle(self, kind: int, payload: bytes) -> None:
@@ -545,12 +553,7 @@ def _client_loop(sock: int, tty: bool, use_stdin: bool, keys: bytes, close_stdin
             if not data:
                 raise PycontainError("the container's monitor went away before it exited (see `pycontain ps -a`)")
             buf += data
-            while len(buf) >= 5:
-                size = int.from_bytes(buf[1:5], "big")
-                if len(buf) < 5 + size:
-                    break
-                kind, payload = buf[0], bytes(buf[5:5 + size])
-                del buf[:5 + size]
+            for kind, payload in frames(buf):
                 if kind == EXIT:
                     return int(payload) if payload.lstrip(b"-").isdigit() else 125
                 if kind in outs:

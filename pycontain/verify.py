@@ -706,12 +706,7 @@ def _read(probe: Probe) -> None:
         probe.exit = -1 if probe.exit is None else probe.exit
         return
     probe.buf += data
-    while len(probe.buf) >= 5:
-        size = int.from_bytes(probe.buf[1:5], "big")
-        if len(probe.buf) < 5 + size:
-            break
-        kind, payload = probe.buf[0], bytes(probe.buf[5:5 + size])
-        del probe.buf[:5 + size]
+    for kind, payload in attach.frames(probe.buf):
         if kind == attach.STDOUT:
             probe.out += payload
         elif kind == attach.STDERR:
