@@ -144,13 +144,6 @@ def active(project: model.Project, profiles: list[str], named: list[str] | None 
     return out
 
 
-def select(project: model.Project, profiles: list[str], named: list[str]) -> list[str]:
-    """The services a command acts on, in start order: those named (all active ones if none) and, for
-    commands that start them, what they depend on."""
-    act = active(project, profiles, named)
-    return [s for s in model.start_order(project, named or act) if s in act or s in named]
-
-
 def image_name(project: model.Project, service: str) -> str:
     """The image a service runs: its `image`, else the one `build` makes, named PROJECT-SERVICE."""
     svc = project.services[service]
